@@ -1,0 +1,34 @@
+//! Argument parsing (clap derive) and dispatch. The `///` comments are the `--help` text.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// ekvae: learn deep state-space models (EKVAE) of a pendulum from pixels and swing it up with MPC.
+#[derive(Debug, Parser)]
+#[command(name = "ekvae", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Parse the command line, run the subcommand, print any error as one line and exit non-zero.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {}
+}

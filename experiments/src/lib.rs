@@ -1,0 +1,3 @@
+//! The `ekvae` command line: one module per subcommand, glue over the library crates.
+
+pub mod cli;
