@@ -437,9 +437,13 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&mut File>) -
             source: io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
         });
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
-        .suffix(".tmp")
+    let prefix = format!(".{}.", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Temporary files are private (0600) by default; the final file should be an ordinary one.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder
         .tempfile_in(&dir)
         .map_err(io_err("create a temporary file in this folder", dir.clone()))?;
     {

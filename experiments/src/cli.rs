@@ -14,7 +14,12 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Collect random-action pendulum rollouts (frames, actions, states, rewards) into a .npz.
+    Collect(crate::collect::CollectArgs),
+    /// Describe a dataset file and write a contact sheet of its frames.
+    Inspect(crate::inspect::InspectArgs),
+}
 
 /// Parse the command line, run the subcommand, print any error as one line and exit non-zero.
 pub fn main() -> ExitCode {
@@ -30,5 +35,8 @@ pub fn main() -> ExitCode {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Collect(args) => crate::collect::run(args),
+        Command::Inspect(args) => crate::inspect::run(args),
+    }
 }
