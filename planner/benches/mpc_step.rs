@@ -16,7 +16,12 @@ use std::hint::black_box;
 fn snapshot(steps: usize) -> (Mpc<TruePendulum, PendulumCost>, [f64; 2]) {
     let d = TruePendulum::default();
     let (lower, upper) = d.control_limits();
-    let mut mpc = Mpc::new(d, PendulumCost::default(), MpcConfig::with_bounds(ControlBounds { lower, upper })).unwrap();
+    let mut mpc = Mpc::new(
+        d,
+        PendulumCost::default(),
+        MpcConfig::with_bounds(ControlBounds { lower, upper }),
+    )
+    .unwrap();
     let mut x = [std::f64::consts::PI, 0.0];
     for _ in 0..steps {
         let u = mpc.step(&x).unwrap().u[0];
@@ -27,13 +32,21 @@ fn snapshot(steps: usize) -> (Mpc<TruePendulum, PendulumCost>, [f64; 2]) {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("mpc_step_h30");
-    for (name, steps) in [("warm/swing_t5", 5), ("warm/upright_t105", 105), ("replan/t10", 10)] {
+    for (name, steps) in [
+        ("warm/swing_t5", 5),
+        ("warm/upright_t105", 105),
+        ("replan/t10", 10),
+    ] {
         let (mpc, x) = snapshot(steps);
         g.bench_function(name, |b| {
-            b.iter_batched(|| mpc.clone(), |mut m| {
-                let s = m.step(black_box(&x)).unwrap();
-                (m, s) // returned, so dropping the clone is not timed
-            }, BatchSize::SmallInput)
+            b.iter_batched(
+                || mpc.clone(),
+                |mut m| {
+                    let s = m.step(black_box(&x)).unwrap();
+                    (m, s) // returned, so dropping the clone is not timed
+                },
+                BatchSize::SmallInput,
+            )
         });
     }
     g.finish();

@@ -85,7 +85,14 @@ impl BoxQp {
     /// Solves the box-QP with Hessian `h: [m, m]` (symmetric), gradient `g: [m]` and bounds
     /// (±∞ allowed), starting from `warm: [m]`. Returns `false` if `H_ff` is not positive
     /// definite (the caller raises its regularisation).
-    pub fn solve(&mut self, h: &[f64], g: &[f64], lower: &[f64], upper: &[f64], warm: &[f64]) -> bool {
+    pub fn solve(
+        &mut self,
+        h: &[f64],
+        g: &[f64],
+        lower: &[f64],
+        upper: &[f64],
+        warm: &[f64],
+    ) -> bool {
         let m = self.m;
         if m == 1 {
             // Closed form: the 1-D box-QP minimiser is the clamped unconstrained minimiser.
@@ -125,7 +132,11 @@ impl BoxQp {
                 }
                 factored = true;
             }
-            let gnorm: f64 = (0..m).filter(|&i| self.free[i]).map(|i| self.grad[i] * self.grad[i]).sum::<f64>().sqrt();
+            let gnorm: f64 = (0..m)
+                .filter(|&i| self.free[i])
+                .map(|i| self.grad[i] * self.grad[i])
+                .sum::<f64>()
+                .sqrt();
             if gnorm < MIN_GRAD {
                 return true;
             }
@@ -134,7 +145,11 @@ impl BoxQp {
             let mut a = 0;
             for i in 0..m {
                 if self.free[i] {
-                    self.rhs[a] = g[i] + (0..m).filter(|&j| !self.free[j]).map(|j| h[i * m + j] * self.k[j]).sum::<f64>();
+                    self.rhs[a] = g[i]
+                        + (0..m)
+                            .filter(|&j| !self.free[j])
+                            .map(|j| h[i * m + j] * self.k[j])
+                            .sum::<f64>();
                     a += 1;
                 }
             }
@@ -156,7 +171,8 @@ impl BoxQp {
             let mut step = 1.0;
             loop {
                 for i in 0..m {
-                    self.candidate[i] = (self.k[i] + step * self.search[i]).clamp(lower[i], upper[i]);
+                    self.candidate[i] =
+                        (self.k[i] + step * self.search[i]).clamp(lower[i], upper[i]);
                 }
                 let v_new = self.value(h, g, &self.candidate);
                 if (v_new - value) / (step * sdotg) > ARMIJO {
@@ -173,7 +189,8 @@ impl BoxQp {
         // Refresh the free set and factor at the final iterate.
         for i in 0..m {
             self.grad[i] = g[i] + (0..m).map(|j| h[i * m + j] * self.k[j]).sum::<f64>();
-            self.free[i] = !((self.k[i] <= lower[i] && self.grad[i] > 0.0) || (self.k[i] >= upper[i] && self.grad[i] < 0.0));
+            self.free[i] = !((self.k[i] <= lower[i] && self.grad[i] > 0.0)
+                || (self.k[i] >= upper[i] && self.grad[i] < 0.0));
         }
         self.factor_free(h)
     }
@@ -193,7 +210,9 @@ mod tests {
                     lo[0] + (hi[0] - lo[0]) * a as f64 / steps as f64,
                     lo[1] + (hi[1] - lo[1]) * b as f64 / steps as f64,
                 ];
-                let v = 0.5 * (h[0] * x[0] * x[0] + 2.0 * h[1] * x[0] * x[1] + h[3] * x[1] * x[1]) + g[0] * x[0] + g[1] * x[1];
+                let v = 0.5 * (h[0] * x[0] * x[0] + 2.0 * h[1] * x[0] * x[1] + h[3] * x[1] * x[1])
+                    + g[0] * x[0]
+                    + g[1] * x[1];
                 if v < best.0 {
                     best = (v, x);
                 }
@@ -218,19 +237,29 @@ mod tests {
     fn two_dimensions_match_grid_search() {
         let h = [2.0, 0.8, 0.8, 1.0];
         for (g, lo, hi) in [
-            ([-4.0, 3.0], [-1.0, -1.0], [1.0, 1.0]),  // both clamped
-            ([0.2, -0.1], [-1.0, -1.0], [1.0, 1.0]),  // interior
-            ([-6.0, 0.0], [-1.0, -2.0], [1.0, 2.0]),  // one clamped, the other free
+            ([-4.0, 3.0], [-1.0, -1.0], [1.0, 1.0]), // both clamped
+            ([0.2, -0.1], [-1.0, -1.0], [1.0, 1.0]), // interior
+            ([-6.0, 0.0], [-1.0, -2.0], [1.0, 2.0]), // one clamped, the other free
         ] {
             let mut qp = BoxQp::new(2);
             assert!(qp.solve(&h, &g, &lo, &hi, &[0.0, 0.0]));
             let (v_ref, x_ref) = grid_min(&h, &g, &lo, &hi);
-            let v = 0.5 * (h[0] * qp.k[0] * qp.k[0] + 2.0 * h[1] * qp.k[0] * qp.k[1] + h[3] * qp.k[1] * qp.k[1])
+            let v = 0.5
+                * (h[0] * qp.k[0] * qp.k[0]
+                    + 2.0 * h[1] * qp.k[0] * qp.k[1]
+                    + h[3] * qp.k[1] * qp.k[1])
                 + g[0] * qp.k[0]
                 + g[1] * qp.k[1];
-            assert!(v <= v_ref + 1e-9, "box-QP value {v} worse than grid {v_ref} at {x_ref:?}");
+            assert!(
+                v <= v_ref + 1e-9,
+                "box-QP value {v} worse than grid {v_ref} at {x_ref:?}"
+            );
             for i in 0..2 {
-                assert!((qp.k[i] - x_ref[i]).abs() < 2e-3, "k={:?} grid={x_ref:?}", qp.k);
+                assert!(
+                    (qp.k[i] - x_ref[i]).abs() < 2e-3,
+                    "k={:?} grid={x_ref:?}",
+                    qp.k
+                );
                 assert!(qp.k[i] >= lo[i] && qp.k[i] <= hi[i]);
             }
         }

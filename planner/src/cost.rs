@@ -96,7 +96,10 @@ impl QuadraticCost {
             check_finite(what, v)?;
         }
         if n == 0 || m == 0 {
-            return Err(Error::InvalidConfig { field: "QuadraticCost", reason: "empty goal or R".into() });
+            return Err(Error::InvalidConfig {
+                field: "QuadraticCost",
+                reason: "empty goal or R".into(),
+            });
         }
         let (mut q, mut r, mut q_final) = (q, r, q_final);
         crate::linalg::symmetrize(&mut q, n);
@@ -104,9 +107,19 @@ impl QuadraticCost {
         crate::linalg::symmetrize(&mut r, m);
         let mut l = vec![0.0; m * m];
         if !crate::linalg::cholesky(&r, m, &mut l) {
-            return Err(Error::InvalidConfig { field: "R", reason: "must be positive definite".into() });
+            return Err(Error::InvalidConfig {
+                field: "R",
+                reason: "must be positive definite".into(),
+            });
         }
-        Ok(Self { n, m, goal, q, r, q_final })
+        Ok(Self {
+            n,
+            m,
+            goal,
+            q,
+            r,
+            q_final,
+        })
     }
 
     /// Diagonal weights: `Q = diag(q)`, `R = diag(r)`, `Q_f = diag(q_final)`.
@@ -156,7 +169,10 @@ impl QuadraticCost {
     fn state_derivs(&self, w: &[f64], x: &[f64], q: &mut Quadratization) {
         let n = self.n;
         for i in 0..n {
-            q.lx[i] = 2.0 * (0..n).map(|j| w[i * n + j] * (x[j] - self.goal[j])).sum::<f64>();
+            q.lx[i] = 2.0
+                * (0..n)
+                    .map(|j| w[i * n + j] * (x[j] - self.goal[j]))
+                    .sum::<f64>();
         }
         for (h, wv) in q.lxx.iter_mut().zip(w) {
             *h = 2.0 * wv;
@@ -216,7 +232,12 @@ pub struct PendulumCost {
 impl Default for PendulumCost {
     /// Gymnasium's weights and a terminal multiplier of 1.
     fn default() -> Self {
-        Self { w_theta: 1.0, w_theta_dot: 0.1, w_u: 0.001, w_final: 1.0 }
+        Self {
+            w_theta: 1.0,
+            w_theta_dot: 0.1,
+            w_u: 0.001,
+            w_final: 1.0,
+        }
     }
 }
 
@@ -297,9 +318,17 @@ mod tests {
 
     #[test]
     fn pendulum_cost_derivatives_match_finite_differences() {
-        let c = PendulumCost { w_final: 7.0, ..PendulumCost::default() };
+        let c = PendulumCost {
+            w_final: 7.0,
+            ..PendulumCost::default()
+        };
         // Away from the wrap point θ = π (mod 2π), including wrapped angles.
-        for &(x, u) in &[([0.3, -1.0], 0.7), ([2.9, 4.0], -1.9), ([-3.5, 0.2], 2.0), ([9.0, -6.0], 0.1)] {
+        for &(x, u) in &[
+            ([0.3, -1.0], 0.7),
+            ([2.9, 4.0], -1.9),
+            ([-3.5, 0.2], 2.0),
+            ([9.0, -6.0], 0.1),
+        ] {
             check_cost_derivatives(&c, &x, &[u], 1e-6);
         }
     }

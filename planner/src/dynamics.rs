@@ -71,7 +71,10 @@ impl LinearDynamics {
         crate::error::check_finite("A", &a)?;
         crate::error::check_finite("B", &b)?;
         if n == 0 || m == 0 {
-            return Err(crate::Error::InvalidConfig { field: "n, m", reason: "sizes must be at least 1".into() });
+            return Err(crate::Error::InvalidConfig {
+                field: "n, m",
+                reason: "sizes must be at least 1".into(),
+            });
         }
         Ok(Self { n, m, a, b })
     }

@@ -51,7 +51,12 @@ pub struct Regularization {
 
 impl Default for Regularization {
     fn default() -> Self {
-        Self { initial: 1e-6, factor: 10.0, min: 1e-6, max: 1e10 }
+        Self {
+            initial: 1e-6,
+            factor: 10.0,
+            min: 1e-6,
+            max: 1e10,
+        }
     }
 }
 
@@ -70,7 +75,12 @@ pub struct LineSearch {
 
 impl Default for LineSearch {
     fn default() -> Self {
-        Self { initial: 1.0, factor: 0.5, min: 1e-3, min_ratio: 1e-4 }
+        Self {
+            initial: 1.0,
+            factor: 0.5,
+            min: 1e-3,
+            min_ratio: 1e-4,
+        }
     }
 }
 
@@ -116,12 +126,20 @@ impl Default for IlqrConfig {
 impl IlqrConfig {
     /// Checks every invariant documented on the fields, for control size `m`.
     pub fn check(&self, m: usize) -> Result<()> {
-        let bad = |field: &'static str, reason: &str| Err(Error::InvalidConfig { field, reason: reason.into() });
+        let bad = |field: &'static str, reason: &str| {
+            Err(Error::InvalidConfig {
+                field,
+                reason: reason.into(),
+            })
+        };
         let r = &self.regularization;
         let ls = &self.line_search;
         check_finite("tolerances", &[self.tol_cost, self.tol_grad])?;
         check_finite("regularization", &[r.initial, r.factor, r.min])?;
-        check_finite("line search", &[ls.initial, ls.factor, ls.min, ls.min_ratio])?;
+        check_finite(
+            "line search",
+            &[ls.initial, ls.factor, ls.min, ls.min_ratio],
+        )?;
         if self.max_iterations == 0 {
             return bad("max_iterations", "must be at least 1");
         }
@@ -129,16 +147,30 @@ impl IlqrConfig {
             return bad("tol_cost/tol_grad", "must be >= 0");
         }
         if !(r.factor > 1.0 && r.min > 0.0 && r.initial >= 0.0 && r.max >= r.min) {
-            return bad("regularization", "need factor > 1, min > 0, initial >= 0, max >= min");
+            return bad(
+                "regularization",
+                "need factor > 1, min > 0, initial >= 0, max >= min",
+            );
         }
-        if !(ls.initial > 0.0 && ls.factor > 0.0 && ls.factor < 1.0 && ls.min > 0.0 && ls.min <= ls.initial && ls.min_ratio >= 0.0) {
-            return bad("line_search", "need initial >= min > 0, 0 < factor < 1, min_ratio >= 0");
+        if !(ls.initial > 0.0
+            && ls.factor > 0.0
+            && ls.factor < 1.0
+            && ls.min > 0.0
+            && ls.min <= ls.initial
+            && ls.min_ratio >= 0.0)
+        {
+            return bad(
+                "line_search",
+                "need initial >= min > 0, 0 < factor < 1, min_ratio >= 0",
+            );
         }
         if let Some(b) = &self.bounds {
             check_len("bounds.lower", m, b.lower.len())?;
             check_len("bounds.upper", m, b.upper.len())?;
             if b.lower.iter().chain(&b.upper).any(|v| v.is_nan()) {
-                return Err(Error::NonFinite { what: "control bounds" });
+                return Err(Error::NonFinite {
+                    what: "control bounds",
+                });
             }
             if b.lower.iter().zip(&b.upper).any(|(l, u)| l > u) {
                 return bad("bounds", "lower must not exceed upper");
@@ -203,7 +235,9 @@ impl InitialGuess {
             InitialGuess::Constant(bounds.upper.clone()),
             InitialGuess::Constant(bounds.lower.clone()),
         ];
-        v.extend((0..n_random as u64).map(|i| InitialGuess::Random { seed: seed.wrapping_add(i) }));
+        v.extend((0..n_random as u64).map(|i| InitialGuess::Random {
+            seed: seed.wrapping_add(i),
+        }));
         v
     }
 }
@@ -327,10 +361,21 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
     pub fn new(dynamics: D, cost: C, config: IlqrConfig) -> Result<Self> {
         let (n, m) = (dynamics.state_dim(), dynamics.control_dim());
         if n == 0 || m == 0 {
-            return Err(Error::InvalidConfig { field: "dynamics", reason: "state and control sizes must be >= 1".into() });
+            return Err(Error::InvalidConfig {
+                field: "dynamics",
+                reason: "state and control sizes must be >= 1".into(),
+            });
         }
         config.check(m)?;
-        Ok(Self { dynamics, cost, config, n, m, horizon: 0, ws: Workspace::new(n, m, 0) })
+        Ok(Self {
+            dynamics,
+            cost,
+            config,
+            n,
+            m,
+            horizon: 0,
+            ws: Workspace::new(n, m, 0),
+        })
     }
 
     /// The settings.
@@ -364,7 +409,12 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
     }
 
     /// Concrete controls `[T, m]` (within the bounds) for an initial guess from `x0`.
-    pub fn initial_controls(&self, x0: &[f64], horizon: usize, guess: &InitialGuess) -> Result<Vec<f64>> {
+    pub fn initial_controls(
+        &self,
+        x0: &[f64],
+        horizon: usize,
+        guess: &InitialGuess,
+    ) -> Result<Vec<f64>> {
         let (n, m) = (self.n, self.m);
         check_len("x0", n, x0.len())?;
         check_finite("x0", x0)?;
@@ -376,12 +426,21 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
                 c.iter().copied().cycle().take(horizon * m).collect()
             }
             InitialGuess::Random { seed } => {
-                let b = self.config.bounds.as_ref().filter(|b| b.lower.iter().chain(&b.upper).all(|v| v.is_finite()));
+                let b = self
+                    .config
+                    .bounds
+                    .as_ref()
+                    .filter(|b| b.lower.iter().chain(&b.upper).all(|v| v.is_finite()));
                 let Some(b) = b else {
-                    return Err(Error::InvalidConfig { field: "bounds", reason: "random initial controls need finite control bounds".into() });
+                    return Err(Error::InvalidConfig {
+                        field: "bounds",
+                        reason: "random initial controls need finite control bounds".into(),
+                    });
                 };
                 let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-                (0..horizon * m).map(|i| rng.random_range(b.lower[i % m]..=b.upper[i % m])).collect()
+                (0..horizon * m)
+                    .map(|i| rng.random_range(b.lower[i % m]..=b.upper[i % m]))
+                    .collect()
             }
             InitialGuess::Sequence(s) => {
                 check_len("initial control sequence", horizon * m, s.len())?;
@@ -418,7 +477,11 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
         check_finite("x0", x0)?;
         check_finite("initial controls", us_init)?;
         if us_init.is_empty() || !us_init.len().is_multiple_of(m) {
-            return Err(Error::Dimension { what: "initial controls (must be T·m, T ≥ 1)", expected: m, got: us_init.len() });
+            return Err(Error::Dimension {
+                what: "initial controls (must be T·m, T ≥ 1)",
+                expected: m,
+                got: us_init.len(),
+            });
         }
         let horizon = us_init.len() / m;
         if horizon != self.horizon {
@@ -434,9 +497,18 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
         self.ws.k.fill(0.0);
         self.ws.gains.fill(0.0);
         self.ws.xs[..n].copy_from_slice(x0);
-        let mut cost = rollout(&self.dynamics, &self.cost, &mut self.ws.xs, &self.ws.us, n, m);
+        let mut cost = rollout(
+            &self.dynamics,
+            &self.cost,
+            &mut self.ws.xs,
+            &self.ws.us,
+            n,
+            m,
+        );
         if !cost.is_finite() {
-            return Err(Error::NonFinite { what: "cost of the initial rollout" });
+            return Err(Error::NonFinite {
+                what: "cost of the initial rollout",
+            });
         }
         let cfg = self.config.clone();
         let reg = cfg.regularization;
@@ -466,7 +538,9 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
                     }
                 }
             };
-            let Some(dv) = dv else { break StopReason::RegularizationExceeded };
+            let Some(dv) = dv else {
+                break StopReason::RegularizationExceeded;
+            };
             if self.feedforward_norm() < cfg.tol_grad {
                 mu = decrease(mu, &reg);
                 break StopReason::GradientNorm;
@@ -508,9 +582,17 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
     }
 
     /// Solves from each initial guess and keeps the lowest final cost (ties: the earliest).
-    pub fn solve_multistart(&mut self, x0: &[f64], horizon: usize, starts: &[InitialGuess]) -> Result<MultiStartSolution> {
+    pub fn solve_multistart(
+        &mut self,
+        x0: &[f64],
+        horizon: usize,
+        starts: &[InitialGuess],
+    ) -> Result<MultiStartSolution> {
         if starts.is_empty() {
-            return Err(Error::InvalidConfig { field: "starts", reason: "need at least one initial guess".into() });
+            return Err(Error::InvalidConfig {
+                field: "starts",
+                reason: "need at least one initial guess".into(),
+            });
         }
         let mut best: Option<(usize, IlqrSolution)> = None;
         let mut costs = Vec::with_capacity(starts.len());
@@ -525,18 +607,30 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
             }
         }
         let (best_index, best) = best.expect("starts is non-empty");
-        Ok(MultiStartSolution { best, best_index, costs, total_iterations: total })
+        Ok(MultiStartSolution {
+            best,
+            best_index,
+            costs,
+            total_iterations: total,
+        })
     }
 
     /// `A_t, B_t` and the cost quadratizations along the current trajectory.
     fn linearize_quadratize(&mut self) {
         let (n, m, horizon) = (self.n, self.m, self.horizon);
         let ws = &mut self.ws;
-        self.dynamics.linearize_trajectory(&ws.xs, &ws.us, &mut ws.a, &mut ws.b);
+        self.dynamics
+            .linearize_trajectory(&ws.xs, &ws.us, &mut ws.a, &mut ws.b);
         for t in 0..horizon {
-            self.cost.quadratize(t, &ws.xs[t * n..(t + 1) * n], &ws.us[t * m..(t + 1) * m], &mut ws.quad[t]);
+            self.cost.quadratize(
+                t,
+                &ws.xs[t * n..(t + 1) * n],
+                &ws.us[t * m..(t + 1) * m],
+                &mut ws.quad[t],
+            );
         }
-        self.cost.quadratize_terminal(&ws.xs[horizon * n..], &mut ws.quad[horizon]);
+        self.cost
+            .quadratize_terminal(&ws.xs[horizon * n..], &mut ws.quad[horizon]);
     }
 
     /// Riccati-like backward pass with regularisation `mu`; fills `k`, `K` and returns the
@@ -576,7 +670,9 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
             // Box-QP for k_t with bounds relative to u_t.
             let u = &ws.us[t * m..(t + 1) * m];
             for i in 0..m {
-                let (lo, hi) = bounds.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| (b.lower[i], b.upper[i]));
+                let (lo, hi) = bounds.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| {
+                    (b.lower[i], b.upper[i])
+                });
                 ws.lower[i] = lo - u[i];
                 ws.upper[i] = hi - u[i];
             }
@@ -598,7 +694,11 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
                             a_idx += 1;
                         }
                     }
-                    crate::linalg::cholesky_solve(&ws.qp.chol_free[..nf * nf], nf, &mut ws.tmp_m[..nf]);
+                    crate::linalg::cholesky_solve(
+                        &ws.qp.chol_free[..nf * nf],
+                        nf,
+                        &mut ws.tmp_m[..nf],
+                    );
                     let mut a_idx = 0;
                     for i in 0..m {
                         if ws.qp.free[i] {
@@ -640,7 +740,11 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
     fn feedforward_norm(&self) -> f64 {
         let m = self.m;
         let total: f64 = (0..self.horizon)
-            .map(|t| (0..m).map(|i| self.ws.k[t * m + i].abs() / (self.ws.us[t * m + i].abs() + 1.0)).fold(0.0, f64::max))
+            .map(|t| {
+                (0..m)
+                    .map(|i| self.ws.k[t * m + i].abs() / (self.ws.us[t * m + i].abs() + 1.0))
+                    .fold(0.0, f64::max)
+            })
             .sum();
         total / self.horizon as f64
     }
@@ -682,7 +786,11 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
             if new_cost.is_finite() {
                 let expected = -(alpha * dv[0] + alpha * alpha * dv[1]);
                 let actual = cost - new_cost;
-                let ok = if expected > 0.0 { actual / expected > ls.min_ratio } else { actual > 0.0 };
+                let ok = if expected > 0.0 {
+                    actual / expected > ls.min_ratio
+                } else {
+                    actual > 0.0
+                };
                 if ok && actual >= 0.0 {
                     return Some(new_cost);
                 }
@@ -699,7 +807,14 @@ fn decrease(mu: f64, reg: &Regularization) -> f64 {
 }
 
 /// Rolls `us: [T, m]` out from `xs[0..n]` (already set) into `xs: [T+1, n]`; returns the total cost.
-pub fn rollout<D: Dynamics, C: Cost>(dynamics: &D, cost: &C, xs: &mut [f64], us: &[f64], n: usize, m: usize) -> f64 {
+pub fn rollout<D: Dynamics, C: Cost>(
+    dynamics: &D,
+    cost: &C,
+    xs: &mut [f64],
+    us: &[f64],
+    n: usize,
+    m: usize,
+) -> f64 {
     let horizon = us.len() / m;
     let mut total = 0.0;
     for t in 0..horizon {
@@ -724,24 +839,41 @@ mod tests {
     }
     fn mul(a: &M, b: &M) -> M {
         let (r, k, c) = (a.len(), b.len(), b[0].len());
-        (0..r).map(|i| (0..c).map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum()).collect()).collect()
+        (0..r)
+            .map(|i| {
+                (0..c)
+                    .map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum())
+                    .collect()
+            })
+            .collect()
     }
     fn tr(a: &M) -> M {
-        (0..a[0].len()).map(|j| (0..a.len()).map(|i| a[i][j]).collect()).collect()
+        (0..a[0].len())
+            .map(|j| (0..a.len()).map(|i| a[i][j]).collect())
+            .collect()
     }
     fn add(a: &M, b: &M) -> M {
-        a.iter().zip(b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect()).collect()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect())
+            .collect()
     }
     /// Inverse by Gauss–Jordan with partial pivoting.
     fn inv(a: &M) -> M {
         let n = a.len();
-        let mut aug: M = a.iter().enumerate().map(|(i, r)| {
-            let mut row = r.clone();
-            row.extend((0..n).map(|j| if i == j { 1.0 } else { 0.0 }));
-            row
-        }).collect();
+        let mut aug: M = a
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut row = r.clone();
+                row.extend((0..n).map(|j| if i == j { 1.0 } else { 0.0 }));
+                row
+            })
+            .collect();
         for c in 0..n {
-            let p = (c..n).max_by(|&x, &y| aug[x][c].abs().total_cmp(&aug[y][c].abs())).unwrap();
+            let p = (c..n)
+                .max_by(|&x, &y| aug[x][c].abs().total_cmp(&aug[y][c].abs()))
+                .unwrap();
             aug.swap(c, p);
             let d = aug[c][c];
             for v in aug[c].iter_mut() {
@@ -772,8 +904,15 @@ mod tests {
         let dynamics = LinearDynamics::new(n, m, a_flat.clone(), b_flat.clone()).unwrap();
         let (q, r, qf) = ([1.0, 0.5, 2.0], [0.1, 0.3], [10.0, 5.0, 8.0]);
         let cost = QuadraticCost::diagonal(vec![0.0; n], &q, &r, &qf).unwrap();
-        let reg = Regularization { initial: 0.0, ..Regularization::default() };
-        let cfg = IlqrConfig { regularization: reg, tol_grad: 1e-9, ..IlqrConfig::default() };
+        let reg = Regularization {
+            initial: 0.0,
+            ..Regularization::default()
+        };
+        let cfg = IlqrConfig {
+            regularization: reg,
+            tol_grad: 1e-9,
+            ..IlqrConfig::default()
+        };
         let mut solver = Ilqr::new(dynamics, cost, cfg).unwrap();
         let x0 = [1.0, -2.0, 0.5];
         let sol = solver.solve(&x0, &vec![0.0; horizon * m]).unwrap();
@@ -781,29 +920,53 @@ mod tests {
         assert_eq!(sol.stop, StopReason::GradientNorm);
 
         let (a, b) = (from_flat(&a_flat, n, n), from_flat(&b_flat, n, m));
-        let diag = |d: &[f64]| -> M { (0..d.len()).map(|i| (0..d.len()).map(|j| if i == j { d[i] } else { 0.0 }).collect()).collect() };
+        let diag = |d: &[f64]| -> M {
+            (0..d.len())
+                .map(|i| {
+                    (0..d.len())
+                        .map(|j| if i == j { d[i] } else { 0.0 })
+                        .collect()
+                })
+                .collect()
+        };
         let (qm, rm) = (diag(&q), diag(&r));
         let mut p = diag(&qf);
         let mut gains = vec![M::new(); horizon];
         for t in (0..horizon).rev() {
             let bt_p = mul(&tr(&b), &p);
             let k = mul(&inv(&add(&rm, &mul(&bt_p, &b))), &mul(&bt_p, &a));
-            let k: M = k.iter().map(|row| row.iter().map(|v| -v).collect()).collect();
+            let k: M = k
+                .iter()
+                .map(|row| row.iter().map(|v| -v).collect())
+                .collect();
             let at_p = mul(&tr(&a), &p);
             p = add(&add(&qm, &mul(&at_p, &a)), &mul(&mul(&at_p, &b), &k));
             gains[t] = k;
         }
         let x0m: M = x0.iter().map(|v| vec![*v]).collect();
         let j_ref = mul(&mul(&tr(&x0m), &p), &x0m)[0][0];
-        assert!((sol.cost - j_ref).abs() < 1e-9 * j_ref, "iLQR cost {} vs Riccati {j_ref}", sol.cost);
+        assert!(
+            (sol.cost - j_ref).abs() < 1e-9 * j_ref,
+            "iLQR cost {} vs Riccati {j_ref}",
+            sol.cost
+        );
         let mut x = x0m;
         for t in 0..horizon {
             let u = mul(&gains[t], &x);
             for i in 0..m {
-                assert!((sol.us[t * m + i] - u[i][0]).abs() < 1e-9, "u[{t}][{i}]: {} vs {}", sol.us[t * m + i], u[i][0]);
+                assert!(
+                    (sol.us[t * m + i] - u[i][0]).abs() < 1e-9,
+                    "u[{t}][{i}]: {} vs {}",
+                    sol.us[t * m + i],
+                    u[i][0]
+                );
                 for j in 0..n {
                     let g = sol.gains[t * m * n + i * n + j];
-                    assert!((g - gains[t][i][j]).abs() < 1e-9, "K[{t}][{i},{j}]: {g} vs {}", gains[t][i][j]);
+                    assert!(
+                        (g - gains[t][i][j]).abs() < 1e-9,
+                        "K[{t}][{i},{j}]: {g} vs {}",
+                        gains[t][i][j]
+                    );
                 }
             }
             x = add(&mul(&a, &x), &mul(&b, &u));
@@ -813,19 +976,44 @@ mod tests {
     fn pendulum_solver(max_iterations: usize) -> Ilqr<TruePendulum, PendulumCost> {
         let d = TruePendulum::default();
         let (lower, upper) = d.control_limits();
-        let cfg = IlqrConfig { max_iterations, bounds: Some(ControlBounds { lower, upper }), ..IlqrConfig::default() };
+        let cfg = IlqrConfig {
+            max_iterations,
+            bounds: Some(ControlBounds { lower, upper }),
+            ..IlqrConfig::default()
+        };
         Ilqr::new(d, PendulumCost::default(), cfg).unwrap()
     }
 
     #[test]
     fn non_finite_or_missized_input_is_an_error() {
         let mut s = pendulum_solver(10);
-        assert!(matches!(s.solve(&[f64::NAN, 0.0], &[0.0; 5]), Err(Error::NonFinite { .. })));
-        assert!(matches!(s.solve(&[0.0, 0.0], &[0.0, f64::INFINITY]), Err(Error::NonFinite { .. })));
-        assert!(matches!(s.solve(&[0.0], &[0.0; 5]), Err(Error::Dimension { .. })));
-        assert!(matches!(s.solve(&[0.0, 0.0], &[]), Err(Error::Dimension { .. })));
-        let bad = IlqrConfig { regularization: Regularization { factor: 0.5, ..Regularization::default() }, ..IlqrConfig::default() };
-        assert!(matches!(Ilqr::new(TruePendulum::default(), PendulumCost::default(), bad), Err(Error::InvalidConfig { .. })));
+        assert!(matches!(
+            s.solve(&[f64::NAN, 0.0], &[0.0; 5]),
+            Err(Error::NonFinite { .. })
+        ));
+        assert!(matches!(
+            s.solve(&[0.0, 0.0], &[0.0, f64::INFINITY]),
+            Err(Error::NonFinite { .. })
+        ));
+        assert!(matches!(
+            s.solve(&[0.0], &[0.0; 5]),
+            Err(Error::Dimension { .. })
+        ));
+        assert!(matches!(
+            s.solve(&[0.0, 0.0], &[]),
+            Err(Error::Dimension { .. })
+        ));
+        let bad = IlqrConfig {
+            regularization: Regularization {
+                factor: 0.5,
+                ..Regularization::default()
+            },
+            ..IlqrConfig::default()
+        };
+        assert!(matches!(
+            Ilqr::new(TruePendulum::default(), PendulumCost::default(), bad),
+            Err(Error::InvalidConfig { .. })
+        ));
     }
 
     #[test]
@@ -834,7 +1022,9 @@ mod tests {
         let bounds = s.config().bounds.clone().unwrap();
         let x0 = [std::f64::consts::PI, 0.0];
         let mut starts = InitialGuess::standard_set(&bounds, 3, 7);
-        starts.push(InitialGuess::Policy(Arc::new(|x: &[f64]| vec![if x[1] >= 0.0 { 2.0 } else { -2.0 }])));
+        starts.push(InitialGuess::Policy(Arc::new(|x: &[f64]| {
+            vec![if x[1] >= 0.0 { 2.0 } else { -2.0 }]
+        })));
         let ms = s.solve_multistart(&x0, 30, &starts).unwrap();
         assert_eq!(ms.costs.len(), starts.len());
         let min = ms.costs.iter().copied().fold(f64::INFINITY, f64::min);

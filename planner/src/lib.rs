@@ -29,6 +29,9 @@ mod testutil;
 pub use cost::{Cost, PendulumCost, QuadraticCost, Quadratization};
 pub use dynamics::{Dynamics, LinearDynamics};
 pub use error::{Error, Result};
-pub use ilqr::{ControlBounds, Ilqr, IlqrConfig, IlqrSolution, InitialGuess, LineSearch, MultiStartSolution, Regularization, StopReason};
+pub use ilqr::{
+    ControlBounds, Ilqr, IlqrConfig, IlqrSolution, InitialGuess, LineSearch, MultiStartSolution,
+    Regularization, StopReason,
+};
 pub use mpc::{ExactState, Mpc, MpcAgent, MpcConfig, MpcStep, StateEstimator};
 pub use pendulum::TruePendulum;

@@ -41,13 +41,21 @@ impl MpcConfig {
             multistart_iterations: 50,
             random_starts: 2,
             seed: 0,
-            ilqr: IlqrConfig { bounds: Some(bounds), ..IlqrConfig::default() },
+            ilqr: IlqrConfig {
+                bounds: Some(bounds),
+                ..IlqrConfig::default()
+            },
         }
     }
 
     /// Checks the invariants (horizon ≥ 1, budgets ≥ 1, `replan_every ≥ 1`, bounds set).
     pub fn check(&self, m: usize) -> Result<()> {
-        let bad = |field: &'static str, reason: &str| Err(Error::InvalidConfig { field, reason: reason.into() });
+        let bad = |field: &'static str, reason: &str| {
+            Err(Error::InvalidConfig {
+                field,
+                reason: reason.into(),
+            })
+        };
         if self.horizon == 0 {
             return bad("horizon", "must be at least 1");
         }
@@ -58,7 +66,10 @@ impl MpcConfig {
             return bad("replan_every", "must be at least 1 (or None)");
         }
         if self.ilqr.bounds.is_none() {
-            return bad("ilqr.bounds", "MPC needs control bounds for its ±limit and random starts");
+            return bad(
+                "ilqr.bounds",
+                "MPC needs control bounds for its ±limit and random starts",
+            );
         }
         self.ilqr.check(m)
     }
@@ -100,7 +111,15 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
         config.check(m)?;
         let bounds = config.ilqr.bounds.clone().expect("checked");
         let solver = Ilqr::new(dynamics, cost, config.ilqr.clone())?;
-        Ok(Self { solver, config, bounds, policy: None, warm: None, t: 0, m })
+        Ok(Self {
+            solver,
+            config,
+            bounds,
+            policy: None,
+            warm: None,
+            t: 0,
+            m,
+        })
     }
 
     /// Adds the rollout of `policy` to the multi-start candidates.
@@ -124,9 +143,17 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
     pub fn step(&mut self, x: &[f64]) -> Result<MpcStep> {
         check_finite("MPC state", x)?;
         let (m, horizon) = (self.m, self.config.horizon);
-        let replan = self.warm.is_none() || self.config.replan_every.is_some_and(|k| self.t.is_multiple_of(k));
+        let replan = self.warm.is_none()
+            || self
+                .config
+                .replan_every
+                .is_some_and(|k| self.t.is_multiple_of(k));
         let (sol, iterations) = if replan {
-            let mut starts = InitialGuess::standard_set(&self.bounds, self.config.random_starts, self.config.seed.wrapping_add(1000 * self.t as u64));
+            let mut starts = InitialGuess::standard_set(
+                &self.bounds,
+                self.config.random_starts,
+                self.config.seed.wrapping_add(1000 * self.t as u64),
+            );
             if let Some(p) = &self.policy {
                 starts.push(InitialGuess::Policy(p.clone()));
             }
@@ -138,7 +165,10 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
             (ms.best, ms.total_iterations)
         } else {
             self.set_budget(self.config.iterations_per_step)?;
-            let warm = self.warm.take().expect("not replanning implies a warm start");
+            let warm = self
+                .warm
+                .take()
+                .expect("not replanning implies a warm start");
             let sol = self.solver.solve(x, &warm)?;
             let it = sol.iterations;
             (sol, it)
@@ -178,7 +208,8 @@ pub trait StateEstimator {
     fn reset(&mut self);
     /// The state estimate after seeing `obs`; `last_action` is the action applied since the
     /// previous observation (`None` on an episode's first observation).
-    fn observe(&mut self, obs: &Self::Observation, last_action: Option<&[f64]>) -> Result<Vec<f64>>;
+    fn observe(&mut self, obs: &Self::Observation, last_action: Option<&[f64]>)
+    -> Result<Vec<f64>>;
 }
 
 /// The identity estimator: the observation *is* the state (true-model MPC).
@@ -207,7 +238,11 @@ pub struct MpcAgent<E, D, C> {
 impl<E: StateEstimator, D: Dynamics, C: Cost> MpcAgent<E, D, C> {
     /// Combines an estimator and an MPC controller.
     pub fn new(estimator: E, mpc: Mpc<D, C>) -> Self {
-        Self { estimator, mpc, last_action: None }
+        Self {
+            estimator,
+            mpc,
+            last_action: None,
+        }
     }
 
     /// New episode: resets the estimator and the controller's warm start.
@@ -233,7 +268,10 @@ mod tests {
     use ekvae_envs::pendulum::{angle_normalize, step};
 
     fn pendulum_agent(cfg: MpcConfig) -> MpcAgent<ExactState, TruePendulum, PendulumCost> {
-        MpcAgent::new(ExactState, Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg).unwrap())
+        MpcAgent::new(
+            ExactState,
+            Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg).unwrap(),
+        )
     }
 
     fn default_config() -> MpcConfig {
@@ -242,7 +280,10 @@ mod tests {
     }
 
     /// Runs 200 steps on the true physics; returns (θ trajectory after each step, controls).
-    fn episode(agent: &mut MpcAgent<ExactState, TruePendulum, PendulumCost>, x0: [f64; 2]) -> (Vec<f64>, Vec<f64>) {
+    fn episode(
+        agent: &mut MpcAgent<ExactState, TruePendulum, PendulumCost>,
+        x0: [f64; 2],
+    ) -> (Vec<f64>, Vec<f64>) {
         agent.reset();
         let p = agent.mpc.solver.dynamics().params;
         let mut x = x0;
@@ -262,10 +303,16 @@ mod tests {
     fn swings_up_from_hanging_and_stays_upright() {
         let mut agent = pendulum_agent(default_config());
         let (ths, us) = episode(&mut agent, [std::f64::consts::PI, 0.0]);
-        let first = ths.iter().position(|th| angle_normalize(*th).abs() < 0.1).expect("never reached |θ| < 0.1");
+        let first = ths
+            .iter()
+            .position(|th| angle_normalize(*th).abs() < 0.1)
+            .expect("never reached |θ| < 0.1");
         assert!(first < 100, "upright only at step {first}");
         for (t, th) in ths.iter().enumerate().skip(first) {
-            assert!(angle_normalize(*th).abs() < 0.1, "fell to θ = {th} at step {t} (upright at {first})");
+            assert!(
+                angle_normalize(*th).abs() < 0.1,
+                "fell to θ = {th} at step {t} (upright at {first})"
+            );
         }
         assert!(us.iter().all(|u| (-2.0..=2.0).contains(u)));
     }
@@ -289,6 +336,9 @@ mod tests {
         cfg.ilqr.bounds = None;
         assert!(Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg).is_err());
         let mut agent = pendulum_agent(default_config());
-        assert!(matches!(agent.act(&[f64::NAN, 0.0]), Err(Error::NonFinite { .. })));
+        assert!(matches!(
+            agent.act(&[f64::NAN, 0.0]),
+            Err(Error::NonFinite { .. })
+        ));
     }
 }

@@ -31,7 +31,10 @@ pub fn fd_dynamics<D: Dynamics>(d: &D, x: &[f64], u: &[f64], h: f64) -> (Vec<f64
 }
 
 fn assert_close(what: &str, got: f64, want: f64, tol: f64) {
-    assert!((got - want).abs() <= tol * (1.0 + want.abs()), "{what}: analytic {got}, finite difference {want}");
+    assert!(
+        (got - want).abs() <= tol * (1.0 + want.abs()),
+        "{what}: analytic {got}, finite difference {want}"
+    );
 }
 
 /// Checks the running and terminal gradients against central differences of the values,
@@ -60,12 +63,20 @@ pub fn check_cost_derivatives<C: Cost>(c: &C, x: &[f64], u: &[f64], h: f64) {
         c.quadratize(0, &xm, &um, &mut qm);
         for i in 0..n {
             let fd = (qp.lx[i] - qm.lx[i]) / (2.0 * h);
-            let an = if j < n { q.lxx[i * n + j] } else { q.lux[(j - n) * n + i] };
+            let an = if j < n {
+                q.lxx[i * n + j]
+            } else {
+                q.lux[(j - n) * n + i]
+            };
             assert_close(&format!("d2l/dx[{i}]dz[{j}]"), an, fd, 1e-6);
         }
         for i in 0..m {
             let fd = (qp.lu[i] - qm.lu[i]) / (2.0 * h);
-            let an = if j < n { q.lux[i * n + j] } else { q.luu[i * m + (j - n)] };
+            let an = if j < n {
+                q.lux[i * n + j]
+            } else {
+                q.luu[i * m + (j - n)]
+            };
             assert_close(&format!("d2l/du[{i}]dz[{j}]"), an, fd, 1e-6);
         }
     }
@@ -75,7 +86,12 @@ pub fn check_cost_derivatives<C: Cost>(c: &C, x: &[f64], u: &[f64], h: f64) {
         let (mut xp, mut xm) = (x.to_vec(), x.to_vec());
         xp[j] += h;
         xm[j] -= h;
-        assert_close(&format!("dl_f/dx[{j}]"), q.lx[j], (c.terminal(&xp) - c.terminal(&xm)) / (2.0 * h), 1e-6);
+        assert_close(
+            &format!("dl_f/dx[{j}]"),
+            q.lx[j],
+            (c.terminal(&xp) - c.terminal(&xm)) / (2.0 * h),
+            1e-6,
+        );
         c.quadratize_terminal(&xp, &mut qp);
         c.quadratize_terminal(&xm, &mut qm);
         for i in 0..n {
