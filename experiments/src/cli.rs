@@ -14,7 +14,10 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Swing the pendulum up with iLQR model-predictive control and score it (returns, success, plan times).
+    Mpc(crate::mpc::MpcArgs),
+}
 
 /// Parse the command line, run the subcommand, print any error as one line and exit non-zero.
 pub fn main() -> ExitCode {
@@ -30,5 +33,7 @@ pub fn main() -> ExitCode {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Mpc(args) => crate::mpc::run(args),
+    }
 }
