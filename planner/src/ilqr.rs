@@ -973,6 +973,69 @@ mod tests {
         }
     }
 
+    /// With limits on a 2-control linear system (the general box-QP path in the loop), the
+    /// solution stays in the box and is no worse than clipping the unconstrained LQR controls.
+    #[test]
+    fn bounded_linear_quadratic_respects_the_box() {
+        let (n, m, horizon) = (2, 2, 25);
+        let dynamics =
+            LinearDynamics::new(n, m, vec![1.0, 0.1, 0.0, 1.0], vec![0.005, 0.0, 0.1, 0.05])
+                .unwrap();
+        let cost = QuadraticCost::diagonal(vec![0.0; n], &[1.0, 0.1], &[0.01, 0.01], &[10.0, 1.0])
+            .unwrap();
+        let x0 = [3.0, -1.0];
+        let free = Ilqr::new(&dynamics, &cost, IlqrConfig::default())
+            .unwrap()
+            .solve(&x0, &vec![0.0; horizon * m])
+            .unwrap();
+        let bounds = ControlBounds {
+            lower: vec![-1.0, -0.5],
+            upper: vec![1.0, 0.5],
+        };
+        let cfg = IlqrConfig {
+            bounds: Some(bounds.clone()),
+            ..IlqrConfig::default()
+        };
+        let mut solver = Ilqr::new(&dynamics, &cost, cfg).unwrap();
+        let sol = solver.solve(&x0, &vec![0.0; horizon * m]).unwrap();
+        assert!(
+            matches!(sol.stop, StopReason::GradientNorm | StopReason::CostChange),
+            "{:?}",
+            sol.stop
+        );
+        for (i, u) in sol.us.iter().enumerate() {
+            assert!(
+                *u >= bounds.lower[i % m] && *u <= bounds.upper[i % m],
+                "u[{i}] = {u}"
+            );
+        }
+        assert!(
+            free.us
+                .iter()
+                .enumerate()
+                .any(|(i, u)| u.abs() > bounds.upper[i % m]),
+            "limits should bind"
+        );
+        let clipped: Vec<f64> = free
+            .us
+            .iter()
+            .enumerate()
+            .map(|(i, u)| u.clamp(bounds.lower[i % m], bounds.upper[i % m]))
+            .collect();
+        let mut xs = vec![0.0; (horizon + 1) * n];
+        xs[..n].copy_from_slice(&x0);
+        let j_clipped = rollout(&dynamics, &cost, &mut xs, &clipped, n, m);
+        assert!(
+            sol.cost <= j_clipped,
+            "box-QP iLQR {} worse than clipped LQR {j_clipped}",
+            sol.cost
+        );
+        assert!(
+            sol.cost >= free.cost,
+            "constrained cost below the unconstrained optimum"
+        );
+    }
+
     fn pendulum_solver(max_iterations: usize) -> Ilqr<TruePendulum, PendulumCost> {
         let d = TruePendulum::default();
         let (lower, upper) = d.control_limits();

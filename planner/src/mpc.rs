@@ -317,6 +317,41 @@ mod tests {
         assert!(us.iter().all(|u| (-2.0..=2.0).contains(u)));
     }
 
+    /// A non-trivial estimator through the hook: it sees Gymnasium's observation
+    /// `[cos θ, sin θ, θ̇]` and recovers θ (wrapped) with `atan2`; the wrapped cost makes the
+    /// plan independent of the 2π offset, so the swing-up still works.
+    struct FromObservation;
+    impl StateEstimator for FromObservation {
+        type Observation = [f64; 3];
+        fn reset(&mut self) {}
+        fn observe(&mut self, obs: &[f64; 3], _last: Option<&[f64]>) -> Result<Vec<f64>> {
+            Ok(vec![obs[1].atan2(obs[0]), obs[2]])
+        }
+    }
+
+    #[test]
+    fn estimator_hook_drives_the_loop() {
+        let mpc = Mpc::new(
+            TruePendulum::default(),
+            PendulumCost::default(),
+            default_config(),
+        )
+        .unwrap();
+        let mut agent = MpcAgent::new(FromObservation, mpc);
+        let p = ekvae_envs::pendulum::PendulumParams::default();
+        let mut x = [std::f64::consts::PI, 0.0];
+        agent.reset();
+        for _ in 0..200 {
+            let s = agent.act(&ekvae_envs::pendulum::observation(x)).unwrap();
+            assert!(
+                (s.state[0] - angle_normalize(x[0])).abs() < 1e-9
+                    || (s.state[0].abs() - std::f64::consts::PI).abs() < 1e-9
+            );
+            x = step(&p, x, s.u[0]).state;
+        }
+        assert!(angle_normalize(x[0]).abs() < 0.1, "ended at θ = {}", x[0]);
+    }
+
     #[test]
     fn same_seed_same_episode() {
         let mut a = pendulum_agent(default_config());
