@@ -91,7 +91,7 @@ pub struct MpcArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Planning horizon in steps (50 ms each).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 40)]
     pub horizon: usize,
     /// Output directory (created if missing).
     #[arg(long)]
@@ -111,6 +111,9 @@ pub struct MpcArgs {
     /// Random control sequences per multi-start (besides zeros and ±2 constants).
     #[arg(long, default_value_t = 2)]
     pub random_starts: usize,
+    /// Skip the extra multi-start candidate planned over half the horizon (see `MpcConfig::short_horizon_start`).
+    #[arg(long)]
+    pub no_short_horizon_start: bool,
     /// Weight of the terminal cost relative to one running step's state cost.
     #[arg(long, default_value_t = 1.0)]
     pub terminal_weight: f64,
@@ -263,6 +266,7 @@ pub fn run(args: MpcArgs) -> Result<()> {
     mpc_cfg.replan_every = (args.replan_every > 0).then_some(args.replan_every);
     mpc_cfg.multistart_iterations = args.multistart_iterations;
     mpc_cfg.random_starts = args.random_starts;
+    mpc_cfg.short_horizon_start = !args.no_short_horizon_start;
     mpc_cfg.seed = args.seed;
     let cost = PendulumCost {
         w_final: args.terminal_weight,

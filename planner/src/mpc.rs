@@ -22,6 +22,11 @@ pub struct MpcConfig {
     pub multistart_iterations: usize,
     /// Random initial control sequences per multi-start (besides zeros and ±limit constants).
     pub random_starts: usize,
+    /// At multi-start steps, also solve the first half of the horizon from zero controls and
+    /// use its plan, extended by repeating its last control, as one more start. Every
+    /// open-loop start of a long horizon may fall over from near upright, and iLQR then keeps
+    /// the fallen local optimum; the short problem still sees the stabilising one.
+    pub short_horizon_start: bool,
     /// Seed of the random starts (a multi-start at step `t` uses `seed + 1000·t`).
     pub seed: u64,
     /// iLQR settings (its `max_iterations` is replaced by the budgets above; its `bounds`
@@ -31,15 +36,17 @@ pub struct MpcConfig {
 
 impl MpcConfig {
     /// The tuned defaults (see `planner/NOTES-FOR-README.md`) with the given control bounds:
-    /// horizon 30, 5 iterations per step, multi-start re-planning every 10 steps with 50
-    /// iterations per start and 2 random starts, seed 0, default iLQR settings otherwise.
+    /// horizon 40, 5 iterations per step, multi-start re-planning every 10 steps with 50
+    /// iterations per start, 2 random starts and the short-horizon start, seed 0, default
+    /// iLQR settings otherwise.
     pub fn with_bounds(bounds: ControlBounds) -> Self {
         Self {
-            horizon: 30,
+            horizon: 40,
             iterations_per_step: 5,
             replan_every: Some(10),
             multistart_iterations: 50,
             random_starts: 2,
+            short_horizon_start: true,
             seed: 0,
             ilqr: IlqrConfig {
                 bounds: Some(bounds),
@@ -161,8 +168,20 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
                 starts.insert(0, InitialGuess::Sequence(w));
             }
             self.set_budget(self.config.multistart_iterations)?;
+            let mut extra_iterations = 0;
+            let short = horizon / 2;
+            if self.config.short_horizon_start && short >= 2 {
+                let sol = self.solver.solve(x, &vec![0.0; short * m])?;
+                extra_iterations = sol.iterations;
+                let mut us = sol.us;
+                let last = us[(short - 1) * m..].to_vec();
+                while us.len() < horizon * m {
+                    us.extend_from_slice(&last);
+                }
+                starts.push(InitialGuess::Sequence(us));
+            }
             let ms = self.solver.solve_multistart(x, horizon, &starts)?;
-            (ms.best, ms.total_iterations)
+            (ms.best, ms.total_iterations + extra_iterations)
         } else {
             self.set_budget(self.config.iterations_per_step)?;
             let warm = self
@@ -350,6 +369,36 @@ mod tests {
             x = step(&p, x, s.u[0]).state;
         }
         assert!(angle_normalize(x[0]).abs() < 0.1, "ended at θ = {}", x[0]);
+    }
+
+    /// Near upright at horizon 40 every open-loop start falls over and iLQR keeps the fallen
+    /// plan (cost > 100); the short-horizon start finds the stabilising plan (cost < 1).
+    /// The state is episode 5 of `ekvae mpc --seed 1 --horizon 40`, where this was found.
+    #[test]
+    fn short_horizon_start_keeps_a_nearly_upright_pendulum_up() {
+        let x0 = [-0.10519838930061143, 0.1544182742674156];
+        let mut cfg = default_config();
+        cfg.horizon = 40;
+        cfg.seed = 1;
+        cfg.short_horizon_start = false;
+        let mut without = Mpc::new(
+            TruePendulum::default(),
+            PendulumCost::default(),
+            cfg.clone(),
+        )
+        .unwrap();
+        assert!(without.step(&x0).unwrap().cost > 100.0);
+        cfg.short_horizon_start = true;
+        let mut agent = pendulum_agent(cfg);
+        let first = agent.act(&x0).unwrap();
+        assert!(first.cost < 1.0, "planned cost {}", first.cost);
+        let (ths, _) = episode(&mut agent, x0);
+        assert!(
+            ths.iter().all(|th| angle_normalize(*th).abs() < 0.2),
+            "left upright: max |θ| {}",
+            ths.iter()
+                .fold(0.0f64, |m, t| m.max(angle_normalize(*t).abs()))
+        );
     }
 
     #[test]
