@@ -121,8 +121,8 @@ pub struct MpcArgs {
     #[arg(long, default_value_t = DEFAULT_STEPS)]
     pub steps: usize,
     /// Side of the animation frames in pixels.
-    #[arg(long, default_value_t = 128)]
-    pub gif_size: u32,
+    #[arg(long, default_value_t = 64)]
+    pub gif_size: usize,
 }
 
 /// The resolved settings, saved in `summary.json`.
@@ -401,7 +401,7 @@ pub fn run(args: MpcArgs) -> Result<()> {
         .filter(|r| r.episode == shown)
         .map(|r| r.theta)
         .collect();
-    animate(&args.out.join("swingup.gif"), &thetas, args.gif_size, shown)?;
+    animate(&args.out.join("swingup.gif"), &thetas, args.gif_size)?;
 
     println!(
         "mpc: {} episodes, mean return {:.2} ± {:.2}, success {:.0}%, near-upright {:.1}%, plan ms median {:.4} p95 {:.4} max {:.3}; wrote {}",
@@ -498,44 +498,56 @@ fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usiz
     finish_atomic(&tmp, path)
 }
 
-/// Animates a rollout: the rod as a thick white line from the centre, θ = 0 up,
-/// counter-clockwise positive (the convention of `ekvae_envs::render`, drawn here with
-/// plotters until that renderer is on main), one frame per step at 50 ms.
-fn animate(path: &Path, thetas: &[f64], size: u32, episode: usize) -> Result<()> {
-    let tmp = temp_sibling(path);
+/// A grayscale `size × size` frame (row-major) of the rod at angle `theta`: white on black,
+/// from the image centre, θ = 0 up, counter-clockwise positive — the contract of
+/// `ekvae_envs::render::render(theta, size)`, which replaces this stand-in (drawn with
+/// plotters) once the renderer is on main.
+fn rod_frame(theta: f64, size: usize) -> Result<Vec<u8>> {
+    let side = u32::try_from(size).context("frame size too large")?;
+    let mut rgb = vec![0u8; size * size * 3];
     {
-        let root = BitMapBackend::gif(&tmp, (size, size), 50)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("cannot create {}", tmp.display()))?
-            .into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, (side, side)).into_drawing_area();
         let c = size as f64 / 2.0;
-        let len = 0.42 * size as f64;
-        let width = (size / 10).max(1);
-        let font = ("sans-serif", (size / 10).max(8)).into_font().color(&WHITE);
-        for (t, th) in thetas.iter().enumerate() {
-            root.fill(&BLACK).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let tip = (
-                (c - len * th.sin()).round() as i32,
-                (c - len * th.cos()).round() as i32,
-            );
-            let pivot = (c.round() as i32, c.round() as i32);
-            root.draw(&PathElement::new(
-                vec![pivot, tip],
-                WHITE.stroke_width(width),
-            ))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            root.draw(&Circle::new(tip, width / 2, WHITE.filled()))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            root.draw(&Circle::new(pivot, width / 2, WHITE.filled()))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            root.draw(&Text::new(
-                format!("ep {episode} t {t}"),
-                (3, 3),
-                font.clone(),
-            ))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            root.present()
-                .map_err(|e| anyhow::anyhow!("{e}"))
+        let len = 0.5 * size as f64 - 0.5 * (size as f64 / 10.0);
+        let width = (side / 10).max(1);
+        let tip = (
+            (c - len * theta.sin()).round() as i32,
+            (c - len * theta.cos()).round() as i32,
+        );
+        let pivot = (c.round() as i32, c.round() as i32);
+        let draw_err = |e| anyhow::anyhow!("drawing a frame: {e}");
+        root.draw(&PathElement::new(
+            vec![pivot, tip],
+            WHITE.stroke_width(width),
+        ))
+        .map_err(draw_err)?;
+        root.draw(&Circle::new(tip, width / 2, WHITE.filled()))
+            .map_err(draw_err)?;
+        root.draw(&Circle::new(pivot, width / 2, WHITE.filled()))
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(rgb.chunks_exact(3).map(|p| p[0]).collect())
+}
+
+/// Writes the rollout's angles as an animated grayscale GIF, one frame per step at the real
+/// 50 ms per step, looping.
+fn animate(path: &Path, thetas: &[f64], size: usize) -> Result<()> {
+    let tmp = temp_sibling(path);
+    let side = u16::try_from(size).context("frame size too large for a GIF")?;
+    let palette: Vec<u8> = (0..=255u8).flat_map(|v| [v, v, v]).collect();
+    {
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut enc = gif::Encoder::new(std::io::BufWriter::new(file), side, side, &palette)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        enc.set_repeat(gif::Repeat::Infinite)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        for th in thetas {
+            let pixels = rod_frame(*th, size)?;
+            let mut frame = gif::Frame::from_indexed_pixels(side, side, &pixels, None);
+            frame.delay = 5; // hundredths of a second: dt = 50 ms
+            enc.write_frame(&frame)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
         }
     }
@@ -560,6 +572,16 @@ mod tests {
             "runs/x".parse::<ModelSource>().unwrap(),
             ModelSource::Run("runs/x".into())
         );
+    }
+
+    #[test]
+    fn frames_follow_the_renderer_convention() {
+        // θ = 0: rod up (bright above the centre, dark below); θ = π/2: rod to the left.
+        let (n, c) = (32, 16);
+        let up = rod_frame(0.0, n).unwrap();
+        assert!(up[4 * n + c] > 200 && up[28 * n + c] < 50);
+        let left = rod_frame(PI / 2.0, n).unwrap();
+        assert!(left[c * n + 4] > 200 && left[c * n + 28] < 50);
     }
 
     #[test]

@@ -86,8 +86,18 @@ fn one_short_episode_writes_csv_summary_plot_and_animation() {
 
     let png = std::fs::read(out.join("trajectories.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let gif = std::fs::read(out.join("swingup.gif")).unwrap();
-    assert_eq!(&gif[..6], b"GIF89a");
+    // One 32×32 frame per step; the first shows the rod hanging down (θ = π).
+    let mut opts = gif::DecodeOptions::new();
+    opts.set_color_output(gif::ColorOutput::Indexed);
+    let mut dec = opts.read_info(std::fs::File::open(out.join("swingup.gif")).unwrap()).unwrap();
+    let first = dec.read_next_frame().unwrap().unwrap().buffer.to_vec();
+    assert_eq!(first.len(), 32 * 32);
+    assert!(first[28 * 32 + 16] > 200 && first[4 * 32 + 16] < 50, "frame 0 is not hanging down");
+    let mut frames = 1;
+    while dec.read_next_frame().unwrap().is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 60);
     // No temporary files left behind.
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
