@@ -453,8 +453,9 @@ fn write_csv(path: &Path, rows: &[StepRow]) -> Result<()> {
     finish_atomic(&tmp, path)
 }
 
-/// One plot panel: axis label, y range, and the plotted quantity of a row.
-type Panel = (&'static str, f64, f64, fn(&StepRow) -> f64);
+/// One plot panel: axis label, y range, the plotted quantity of a row, and whether it is a
+/// wrapped angle (lines break where it jumps between ±π).
+type Panel = (&'static str, f64, f64, fn(&StepRow) -> f64, bool);
 
 fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usize) -> Result<()> {
     let tmp = temp_sibling(path);
@@ -463,11 +464,17 @@ fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usiz
         root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
         let panels = root.split_evenly((3, 1));
         let series: [Panel; 3] = [
-            ("θ (wrapped, rad)", -PI, PI, |r| angle_normalize(r.theta)),
-            ("θ̇ (rad/s)", -8.0, 8.0, |r| r.theta_dot),
-            ("u (torque)", -2.2, 2.2, |r| r.u),
+            (
+                "θ (wrapped, rad)",
+                -PI,
+                PI,
+                |r| angle_normalize(r.theta),
+                true,
+            ),
+            ("θ̇ (rad/s)", -8.0, 8.0, |r| r.theta_dot, false),
+            ("u (torque)", -2.2, 2.2, |r| r.u, false),
         ];
-        for (panel, (label, lo, hi, f)) in panels.iter().zip(series) {
+        for (panel, (label, lo, hi, f, wrapped)) in panels.iter().zip(series) {
             let mut chart = ChartBuilder::on(panel)
                 .margin(8)
                 .x_label_area_size(30)
@@ -482,13 +489,20 @@ fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usiz
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             for ep in 0..episodes {
                 let color = Palette99::pick(ep).mix(0.8);
-                let pts = rows
+                let pts: Vec<(f64, f64)> = rows
                     .iter()
                     .filter(|r| r.episode == ep)
-                    .map(|r| (r.t as f64, f(r)));
-                chart
-                    .draw_series(LineSeries::new(pts, color.stroke_width(1)))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    .map(|r| (r.t as f64, f(r)))
+                    .collect();
+                // Break the line where the wrapped angle jumps between ±π.
+                for segment in pts.chunk_by(|a, b| !wrapped || (b.1 - a.1).abs() < PI) {
+                    chart
+                        .draw_series(LineSeries::new(
+                            segment.iter().copied(),
+                            color.stroke_width(1),
+                        ))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
             }
         }
         root.present()
