@@ -2,7 +2,7 @@
 //! Tassa, Mansard & Todorov 2014), in trajax/crocoddyl vocabulary.
 //!
 //! One iteration:
-//! 1. [`linearize`](Ilqr) the dynamics (`A_t: [n, n]`, `B_t: [n, m]`) and
+//! 1. `linearize` the dynamics (`A_t: [n, n]`, `B_t: [n, m]`) and
 //!    `quadratize` the cost along the current trajectory `(x_{0..T}, u_{0..T-1})`;
 //! 2. `backward_pass`: with `Q_x = l_x + Aᵀ V_x`, `Q_u = l_u + Bᵀ V_x`,
 //!    `Q_xx = l_xx + Aᵀ V_xx A`, `Q_uu = l_uu + Bᵀ V_xx B`, `Q_ux = l_ux + Bᵀ V_xx A`, solve the
