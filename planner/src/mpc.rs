@@ -55,7 +55,7 @@ impl MpcConfig {
         }
     }
 
-    /// Checks the invariants (horizon ≥ 1, budgets ≥ 1, `replan_every ≥ 1`, bounds set).
+    /// Checks the invariants (horizon ≥ 1, budgets ≥ 1, `replan_every ≥ 1`, finite bounds set).
     pub fn check(&self, m: usize) -> Result<()> {
         let bad = |field: &'static str, reason: &str| {
             Err(Error::InvalidConfig {
@@ -72,11 +72,14 @@ impl MpcConfig {
         if self.replan_every == Some(0) {
             return bad("replan_every", "must be at least 1 (or None)");
         }
-        if self.ilqr.bounds.is_none() {
-            return bad(
-                "ilqr.bounds",
-                "MPC needs control bounds for its ±limit and random starts",
-            );
+        match &self.ilqr.bounds {
+            Some(b) if b.lower.iter().chain(&b.upper).all(|v| v.is_finite()) => {}
+            _ => {
+                return bad(
+                    "ilqr.bounds",
+                    "MPC needs finite control bounds for its ±limit and random starts",
+                );
+            }
         }
         self.ilqr.check(m)
     }
@@ -418,6 +421,12 @@ mod tests {
         assert!(Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg).is_err());
         let mut cfg = default_config();
         cfg.ilqr.bounds = None;
+        assert!(Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg).is_err());
+        let mut cfg = default_config();
+        cfg.ilqr.bounds = Some(ControlBounds {
+            lower: vec![f64::NEG_INFINITY],
+            upper: vec![2.0],
+        });
         assert!(Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg).is_err());
         let mut agent = pendulum_agent(default_config());
         assert!(matches!(
