@@ -19,6 +19,8 @@ pub enum Command {
     Collect(crate::collect::CollectArgs),
     /// Describe a dataset file and write a contact sheet of its frames.
     Inspect(crate::inspect::InspectArgs),
+    /// Swing the pendulum up with iLQR model-predictive control and score it (returns, success, plan times).
+    Mpc(crate::mpc::MpcArgs),
 }
 
 /// Parse the command line, run the subcommand, print any error as one line and exit non-zero.
@@ -38,5 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Collect(args) => crate::collect::run(args),
         Command::Inspect(args) => crate::inspect::run(args),
+        Command::Mpc(args) => crate::mpc::run(args),
     }
 }

@@ -3,3 +3,4 @@
 pub mod cli;
 pub mod collect;
 pub mod inspect;
+pub mod mpc;

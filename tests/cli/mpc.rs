@@ -1,0 +1,134 @@
+//! `ekvae mpc` end to end: one short episode from hanging at rest, and bad input.
+
+use std::process::Command;
+
+fn ekvae() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ekvae"))
+}
+
+#[test]
+fn one_short_episode_writes_csv_summary_plot_and_animation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let status = ekvae()
+        .args([
+            "mpc",
+            "--model",
+            "true",
+            "--episodes",
+            "1",
+            "--seed",
+            "3",
+            "--horizon",
+            "30",
+            "--steps",
+            "60",
+        ])
+        .args([
+            "--start",
+            "3.141592653589793,0",
+            "--gif-size",
+            "32",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let csv = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("episode,t,theta,theta_dot,u,reward,plan_ms,iterations")
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 60);
+    assert_eq!(&rows[0][..4], &[0.0, 0.0, std::f64::consts::PI, 0.0]);
+    for (t, r) in rows.iter().enumerate() {
+        assert_eq!(r[1], t as f64);
+        assert!((-2.0..=2.0).contains(&r[4]), "torque {} out of range", r[4]);
+        assert!(r[5] <= 0.0 && r[6] >= 0.0 && r[7] >= 1.0);
+    }
+    // The reward is Pendulum-v1's of (state, action): check one row by hand.
+    let r = &rows[5];
+    let th =
+        (r[2] + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI) - std::f64::consts::PI;
+    assert!((r[5] + th * th + 0.1 * r[3] * r[3] + 0.001 * r[4] * r[4]).abs() < 1e-9);
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for key in [
+        "mean_return",
+        "success_rate",
+        "near_upright_fraction",
+        "plan_ms_median",
+        "plan_ms_p95",
+    ] {
+        assert!(summary[key].is_number(), "summary lacks {key}");
+    }
+    let episodes = summary["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 1);
+    let ret: f64 = rows.iter().map(|r| r[5]).sum();
+    assert!((episodes[0]["return"].as_f64().unwrap() - ret).abs() < 1e-6);
+    assert_eq!(
+        summary["mean_return"].as_f64().unwrap(),
+        episodes[0]["return"].as_f64().unwrap()
+    );
+    // 60 steps from hanging cannot hold the last 50 upright.
+    assert_eq!(summary["success_rate"].as_f64().unwrap(), 0.0);
+
+    let png = std::fs::read(out.join("trajectories.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // One 32×32 frame per step; the first shows the rod hanging down (θ = π).
+    let mut opts = gif::DecodeOptions::new();
+    opts.set_color_output(gif::ColorOutput::Indexed);
+    let mut dec = opts.read_info(std::fs::File::open(out.join("swingup.gif")).unwrap()).unwrap();
+    let first = dec.read_next_frame().unwrap().unwrap().buffer.to_vec();
+    assert_eq!(first.len(), 32 * 32);
+    assert!(first[28 * 32 + 16] > 200 && first[4 * 32 + 16] < 50, "frame 0 is not hanging down");
+    let mut frames = 1;
+    while dec.read_next_frame().unwrap().is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 60);
+    // No temporary files left behind.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
+}
+
+#[test]
+fn bad_arguments_fail_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (vec!["--start", "1"], "THETA,THETADOT"),
+        (vec!["--start", "0,nan"], "not a finite number"),
+        (vec!["--model", "no/such/run"], "use --model true"),
+        (vec!["--horizon", "0"], "horizon"),
+        (vec!["--episodes", "0"], "--episodes"),
+    ] {
+        let out = ekvae()
+            .arg("mpc")
+            .args(&args)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks `{needle}`: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
