@@ -40,7 +40,7 @@
 //! - v1 (Gymnasium): the dynamics above, reproduced to the last bit in f64.
 
 use crate::env::{Env, Frame, Info, ResetTo, Step};
-use crate::space::{uniform, BoxSpace};
+use crate::space::{BoxSpace, uniform};
 use crate::wrappers::TimeLimit;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -202,7 +202,13 @@ impl Env for Pendulum {
     fn step(&mut self, action: &[f64; 1]) -> Step<[f64; 3]> {
         let out = step(&self.params, self.state, action[0]);
         self.state = out.state;
-        Step { obs: self.obs(), reward: -out.cost, terminated: false, truncated: false, info: Info::new() }
+        Step {
+            obs: self.obs(),
+            reward: -out.cost,
+            terminated: false,
+            truncated: false,
+            info: Info::new(),
+        }
     }
 
     fn action_space(&self) -> &BoxSpace {
@@ -367,4 +373,3 @@ mod tests {
         }
     }
 }
-

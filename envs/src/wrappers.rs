@@ -127,8 +127,8 @@ pub struct PixelObservation<E> {
 impl<E: Env> PixelObservation<E> {
     /// Wrap `env` so that it observes `size × size` frames (pixel values in `[0, 255]`).
     pub fn new(env: E, size: usize) -> Self {
-        let space = BoxSpace::uniform_bounds(0.0, 255.0, vec![size, size])
-            .expect("0 <= 255 for any shape");
+        let space =
+            BoxSpace::uniform_bounds(0.0, 255.0, vec![size, size]).expect("0 <= 255 for any shape");
         Self { env, size, space }
     }
 
@@ -329,7 +329,8 @@ where
         shape.extend_from_slice(inner.shape());
         let low = inner.low().repeat(k);
         let high = inner.high().repeat(k);
-        let space = BoxSpace::new(low, high, shape).expect("repeating valid bounds keeps them valid");
+        let space =
+            BoxSpace::new(low, high, shape).expect("repeating valid bounds keeps them valid");
         Self { env, k, stack: VecDeque::with_capacity(k), space }
     }
 
@@ -489,4 +490,3 @@ mod tests {
         }
     }
 }
-
