@@ -160,12 +160,25 @@ impl CollectConfig {
             return bad("number of steps", "must be at least 1".into());
         }
         if self.size < MIN_SIZE {
-            return bad("image size", format!("{} is below the minimum of {MIN_SIZE} pixels", self.size));
+            return bad(
+                "image size",
+                format!("{} is below the minimum of {MIN_SIZE} pixels", self.size),
+            );
         }
         let p = &self.params;
-        for (name, v) in [("g", p.g), ("m", p.m), ("l", p.l), ("dt", p.dt), ("max_speed", p.max_speed), ("max_torque", p.max_torque)] {
+        for (name, v) in [
+            ("g", p.g),
+            ("m", p.m),
+            ("l", p.l),
+            ("dt", p.dt),
+            ("max_speed", p.max_speed),
+            ("max_torque", p.max_torque),
+        ] {
             if !(v.is_finite() && v > 0.0) {
-                return bad("pendulum parameter", format!("{name} = {v}, must be positive and finite"));
+                return bad(
+                    "pendulum parameter",
+                    format!("{name} = {v}, must be positive and finite"),
+                );
             }
         }
         if self.total_image_bytes().is_none() {
@@ -224,7 +237,9 @@ fn alloc_zeroed<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| Error::InvalidArgument {
         what: "dataset size",
-        reason: format!("cannot allocate the {what} ({len} elements); collect fewer or smaller frames"),
+        reason: format!(
+            "cannot allocate the {what} ({len} elements); collect fewer or smaller frames"
+        ),
     })?;
     v.resize(len, T::default());
     Ok(v)
@@ -235,7 +250,13 @@ mod tests {
     use super::*;
 
     fn small() -> CollectConfig {
-        CollectConfig { episodes: 6, steps: 12, size: 16, seed: 5, params: PendulumParams::default() }
+        CollectConfig {
+            episodes: 6,
+            steps: 12,
+            size: 16,
+            seed: 5,
+            params: PendulumParams::default(),
+        }
     }
 
     #[test]
@@ -245,17 +266,28 @@ mod tests {
         for ep in 0..d.episodes {
             for t in 0..d.steps {
                 let s = d.state(ep, t);
-                assert_eq!(d.frame(ep, t), &crate::render::render(s[0], 16)[..], "frame shows state t");
+                assert_eq!(
+                    d.frame(ep, t),
+                    &crate::render::render(s[0], 16)[..],
+                    "frame shows state t"
+                );
                 let u = d.actions[ep * d.steps + t];
                 assert!((-2.0..2.0).contains(&u));
                 let out = pendulum::step(&p, s, u as f64);
                 assert_eq!(d.rewards[ep * d.steps + t], -out.cost as f32);
                 if t + 1 < d.steps {
-                    assert_eq!(d.state(ep, t + 1), out.state, "stored actions replay the states exactly");
+                    assert_eq!(
+                        d.state(ep, t + 1),
+                        out.state,
+                        "stored actions replay the states exactly"
+                    );
                 }
             }
             let [th, thd] = d.state(ep, 0);
-            assert!((-std::f64::consts::PI..std::f64::consts::PI).contains(&th) && (-1.0..1.0).contains(&thd));
+            assert!(
+                (-std::f64::consts::PI..std::f64::consts::PI).contains(&th)
+                    && (-1.0..1.0).contains(&thd)
+            );
         }
     }
 
@@ -266,9 +298,11 @@ mod tests {
         assert_eq!(a.states, b.states);
         assert_eq!(a.images, b.images);
         // Episode i does not depend on how many episodes are collected.
-        let c = collect(&CollectConfig { episodes: 2, ..small() }, &PolicySpec::default(), &|_| {}).unwrap();
+        let c = collect(&CollectConfig { episodes: 2, ..small() }, &PolicySpec::default(), &|_| {})
+            .unwrap();
         assert_eq!(c.states[..], a.states[..2 * 2 * 12]);
-        let d = collect(&CollectConfig { seed: 6, ..small() }, &PolicySpec::default(), &|_| {}).unwrap();
+        let d = collect(&CollectConfig { seed: 6, ..small() }, &PolicySpec::default(), &|_| {})
+            .unwrap();
         assert_ne!(a.states, d.states);
     }
 
@@ -276,7 +310,8 @@ mod tests {
     fn thread_count_does_not_matter() {
         let run = |threads| {
             rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
-                collect(&CollectConfig { episodes: 17, ..small() }, &PolicySpec::default(), &|_| {}).unwrap()
+                collect(&CollectConfig { episodes: 17, ..small() }, &PolicySpec::default(), &|_| {})
+                    .unwrap()
             })
         };
         let (a, b) = (run(1), run(3));
@@ -301,7 +336,10 @@ mod tests {
             CollectConfig { episodes: 0, ..small() },
             CollectConfig { steps: 0, ..small() },
             CollectConfig { size: 7, ..small() },
-            CollectConfig { params: PendulumParams { dt: f64::NAN, ..Default::default() }, ..small() },
+            CollectConfig {
+                params: PendulumParams { dt: f64::NAN, ..Default::default() },
+                ..small()
+            },
             CollectConfig { episodes: usize::MAX, steps: 2, ..small() },
         ] {
             let e = collect(&cfg, &PolicySpec::default(), &|_| {}).unwrap_err();
@@ -321,7 +359,9 @@ mod tests {
             assert_eq!(p, spec);
             assert_eq!(p.to_string().parse::<PolicySpec>().unwrap(), spec);
         }
-        for bad in ["", "random", "uniform:1", "uniform:2,1", "constant:x", "constant:inf", "zero:1"] {
+        for bad in
+            ["", "random", "uniform:1", "uniform:2,1", "constant:x", "constant:inf", "zero:1"]
+        {
             assert!(bad.parse::<PolicySpec>().is_err(), "{bad}");
         }
     }

@@ -132,7 +132,12 @@ impl Dataset {
     /// # Panics
     /// If `ep ≥ N` or `t ≥ T`.
     pub fn frame(&self, ep: usize, t: usize) -> &[u8] {
-        assert!(ep < self.episodes && t < self.steps, "frame ({ep}, {t}) out of range [{}, {}]", self.episodes, self.steps);
+        assert!(
+            ep < self.episodes && t < self.steps,
+            "frame ({ep}, {t}) out of range [{}, {}]",
+            self.episodes,
+            self.steps
+        );
         let f = self.size * self.size;
         let i = ep * self.steps + t;
         &self.images[i * f..(i + 1) * f]
@@ -156,7 +161,9 @@ impl Dataset {
     pub fn check(&self) -> Result<()> {
         let (n, t, s) = (self.episodes, self.steps, self.size);
         if n == 0 || t == 0 || s < MIN_SIZE {
-            return Err(Error::Inconsistent(format!("need N ≥ 1, T ≥ 1, S ≥ {MIN_SIZE}; have N={n}, T={t}, S={s}")));
+            return Err(Error::Inconsistent(format!(
+                "need N ≥ 1, T ≥ 1, S ≥ {MIN_SIZE}; have N={n}, T={t}, S={s}"
+            )));
         }
         let nt = n.checked_mul(t).ok_or_else(|| Error::Inconsistent("N·T overflows".into()))?;
         let lens = [
@@ -167,7 +174,9 @@ impl Dataset {
         ];
         for (name, have, want) in lens {
             if Some(have) != want {
-                return Err(Error::Inconsistent(format!("{name} has {have} elements, N={n}, T={t}, S={s} need {want:?}")));
+                return Err(Error::Inconsistent(format!(
+                    "{name} has {have} elements, N={n}, T={t}, S={s} need {want:?}"
+                )));
             }
         }
         let m = &self.meta;
@@ -177,7 +186,9 @@ impl Dataset {
                 m.episodes, m.steps, m.size
             )));
         }
-        let bad = |name: &str, i: usize, v: f64| Error::Inconsistent(format!("{name}[{i}] = {v} is not finite"));
+        let bad = |name: &str, i: usize, v: f64| {
+            Error::Inconsistent(format!("{name}[{i}] = {v} is not finite"))
+        };
         if let Some(i) = self.states.iter().position(|v| !v.is_finite()) {
             return Err(bad("states", i, self.states[i]));
         }
@@ -195,7 +206,10 @@ impl Dataset {
         if range.start >= range.end || range.end > self.episodes {
             return Err(Error::InvalidArgument {
                 what: "episode range",
-                reason: format!("{}..{} is empty or outside 0..{}", range.start, range.end, self.episodes),
+                reason: format!(
+                    "{}..{} is empty or outside 0..{}",
+                    range.start, range.end, self.episodes
+                ),
             });
         }
         let (t, f) = (self.steps, self.size * self.size);
@@ -226,7 +240,10 @@ impl Dataset {
         if !(fraction > 0.0 && fraction < 1.0) || self.episodes < 2 {
             return Err(Error::InvalidArgument {
                 what: "validation split",
-                reason: format!("fraction {fraction} must be in (0, 1) and N = {} at least 2", self.episodes),
+                reason: format!(
+                    "fraction {fraction} must be in (0, 1) and N = {} at least 2",
+                    self.episodes
+                ),
             });
         }
         let n_val = ((fraction * self.episodes as f64).ceil() as usize).clamp(1, self.episodes - 1);
@@ -237,15 +254,26 @@ impl Dataset {
     /// (fast level); any existing file at `path` is replaced only once the new one is complete.
     pub fn save(&self, path: &Path) -> Result<()> {
         self.check()?;
-        let meta = serde_json::to_vec(&self.meta).map_err(|e| Error::BadMeta { path: path.into(), reason: e.to_string() })?;
+        let meta = serde_json::to_vec(&self.meta)
+            .map_err(|e| Error::BadMeta { path: path.into(), reason: e.to_string() })?;
         let (n, t, s) = (self.episodes as u64, self.steps as u64, self.size as u64);
         write_atomic(path, |w| {
             let mut npz = npyz::npz::NpzWriter::new(w);
-            write_array(&mut npz, "images", &[n, t, s, s], "|u1", &self.images, |v, out| out.push(*v))?;
-            write_array(&mut npz, "actions", &[n, t, 1], "<f4", &self.actions, |v, out| out.extend_from_slice(&v.to_le_bytes()))?;
-            write_array(&mut npz, "states", &[n, t, 2], "<f8", &self.states, |v, out| out.extend_from_slice(&v.to_le_bytes()))?;
-            write_array(&mut npz, "rewards", &[n, t], "<f4", &self.rewards, |v, out| out.extend_from_slice(&v.to_le_bytes()))?;
-            write_array(&mut npz, "meta", &[meta.len() as u64], "|u1", &meta, |v, out| out.push(*v))?;
+            write_array(&mut npz, "images", &[n, t, s, s], "|u1", &self.images, |v, out| {
+                out.push(*v)
+            })?;
+            write_array(&mut npz, "actions", &[n, t, 1], "<f4", &self.actions, |v, out| {
+                out.extend_from_slice(&v.to_le_bytes())
+            })?;
+            write_array(&mut npz, "states", &[n, t, 2], "<f8", &self.states, |v, out| {
+                out.extend_from_slice(&v.to_le_bytes())
+            })?;
+            write_array(&mut npz, "rewards", &[n, t], "<f4", &self.rewards, |v, out| {
+                out.extend_from_slice(&v.to_le_bytes())
+            })?;
+            write_array(&mut npz, "meta", &[meta.len() as u64], "|u1", &meta, |v, out| {
+                out.push(*v)
+            })?;
             npz.zip_writer().finish().map_err(io::Error::other)?;
             Ok(())
         })
@@ -253,13 +281,18 @@ impl Dataset {
 
     /// Read and validate a dataset written by [`Dataset::save`] (or by numpy with the same layout).
     pub fn load(path: &Path) -> Result<Dataset> {
-        let file = File::open(path).map_err(|source| Error::Io { path: path.into(), action: "open the dataset", source })?;
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.into(),
+            action: "open the dataset",
+            source,
+        })?;
         let mut npz = npyz::npz::NpzArchive::new(BufReader::new(file))
             .map_err(|e| Error::Archive { path: path.into(), reason: e.to_string() })?;
         let names: Vec<String> = npz.array_names().map(str::to_owned).collect();
         for name in ["images", "actions", "states", "rewards", "meta"] {
             if !names.iter().any(|n| n == name) {
-                let found = if names.is_empty() { "no arrays".to_string() } else { names.join(", ") };
+                let found =
+                    if names.is_empty() { "no arrays".to_string() } else { names.join(", ") };
                 return Err(Error::MissingArray { path: path.into(), name, found });
             }
         }
@@ -282,7 +315,12 @@ impl Dataset {
         }
         let check = |name: &'static str, shape: &[u64], want: &[u64], words: &str| -> Result<()> {
             if shape != want {
-                return Err(Error::WrongShape { path: p.into(), name, expected: format!("{words} = {want:?} (N and T from images)"), found: shape.to_vec() });
+                return Err(Error::WrongShape {
+                    path: p.into(),
+                    name,
+                    expected: format!("{words} = {want:?} (N and T from images)"),
+                    found: shape.to_vec(),
+                });
             }
             Ok(())
         };
@@ -293,10 +331,24 @@ impl Dataset {
         let (shape, rewards) = read_array(&mut npz, p, "rewards", "<f4")?;
         check("rewards", &shape, &[n, t], "[N, T]")?;
 
-        let actions: Vec<f32> = actions.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        let states: Vec<f64> = states.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-        let rewards: Vec<f32> = rewards.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        let non_finite = |name: &'static str, i: usize, value: f64| Error::NonFinite { path: p.into(), name, index: i, value };
+        let actions: Vec<f32> = actions
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let states: Vec<f64> = states
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let rewards: Vec<f32> = rewards
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let non_finite = |name: &'static str, i: usize, value: f64| Error::NonFinite {
+            path: p.into(),
+            name,
+            index: i,
+            value,
+        };
         if let Some(i) = states.iter().position(|v| !v.is_finite()) {
             return Err(non_finite("states", i, states[i]));
         }
@@ -323,28 +375,49 @@ impl Dataset {
 fn parse_meta(path: &Path, bytes: &[u8]) -> Result<DatasetMeta> {
     let bad = |reason: String| Error::BadMeta { path: path.into(), reason };
     let text = std::str::from_utf8(bytes).map_err(|e| bad(format!("not UTF-8: {e}")))?;
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let version = value
         .get("format_version")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| bad("no integer 'format_version'".into()))?;
     if version != FORMAT_VERSION as u64 {
-        return Err(Error::UnsupportedVersion { path: path.into(), found: version.min(u32::MAX as u64) as u32, supported: FORMAT_VERSION });
+        return Err(Error::UnsupportedVersion {
+            path: path.into(),
+            found: version.min(u32::MAX as u64) as u32,
+            supported: FORMAT_VERSION,
+        });
     }
     serde_json::from_value(value).map_err(|e| bad(e.to_string()))
 }
 
-fn expect_rank(path: &Path, name: &'static str, shape: &[u64], rank: usize, words: &str) -> Result<()> {
+fn expect_rank(
+    path: &Path,
+    name: &'static str,
+    shape: &[u64],
+    rank: usize,
+    words: &str,
+) -> Result<()> {
     if shape.len() != rank {
-        return Err(Error::WrongShape { path: path.into(), name, expected: format!("{rank} dimensions {words}"), found: shape.to_vec() });
+        return Err(Error::WrongShape {
+            path: path.into(),
+            name,
+            expected: format!("{rank} dimensions {words}"),
+            found: shape.to_vec(),
+        });
     }
     Ok(())
 }
 
 /// Whether two numpy type strings name the same type (the byte order of 1-byte types is moot).
 fn same_dtype(found: &str, expected: &str) -> bool {
-    let one_byte = |s: &str| s.len() == 3 && s.ends_with('1') && matches!(&s[..1], "|" | "<" | ">" | "=");
-    if one_byte(found) && one_byte(expected) { found[1..] == expected[1..] } else { found == expected }
+    let one_byte =
+        |s: &str| s.len() == 3 && s.ends_with('1') && matches!(&s[..1], "|" | "<" | ">" | "=");
+    if one_byte(found) && one_byte(expected) {
+        found[1..] == expected[1..]
+    } else {
+        found == expected
+    }
 }
 
 /// Read array `name` with numpy type `dtype` (C order) as raw little-endian bytes.
@@ -357,7 +430,13 @@ fn read_array<R: Read + io::Seek>(
     let corrupt = |reason: String| Error::CorruptArray { path: path.into(), name, reason };
     let npy = match npz.by_name(name) {
         Ok(Some(npy)) => npy,
-        Ok(None) => return Err(Error::MissingArray { path: path.into(), name, found: "(not readable)".into() }),
+        Ok(None) => {
+            return Err(Error::MissingArray {
+                path: path.into(),
+                name,
+                found: "(not readable)".into(),
+            });
+        }
         Err(e) => return Err(corrupt(e.to_string())),
     };
     let found = match npy.dtype() {
@@ -368,10 +447,18 @@ fn read_array<R: Read + io::Seek>(
         return Err(Error::WrongDtype { path: path.into(), name, expected: dtype, found });
     }
     if npy.order() != npyz::Order::C {
-        return Err(corrupt("stored in Fortran order; save it in C order (numpy's default)".into()));
+        return Err(corrupt(
+            "stored in Fortran order; save it in C order (numpy's default)".into(),
+        ));
     }
     let shape = npy.shape().to_vec();
-    let item = if dtype.ends_with('8') { 8 } else if dtype.ends_with('4') { 4 } else { 1 };
+    let item = if dtype.ends_with('8') {
+        8
+    } else if dtype.ends_with('4') {
+        4
+    } else {
+        1
+    };
     let want = shape
         .iter()
         .try_fold(item as u64, |acc, &d| acc.checked_mul(d))
@@ -381,15 +468,21 @@ fn read_array<R: Read + io::Seek>(
     // reserve more than the archive claims to hold.
     let entry = data.size();
     if want > entry {
-        return Err(corrupt(format!("header declares {want} bytes of data but the archive entry holds only {entry} bytes in all")));
+        return Err(corrupt(format!(
+            "header declares {want} bytes of data but the archive entry holds only {entry} bytes in all"
+        )));
     }
     let mut buf = Vec::new();
-    buf.try_reserve_exact(want as usize).map_err(|_| corrupt(format!("cannot allocate {want} bytes")))?;
+    buf.try_reserve_exact(want as usize)
+        .map_err(|_| corrupt(format!("cannot allocate {want} bytes")))?;
     // Read one byte more than needed: reaching the end of the entry makes the zip reader verify
     // its CRC-32, and an extra byte means trailing garbage.
     (&mut data).take(want + 1).read_to_end(&mut buf).map_err(|e| corrupt(e.to_string()))?;
     if (buf.len() as u64) != want {
-        return Err(corrupt(format!("expected {want} bytes of data for shape {shape:?}, found {}", buf.len())));
+        return Err(corrupt(format!(
+            "expected {want} bytes of data for shape {shape:?}, found {}",
+            buf.len()
+        )));
     }
     Ok((shape, buf))
 }
@@ -410,7 +503,8 @@ fn write_array<W: Write + io::Seek, T>(
         // A fixed timestamp (1980-01-01, zip's epoch): same data, same bytes.
         .last_modified_time(npyz::zip::DateTime::default())
         .large_file(bytes >= (1 << 32) - (1 << 20));
-    let dtype: npyz::TypeStr = dtype.parse().map_err(|e: npyz::ParseTypeStrError| io::Error::other(e.to_string()))?;
+    let dtype: npyz::TypeStr =
+        dtype.parse().map_err(|e: npyz::ParseTypeStrError| io::Error::other(e.to_string()))?;
     let dtype = npyz::DType::Plain(dtype);
     let w = npz.array::<u8>(name, options)?.dtype(dtype).shape(shape).write_header_only()?;
     let mut buf = Vec::with_capacity(1 << 16);
@@ -427,9 +521,13 @@ fn write_array<W: Write + io::Seek, T>(
 /// Create `path` atomically: `write` fills a temporary file in the same folder, which is flushed,
 /// synced and renamed over `path` only if everything succeeded. On any error the temporary file is
 /// removed and an existing `path` is left untouched.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>) -> Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>,
+) -> Result<()> {
     let dir = parent_dir(path);
-    let io_err = |action: &'static str, path: PathBuf| move |source| Error::Io { path, action, source };
+    let io_err =
+        |action: &'static str, path: PathBuf| move |source| Error::Io { path, action, source };
     if path.is_dir() {
         return Err(Error::Io {
             path: path.into(),
@@ -452,7 +550,11 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&mut File>) -
         w.flush().map_err(io_err("write the temporary file for", path.into()))?;
     }
     tmp.as_file().sync_all().map_err(io_err("sync the temporary file for", path.into()))?;
-    tmp.persist(path).map_err(|e| Error::Io { path: path.into(), action: "rename the temporary file to", source: e.error })?;
+    tmp.persist(path).map_err(|e| Error::Io {
+        path: path.into(),
+        action: "rename the temporary file to",
+        source: e.error,
+    })?;
     Ok(())
 }
 
@@ -643,10 +745,17 @@ mod tests {
         assert!(matches!(e, Error::MissingArray { name: "rewards", .. }), "{e}");
         assert!(msg(&e).contains("bad.npz") && msg(&e).contains("rewards"), "{e}");
 
-        let e = load_err(&p, &with(&d, "actions", |x| {
-            x.1 = "<f8";
-            x.3 = x.3.chunks(4).flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) as f64).to_le_bytes()).collect();
-        }));
+        let e = load_err(
+            &p,
+            &with(&d, "actions", |x| {
+                x.1 = "<f8";
+                x.3 = x
+                    .3
+                    .chunks(4)
+                    .flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) as f64).to_le_bytes())
+                    .collect();
+            }),
+        );
         assert!(matches!(e, Error::WrongDtype { name: "actions", .. }), "{e}");
         let e = load_err(&p, &with(&d, "images", |x| x.1 = "<i2"));
         assert!(matches!(e, Error::WrongDtype { name: "images", .. }), "{e}");
@@ -654,17 +763,26 @@ mod tests {
         assert!(matches!(e, Error::WrongDtype { name: "states", .. }), "{e}");
 
         // Inconsistent N or T between arrays.
-        let e = load_err(&p, &with(&d, "actions", |x| {
-            x.2 = vec![5, 3, 1];
-        }));
+        let e = load_err(
+            &p,
+            &with(&d, "actions", |x| {
+                x.2 = vec![5, 3, 1];
+            }),
+        );
         assert!(matches!(e, Error::WrongShape { name: "actions", .. }), "{e}");
-        let e = load_err(&p, &with(&d, "rewards", |x| {
-            x.2 = vec![1, 15];
-        }));
+        let e = load_err(
+            &p,
+            &with(&d, "rewards", |x| {
+                x.2 = vec![1, 15];
+            }),
+        );
         assert!(matches!(e, Error::WrongShape { name: "rewards", .. }), "{e}");
-        let e = load_err(&p, &with(&d, "states", |x| {
-            x.2 = vec![3, 5, 2, 1];
-        }));
+        let e = load_err(
+            &p,
+            &with(&d, "states", |x| {
+                x.2 = vec![3, 5, 2, 1];
+            }),
+        );
         assert!(matches!(e, Error::WrongShape { name: "states", .. }), "{e}");
         // Non-square or too small frames, wrong rank.
         let e = load_err(&p, &with(&d, "images", |x| x.2 = vec![3, 5, 4, 16]));
@@ -683,19 +801,31 @@ mod tests {
         assert!(matches!(e, Error::CorruptArray { name: "rewards", .. }), "{e}");
 
         // Non-finite values.
-        let e = load_err(&p, &with(&d, "states", |x| x.3[8 * 7..8 * 8].copy_from_slice(&f64::NAN.to_le_bytes())));
+        let e = load_err(
+            &p,
+            &with(&d, "states", |x| x.3[8 * 7..8 * 8].copy_from_slice(&f64::NAN.to_le_bytes())),
+        );
         assert!(matches!(e, Error::NonFinite { name: "states", index: 7, .. }), "{e}");
-        let e = load_err(&p, &with(&d, "actions", |x| x.3[..4].copy_from_slice(&f32::INFINITY.to_le_bytes())));
+        let e = load_err(
+            &p,
+            &with(&d, "actions", |x| x.3[..4].copy_from_slice(&f32::INFINITY.to_le_bytes())),
+        );
         assert!(matches!(e, Error::NonFinite { name: "actions", index: 0, .. }), "{e}");
-        let e = load_err(&p, &with(&d, "rewards", |x| x.3[4..8].copy_from_slice(&f32::NAN.to_le_bytes())));
+        let e = load_err(
+            &p,
+            &with(&d, "rewards", |x| x.3[4..8].copy_from_slice(&f32::NAN.to_le_bytes())),
+        );
         assert!(matches!(e, Error::NonFinite { name: "rewards", index: 1, .. }), "{e}");
 
         // Metadata: not UTF-8, not JSON, no version, future version, disagreeing with arrays.
         let meta_case = |bytes: Vec<u8>| {
-            load_err(&p, &with(&d, "meta", |x| {
-                x.2 = vec![bytes.len() as u64];
-                x.3 = bytes;
-            }))
+            load_err(
+                &p,
+                &with(&d, "meta", |x| {
+                    x.2 = vec![bytes.len() as u64];
+                    x.3 = bytes;
+                }),
+            )
         };
         let e = meta_case(vec![0xff, 0xfe]);
         assert!(matches!(e, Error::BadMeta { .. }) && msg(&e).contains("UTF-8"), "{e}");
@@ -726,7 +856,8 @@ mod tests {
         let bytes = std::fs::read(&good).unwrap();
         let p = dir.path().join("cut.npz");
         let n = bytes.len();
-        let mut cuts: Vec<usize> = vec![0, 1, 4, 30, 100, n / 3, n / 2, n - 100, n - 22, n - 21, n - 1];
+        let mut cuts: Vec<usize> =
+            vec![0, 1, 4, 30, 100, n / 3, n / 2, n - 100, n - 22, n - 21, n - 1];
         cuts.extend((0..n).step_by(97));
         for cut in cuts {
             std::fs::write(&p, &bytes[..cut]).unwrap();
@@ -748,4 +879,3 @@ mod tests {
         assert!(refused > n / 7 / 2, "only {refused} corruptions detected");
     }
 }
-

@@ -90,6 +90,9 @@ pub struct Frame {
 
 impl Frame {
     /// The pixel in row `y`, column `x`.
+    ///
+    /// # Panics
+    /// If `x` or `y` is not below `size`.
     pub fn get(&self, x: usize, y: usize) -> u8 {
         self.pixels[y * self.size + x]
     }

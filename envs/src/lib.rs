@@ -4,7 +4,8 @@
 //!   Gymnasium's conventions (`reset(seed) -> (obs, info)`, `terminated` vs `truncated`).
 //! - [`BoxSpace`]: Gymnasium's `Box` space with seeded sampling.
 //! - [`wrappers`]: [`TimeLimit`](wrappers::TimeLimit), [`PixelObservation`](wrappers::PixelObservation),
-//!   [`ClipAction`](wrappers::ClipAction), [`RecordEpisodeStatistics`](wrappers::RecordEpisodeStatistics).
+//!   [`ClipAction`](wrappers::ClipAction), [`RecordEpisodeStatistics`](wrappers::RecordEpisodeStatistics),
+//!   [`FrameStack`](wrappers::FrameStack).
 //! - [`pendulum`]: the exact physics of Gymnasium's `Pendulum-v1` as pure functions
 //!   ([`pendulum::PendulumParams`], [`pendulum::step`], [`pendulum::angle_normalize`]), shared
 //!   with the planner so the physics exists once, and the environment [`Pendulum`] built on them.
@@ -14,6 +15,24 @@
 //! - [`dataset`]: the `.npz` dataset file ([`Dataset`], [`DatasetMeta`]) that `numpy.load` opens.
 //!
 //! Errors are [`Error`]; every file error names the file.
+//!
+//! ```
+//! use ekvae_envs::{Env, pendulum, wrappers::PixelObservation};
+//! // gymnasium.make("Pendulum-v1") with 32×32 grayscale pixel observations:
+//! let mut env = PixelObservation::new(pendulum::make(), 32);
+//! let (frame, _info) = env.reset(Some(0));
+//! assert_eq!(frame.pixels.len(), 32 * 32);
+//! let mut steps = 0;
+//! loop {
+//!     let step = env.step(&[0.5]);
+//!     steps += 1;
+//!     assert!(step.reward <= 0.0);
+//!     if step.terminated || step.truncated {
+//!         break;
+//!     }
+//! }
+//! assert_eq!(steps, 200);
+//! ```
 //!
 //! This crate does no machine learning and depends on no other ekvae crate.
 

@@ -40,7 +40,7 @@
 //! - v1 (Gymnasium): the dynamics above, reproduced to the last bit in f64.
 
 use crate::env::{Env, Frame, Info, ResetTo, Step};
-use crate::space::{uniform, BoxSpace};
+use crate::space::{BoxSpace, uniform};
 use crate::wrappers::TimeLimit;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -202,7 +202,13 @@ impl Env for Pendulum {
     fn step(&mut self, action: &[f64; 1]) -> Step<[f64; 3]> {
         let out = step(&self.params, self.state, action[0]);
         self.state = out.state;
-        Step { obs: self.obs(), reward: -out.cost, terminated: false, truncated: false, info: Info::new() }
+        Step {
+            obs: self.obs(),
+            reward: -out.cost,
+            terminated: false,
+            truncated: false,
+            info: Info::new(),
+        }
     }
 
     fn action_space(&self) -> &BoxSpace {
@@ -351,5 +357,19 @@ mod tests {
             assert!(a.observation_space().contains(&o));
         }
         assert!(a.action_space().contains(&[2.0]) && !a.action_space().contains(&[2.1]));
+    }
+
+    proptest::proptest! {
+        /// For any state and any action: |θ̇'| ≤ max_speed, θ' = θ + θ̇'·dt, the clipped torque is
+        /// within the limit, and the reward lies in [-16.2736044, 0] whenever |θ̇| ≤ max_speed.
+        #[test]
+        fn step_invariants(th in -100.0f64..100.0, thd in -8.0f64..8.0, u in -10.0f64..10.0) {
+            let p = PendulumParams::default();
+            let s = step(&p, [th, thd], u);
+            proptest::prop_assert!(s.state[1].abs() <= 8.0);
+            proptest::prop_assert_eq!(s.state[0], th + s.state[1] * p.dt);
+            proptest::prop_assert!(s.u_clipped.abs() <= 2.0);
+            proptest::prop_assert!(s.cost >= 0.0 && s.cost <= PI * PI + 0.1 * 64.0 + 0.004);
+        }
     }
 }

@@ -46,7 +46,12 @@ pub fn render(theta: f64, size: usize) -> Vec<u8> {
 /// # Panics
 /// If `out.len() != size * size` (a programming error, not a data error).
 pub fn render_into(theta: f64, size: usize, out: &mut [u8]) {
-    assert_eq!(out.len(), size * size, "render_into: buffer of {} bytes for a {size}×{size} image", out.len());
+    assert_eq!(
+        out.len(),
+        size * size,
+        "render_into: buffer of {} bytes for a {size}×{size} image",
+        out.len()
+    );
     out.fill(0);
     if size == 0 {
         return;
@@ -123,7 +128,12 @@ mod tests {
     #[test]
     fn orientation_up_left_down_right() {
         // (θ, expected unit direction of the centroid (x right, y up)).
-        let cases = [(0.0, (0.0, 1.0)), (PI / 2.0, (-1.0, 0.0)), (PI, (0.0, -1.0)), (-PI / 2.0, (1.0, 0.0))];
+        let cases = [
+            (0.0, (0.0, 1.0)),
+            (PI / 2.0, (-1.0, 0.0)),
+            (PI, (0.0, -1.0)),
+            (-PI / 2.0, (1.0, 0.0)),
+        ];
         for size in [8, 16, 32, 48, 64] {
             for (theta, (ex, ey)) in cases {
                 let img = render(theta, size);
@@ -136,7 +146,10 @@ mod tests {
                     "size {size} θ {theta}: centroid ({cx}, {cy})"
                 );
                 let l = ROD_LENGTH * size as f64;
-                assert!(norm > 0.35 * l && norm < 0.55 * l, "size {size} θ {theta}: |centroid| {norm}, L {l}");
+                assert!(
+                    norm > 0.35 * l && norm < 0.55 * l,
+                    "size {size} θ {theta}: |centroid| {norm}, L {l}"
+                );
             }
         }
     }
@@ -180,11 +193,19 @@ mod tests {
                 let img = render(k as f64 * 0.2, size);
                 for y in 0..size {
                     for x in 0..size {
-                        let rad = ((x as f64 + 0.5 - s / 2.0).powi(2) + (y as f64 + 0.5 - s / 2.0).powi(2)).sqrt();
+                        let rad = ((x as f64 + 0.5 - s / 2.0).powi(2)
+                            + (y as f64 + 0.5 - s / 2.0).powi(2))
+                        .sqrt();
                         if img[y * size + x] > 0 {
-                            assert!(rad < 0.45 * s + 0.61, "size {size}: lit pixel ({x},{y}) far from the rod");
+                            assert!(
+                                rad < 0.45 * s + 0.61,
+                                "size {size}: lit pixel ({x},{y}) far from the rod"
+                            );
                             if size >= 24 {
-                                assert!(x > 0 && y > 0 && x < size - 1 && y < size - 1, "size {size}: border lit");
+                                assert!(
+                                    x > 0 && y > 0 && x < size - 1 && y < size - 1,
+                                    "size {size}: border lit"
+                                );
                             }
                         }
                     }
@@ -216,5 +237,20 @@ mod tests {
         assert_eq!(buf, render(1.0, 24));
         assert!(render(0.0, 0).is_empty());
         assert_eq!(render(0.0, 9).len(), 81);
+    }
+
+    proptest::proptest! {
+        /// At any angle and size, the drawn area matches the capsule's within 3 %, and the
+        /// rendering is deterministic.
+        #[test]
+        fn area_at_any_angle_and_size(theta in -50.0f64..50.0, size in 16usize..80) {
+            let s = size as f64;
+            let (r, l) = (0.5 * ROD_WIDTH * s, ROD_LENGTH * s);
+            let img = render(theta, size);
+            let total: f64 = img.iter().map(|&v| v as f64 / 255.0).sum();
+            let rel = total / (PI * r * r + 2.0 * r * l) - 1.0;
+            proptest::prop_assert!(rel.abs() < 0.03, "relative area error {}", rel);
+            proptest::prop_assert_eq!(img, render(theta, size));
+        }
     }
 }

@@ -31,8 +31,7 @@ impl BoxSpace {
                 ),
             });
         }
-        if let Some(i) = (0..n).find(|&i| low[i].is_nan() || high[i].is_nan() || low[i] > high[i])
-        {
+        if let Some(i) = (0..n).find(|&i| low[i].is_nan() || high[i].is_nan() || low[i] > high[i]) {
             return Err(Error::InvalidArgument {
                 what: "box bounds",
                 reason: format!("coordinate {i}: need low <= high, got [{}, {}]", low[i], high[i]),

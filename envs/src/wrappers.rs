@@ -5,12 +5,16 @@
 //!   (Gymnasium's `AddRenderObservation(render_only=True)`, formerly `PixelObservationWrapper`).
 //! - [`ClipAction`]: clips actions to the action space before passing them on.
 //! - [`RecordEpisodeStatistics`]: adds the episode return and length to the last step's info.
+//! - [`FrameStack`]: observations are the last `k` observations, oldest first (Gymnasium's
+//!   `FrameStackObservation`, padding with the reset observation) — one frame of the pendulum
+//!   shows no velocity, two or more do.
 //!
 //! Every wrapper implements [`Wrapper`], which gives access to the wrapped environment
 //! (Gymnasium's `env.env`), and forwards [`ResetTo`] when the inner environment has it.
 
 use crate::env::{Env, Frame, Info, ResetTo, Step};
 use crate::space::BoxSpace;
+use std::collections::VecDeque;
 
 /// A wrapper around an inner environment.
 pub trait Wrapper: Env {
@@ -123,8 +127,8 @@ pub struct PixelObservation<E> {
 impl<E: Env> PixelObservation<E> {
     /// Wrap `env` so that it observes `size × size` frames (pixel values in `[0, 255]`).
     pub fn new(env: E, size: usize) -> Self {
-        let space = BoxSpace::uniform_bounds(0.0, 255.0, vec![size, size])
-            .expect("0 <= 255 for any shape");
+        let space =
+            BoxSpace::uniform_bounds(0.0, 255.0, vec![size, size]).expect("0 <= 255 for any shape");
         Self { env, size, space }
     }
 
@@ -303,6 +307,108 @@ impl<E: ResetTo> ResetTo for RecordEpisodeStatistics<E> {
 
 wrapper_access!(RecordEpisodeStatistics);
 
+/// Observations are the last `k` observations of the inner environment, oldest first. After a
+/// reset the stack holds `k` copies of the reset observation.
+#[derive(Debug, Clone)]
+pub struct FrameStack<E: Env> {
+    env: E,
+    k: usize,
+    stack: VecDeque<E::Obs>,
+    space: BoxSpace,
+}
+
+impl<E: Env> FrameStack<E>
+where
+    E::Obs: Clone,
+{
+    /// Wrap `env`, stacking `k ≥ 1` observations (a `k` of 0 is treated as 1).
+    pub fn new(env: E, k: usize) -> Self {
+        let k = k.max(1);
+        let inner = env.observation_space();
+        let mut shape = vec![k];
+        shape.extend_from_slice(inner.shape());
+        let low = inner.low().repeat(k);
+        let high = inner.high().repeat(k);
+        let space =
+            BoxSpace::new(low, high, shape).expect("repeating valid bounds keeps them valid");
+        Self { env, k, stack: VecDeque::with_capacity(k), space }
+    }
+
+    /// The number of stacked observations.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    fn fill(&mut self, obs: E::Obs) -> Vec<E::Obs> {
+        self.stack.clear();
+        self.stack.extend(std::iter::repeat_n(obs, self.k));
+        self.stack.iter().cloned().collect()
+    }
+}
+
+impl<E: Env> Env for FrameStack<E>
+where
+    E::Obs: Clone,
+{
+    type Obs = Vec<E::Obs>;
+    type Action = E::Action;
+
+    fn reset(&mut self, seed: Option<u64>) -> (Vec<E::Obs>, Info) {
+        let (obs, info) = self.env.reset(seed);
+        (self.fill(obs), info)
+    }
+
+    fn step(&mut self, action: &E::Action) -> Step<Vec<E::Obs>> {
+        let s = self.env.step(action);
+        if self.stack.len() == self.k {
+            self.stack.pop_front();
+        }
+        self.stack.push_back(s.obs.clone());
+        let stacked = self.stack.iter().cloned().collect();
+        s.map_obs(|_| stacked)
+    }
+
+    fn action_space(&self) -> &BoxSpace {
+        self.env.action_space()
+    }
+
+    /// The inner space repeated `k` times along a new leading axis.
+    fn observation_space(&self) -> &BoxSpace {
+        &self.space
+    }
+
+    fn render(&self, size: usize) -> Frame {
+        self.env.render(size)
+    }
+}
+
+impl<E: ResetTo> ResetTo for FrameStack<E>
+where
+    E::Obs: Clone,
+{
+    type State = E::State;
+    fn reset_to(&mut self, state: E::State) -> (Vec<E::Obs>, Info) {
+        let (obs, info) = self.env.reset_to(state);
+        (self.fill(obs), info)
+    }
+}
+
+impl<E: Env> Wrapper for FrameStack<E>
+where
+    E::Obs: Clone,
+{
+    type Inner = E;
+    fn inner(&self) -> &E {
+        &self.env
+    }
+    fn inner_mut(&mut self) -> &mut E {
+        &mut self.env
+    }
+    fn into_inner(self) -> E {
+        self.env
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,5 +469,24 @@ mod tests {
             }
         }
         assert_eq!(env.into_inner().into_inner().params().l, 1.0);
+    }
+
+    #[test]
+    fn frame_stack_keeps_the_last_k_frames() {
+        let mut env = FrameStack::new(PixelObservation::new(Pendulum::default(), 8), 3);
+        let (obs, _) = env.reset_to([0.0, 0.0]);
+        assert_eq!(obs.len(), 3);
+        assert!(obs.iter().all(|f| f.pixels == crate::render::render(0.0, 8)));
+        assert_eq!(env.observation_space().shape(), &[3, 8, 8]);
+        let mut thetas = vec![0.0];
+        for _ in 0..4 {
+            let s = env.step(&[2.0]);
+            thetas.push(env.inner().inner().state()[0]);
+            let n = thetas.len();
+            for (i, f) in s.obs.iter().enumerate() {
+                let th = thetas[(n + i).saturating_sub(3).min(n - 1)];
+                assert_eq!(f.pixels, crate::render::render(th, 8), "slot {i}");
+            }
+        }
     }
 }

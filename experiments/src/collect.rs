@@ -60,7 +60,11 @@ pub fn run(args: CollectArgs) -> Result<()> {
     // Fail before the work, not after it, if the output cannot be written.
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if dir.exists() && !dir.is_dir() {
-            anyhow::bail!("{}: not a folder, so {} cannot be written", dir.display(), args.out.display());
+            anyhow::bail!(
+                "{}: not a folder, so {} cannot be written",
+                dir.display(),
+                args.out.display()
+            );
         }
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;

@@ -62,14 +62,20 @@ impl Stats {
 
 impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "min {:+.4}  max {:+.4}  mean {:+.4}  std {:.4}", self.min, self.max, self.mean, self.std)
+        write!(
+            f,
+            "min {:+.4}  max {:+.4}  mean {:+.4}  std {:.4}",
+            self.min, self.max, self.mean, self.std
+        )
     }
 }
 
 /// Run `ekvae inspect`.
 pub fn run(args: InspectArgs) -> Result<()> {
     if args.rows == 0 || args.cols == 0 {
-        anyhow::bail!("invalid --rows/--cols: the contact sheet needs at least one row and one column");
+        anyhow::bail!(
+            "invalid --rows/--cols: the contact sheet needs at least one row and one column"
+        );
     }
     let d = Dataset::load(&args.file)?;
     let m = &d.meta;
@@ -95,7 +101,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("θ           {theta}");
     println!("θ wrapped   {wrapped}   (angle_normalize, in [-π, π))");
     println!("θ̇           {thdot}");
-    println!("actions     {actions}   at or beyond ±max_torque: {:.2} %", 100.0 * clipped as f64 / d.actions.len() as f64);
+    println!(
+        "actions     {actions}   at or beyond ±max_torque: {:.2} %",
+        100.0 * clipped as f64 / d.actions.len() as f64
+    );
     println!("rewards     {rewards}");
     let lit = d.images.iter().filter(|&&v| v > 0).count() as f64 / d.images.len() as f64;
     let mean_px = d.images.iter().map(|&v| v as f64).sum::<f64>() / d.images.len() as f64;
@@ -103,16 +112,16 @@ pub fn run(args: InspectArgs) -> Result<()> {
 
     let sheet = args.sheet.clone().unwrap_or_else(|| default_sheet_path(&args.file));
     let (rows, cols) = contact_sheet(&d, &sheet, args.rows, args.cols)?;
-    println!(
-        "sheet       {}  (rows: episodes {rows:?}; columns: steps {cols:?})",
-        sheet.display()
-    );
+    println!("sheet       {}  (rows: episodes {rows:?}; columns: steps {cols:?})", sheet.display());
     Ok(())
 }
 
 /// `<folder>/<stem>-sheet.png` next to the dataset.
 pub fn default_sheet_path(file: &Path) -> PathBuf {
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
     file.with_file_name(format!("{stem}-sheet.png"))
 }
 
@@ -128,7 +137,12 @@ fn spread(n: usize, k: usize) -> Vec<usize> {
 /// Write a grid of frames (rows = episodes, columns = time steps) as a grayscale PNG, frames
 /// scaled up by an integer factor to at least 64 pixels and separated by gray lines.
 /// Returns the episodes and steps shown.
-pub fn contact_sheet(d: &Dataset, path: &Path, rows: usize, cols: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+pub fn contact_sheet(
+    d: &Dataset,
+    path: &Path,
+    rows: usize,
+    cols: usize,
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let eps = spread(d.episodes, rows);
     let steps = spread(d.steps, cols);
     let scale = 64usize.div_ceil(d.size).max(1);
@@ -183,6 +197,9 @@ mod tests {
 
     #[test]
     fn default_sheet_next_to_file() {
-        assert_eq!(default_sheet_path(Path::new("a/b/data.npz")), PathBuf::from("a/b/data-sheet.png"));
+        assert_eq!(
+            default_sheet_path(Path::new("a/b/data.npz")),
+            PathBuf::from("a/b/data-sheet.png")
+        );
     }
 }

@@ -15,7 +15,19 @@ fn stderr(o: &Output) -> String {
 /// A small collection into `dir/name`, asserting success.
 fn collect_small(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
     let out = dir.join(name);
-    let mut args = vec!["collect", "--episodes", "5", "--steps", "7", "--size", "16", "--seed", "3", "--quiet", "--out"];
+    let mut args = vec![
+        "collect",
+        "--episodes",
+        "5",
+        "--steps",
+        "7",
+        "--size",
+        "16",
+        "--seed",
+        "3",
+        "--quiet",
+        "--out",
+    ];
     args.push(out.to_str().unwrap());
     args.extend_from_slice(extra);
     let o = ekvae(&args);
@@ -46,7 +58,9 @@ fn collect_then_inspect() {
     let o = ekvae(&["inspect", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    for needle in ["[5, 7, 16, 16]", "[5, 7, 1]", "[5, 7, 2]", "uniform:-1,1", "seed 3", "θ̇", "rewards"] {
+    for needle in
+        ["[5, 7, 16, 16]", "[5, 7, 1]", "[5, 7, 2]", "uniform:-1,1", "seed 3", "θ̇", "rewards"]
+    {
         assert!(text.contains(needle), "inspect output lacks {needle}:\n{text}");
     }
     let sheet = dir.path().join("d-sheet.png");
@@ -54,7 +68,16 @@ fn collect_then_inspect() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 
     let custom = dir.path().join("custom.png");
-    let o = ekvae(&["inspect", file.to_str().unwrap(), "--sheet", custom.to_str().unwrap(), "--rows", "2", "--cols", "3"]);
+    let o = ekvae(&[
+        "inspect",
+        file.to_str().unwrap(),
+        "--sheet",
+        custom.to_str().unwrap(),
+        "--rows",
+        "2",
+        "--cols",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(custom.exists());
 }
@@ -87,8 +110,14 @@ fn collect_refuses_bad_arguments() {
     let file = dir.path().join("plain");
     std::fs::write(&file, "x").unwrap();
     let below = file.join("x.npz");
-    assert_clean_failure(&ekvae(&["collect", "--episodes", "1", "--out", below.to_str().unwrap()]), "plain");
-    assert_clean_failure(&ekvae(&["collect", "--episodes", "1", "--out", dir.path().to_str().unwrap()]), "directory");
+    assert_clean_failure(
+        &ekvae(&["collect", "--episodes", "1", "--out", below.to_str().unwrap()]),
+        "plain",
+    );
+    assert_clean_failure(
+        &ekvae(&["collect", "--episodes", "1", "--out", dir.path().to_str().unwrap()]),
+        "directory",
+    );
     // clap's own errors (not a number) also fail cleanly.
     let o = ekvae(&["collect", "--episodes", "many"]);
     assert!(!o.status.success() && !stderr(&o).contains("panicked"));
