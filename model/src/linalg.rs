@@ -222,3 +222,156 @@ pub fn gaussian_log_prob_full(
     let chol = try_cholesky(cov, jitter, "covariance")?;
     Ok(gaussian_log_prob_chol(x, mean, &chol))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ten<const D: usize>(v: Vec<f64>, shape: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(v, shape), (device, DType::F64))
+    }
+
+    /// Plain-Rust Cholesky–Banachiewicz (reference).
+    fn chol_ref(a: &[f64], n: usize) -> Vec<f64> {
+        let mut l = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
+                l[i * n + j] = if i == j {
+                    (a[i * n + i] - s).sqrt()
+                } else {
+                    (a[i * n + j] - s) / l[j * n + j]
+                };
+            }
+        }
+        l
+    }
+
+    /// A = M Mᵀ + n·0.1·I from a random square M: SPD.
+    fn spd_from(m: &[f64], n: usize) -> Vec<f64> {
+        let mut a = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                a[i * n + j] = (0..n).map(|k| m[i * n + k] * m[j * n + k]).sum::<f64>()
+                    + if i == j { 0.1 } else { 0.0 };
+            }
+        }
+        a
+    }
+
+    #[test]
+    fn cholesky_of_known_matrix() {
+        // A = [[4, 2], [2, 3]]: L = [[2, 0], [1, √2]] by hand.
+        let d = Device::flex();
+        let chol = cholesky(ten(vec![4.0, 2.0, 2.0, 3.0], [1, 2, 2], &d), 0.0);
+        let l = values_f64(chol.factor.clone());
+        let want = [2.0, 0.0, 1.0, 2f64.sqrt()];
+        for (g, w) in l.iter().zip(want) {
+            assert!((g - w).abs() < 1e-15, "{l:?}");
+        }
+        let ld = values_f64(log_det(&chol))[0];
+        assert!((ld - 8f64.ln()).abs() < 1e-14, "log det {ld} vs ln 8");
+    }
+
+    #[test]
+    fn not_positive_definite_is_an_error() {
+        let d = Device::flex();
+        let a = ten(vec![1.0, 2.0, 2.0, 1.0], [1, 2, 2], &d); // eigenvalues 3, −1
+        assert!(matches!(
+            try_cholesky(a, 0.0, "test"),
+            Err(Error::NotPositiveDefinite { what: "test" })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        /// Cholesky, triangular inverse, solves and log-determinant on random
+        /// SPD batches (n = 1…6) against the plain-Rust reference.
+        #[test]
+        fn cholesky_inverse_solve_match_reference(
+            n in 1usize..7,
+            seed in proptest::collection::vec(-1.5f64..1.5, 3 * 36),
+            rhs in proptest::collection::vec(-2.0f64..2.0, 3 * 6 * 2),
+        ) {
+            let d = Device::flex();
+            let batch = 3;
+            let mut a = Vec::new();
+            for b in 0..batch {
+                a.extend(spd_from(&seed[b * 36..b * 36 + n * n], n));
+            }
+            let chol = cholesky(ten(a.clone(), [batch, n, n], &d), 0.0);
+            let l = values_f64(chol.factor.clone());
+            let linv = values_f64(tril_inverse(&chol));
+            let bmat = ten(rhs[..batch * n * 2].to_vec(), [batch, n, 2], &d);
+            let x = values_f64(cholesky_solve(&chol, bmat));
+            let ld = values_f64(log_det(&chol));
+            for b in 0..batch {
+                let ab = &a[b * n * n..(b + 1) * n * n];
+                let want = chol_ref(ab, n);
+                let lb = &l[b * n * n..(b + 1) * n * n];
+                for (g, w) in lb.iter().zip(&want) {
+                    prop_assert!((g - w).abs() < 1e-10 * (1.0 + w.abs()), "L {:?} vs {:?}", lb, want);
+                }
+                // L⁻¹ L = I
+                let li = &linv[b * n * n..(b + 1) * n * n];
+                for i in 0..n {
+                    for j in 0..n {
+                        let v: f64 = (0..n).map(|k| li[i * n + k] * lb[k * n + j]).sum();
+                        let e = if i == j { 1.0 } else { 0.0 };
+                        prop_assert!((v - e).abs() < 1e-9, "L⁻¹L[{},{}] = {}", i, j, v);
+                    }
+                }
+                // A X = B
+                let xb = &x[b * n * 2..(b + 1) * n * 2];
+                for i in 0..n {
+                    for c in 0..2 {
+                        let v: f64 = (0..n).map(|k| ab[i * n + k] * xb[k * 2 + c]).sum();
+                        let want = rhs[b * n * 2 + i * 2 + c];
+                        prop_assert!((v - want).abs() < 1e-8 * (1.0 + want.abs()), "AX = B at ({},{}): {} vs {}", i, c, v, want);
+                    }
+                }
+                let ld_ref: f64 = (0..n).map(|i| 2.0 * want[i * n + i].ln()).sum();
+                prop_assert!((ld[b] - ld_ref).abs() < 1e-10 * (1.0 + ld_ref.abs()));
+            }
+        }
+    }
+
+    /// d/dA of Σ W ⊙ L (random weights) by autodiff against central differences.
+    #[test]
+    fn cholesky_gradient_matches_finite_differences() {
+        let n = 4;
+        let a = spd_from(
+            &[0.9, -0.3, 0.4, 0.2, 0.1, 1.1, -0.5, 0.3, -0.2, 0.4, 0.8, 0.1, 0.3, -0.1, 0.2, 1.2],
+            n,
+        );
+        let w: Vec<f64> = (0..n * n).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
+        let f = |a: Tensor<3>, d: &Device| -> Tensor<1> {
+            let chol = cholesky(a, 0.0);
+            let x = ten(vec![0.5, -1.0, 0.3, 2.0], [1, n], d);
+            let lp = gaussian_log_prob_chol(x, ten(vec![0.1; n], [1, n], d), &chol);
+            tril_inverse(&chol).sum() + (chol.factor * ten(w.clone(), [1, n, n], d)).sum() + lp.sum()
+        };
+        let ad = Device::flex().autodiff();
+        let at = ten(a.clone(), [1, n, n], &ad).require_grad();
+        let grads = f(at.clone(), &ad).backward();
+        let g = values_f64(at.grad(&grads).unwrap());
+        let d = Device::flex();
+        let h = 1e-6;
+        for idx in 0..n * n {
+            let (i, j) = (idx / n, idx % n);
+            if j > i {
+                continue; // only the lower triangle (and diagonal) is read
+            }
+            let mut up = a.clone();
+            up[idx] += h;
+            let mut dn = a.clone();
+            dn[idx] -= h;
+            let num = (values_f64(f(ten(up, [1, n, n], &d), &d))[0]
+                - values_f64(f(ten(dn, [1, n, n], &d), &d))[0])
+                / (2.0 * h);
+            assert!((g[idx] - num).abs() < 1e-6 * (1.0 + num.abs()), "dA[{i},{j}]: {} vs {num}", g[idx]);
+        }
+    }
+}
