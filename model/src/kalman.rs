@@ -99,8 +99,8 @@ pub struct Prior {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct KalmanConfig {
     /// Added to the diagonal of every matrix that is Cholesky-factorised
-    /// (innovation covariances, predicted covariances in the smoother,
-    /// backward conditional covariances in FFBS). `None`: `1e-6` in f32,
+    /// (predicted covariances in the smoother, backward conditional
+    /// covariances in FFBS; the filter's scalar updates factorise nothing). `None`: `1e-6` in f32,
     /// `1e-10` in f64 (and other dtypes: as f32).
     pub jitter: Option<f64>,
 }
@@ -242,26 +242,21 @@ pub fn filter_with_config(
     check_dtype("emission.h", dtype, emission.h.dtype())?;
     check_dtype("emission.r_diag", dtype, emission.r_diag.dtype())?;
     check_dtype("actions", dtype, actions.dtype())?;
-    let jitter = config.jitter_for(dtype);
 
     // ---- constants ---------------------------------------------------------
     let eye_n = linalg::eye_like(n, &obs); // [1, n, n]
     let h = emission.h.clone().unsqueeze_dim::<3>(0); // [1, m, n]
-    let h_t = h.clone().transpose(); // [1, n, m]
-    let r_row = emission.r_diag.clone().reshape([1, 1, m]); // [1, 1, m]
-    let r_mat = linalg::diag_embed(emission.r_diag.clone().unsqueeze_dim(0)); // [1, m, m]
-    let obs_steps: Vec<Tensor<3>> = obs
-        .reshape([batch, steps, m, 1])
-        .split(1, 1)
-        .into_iter()
-        .map(|y| y.reshape([batch, m, 1]))
-        .collect();
-    let act_steps: Vec<Tensor<2>> = if steps > 1 {
+    let h_rows: Vec<Tensor<3>> = (0..m).map(|i| h.clone().narrow(1, i, 1)).collect(); // [1, 1, n]
+    let h_cols: Vec<Tensor<3>> = h_rows.iter().map(|r| r.clone().transpose()).collect(); // [1, n, 1]
+    let r_all = emission.r_diag.clone().reshape([1, 1, m]);
+    let r_each: Vec<Tensor<3>> = (0..m).map(|i| r_all.clone().narrow(2, i, 1)).collect(); // [1, 1, 1]
+    let obs_flat = obs.reshape([batch, steps * m, 1]); // [B, T·m, 1]
+    let act_steps: Vec<(Tensor<2>, Tensor<3>)> = if steps > 1 {
         actions
             .narrow(1, 0, steps - 1)
             .split(1, 1)
             .into_iter()
-            .map(|u| u.reshape([batch, k]))
+            .map(|u| (u.clone().reshape([batch, k]), u)) // ([B, k], [B, 1, k])
             .collect()
     } else {
         Vec::new()
@@ -272,46 +267,55 @@ pub fn filter_with_config(
     let mut mean_filt = Vec::with_capacity(steps);
     let mut cov_filt = Vec::with_capacity(steps);
     let mut fs = Vec::with_capacity(steps);
-    let mut white = Vec::with_capacity(steps); // whitened innovations, [B, m, 1]
-    let mut s_diag = Vec::with_capacity(steps); // diag of chol(S), [B, m, 1]
+    let mut innovations = Vec::with_capacity(steps * m); // [B, 1, 1] each
+    let mut innovation_vars = Vec::with_capacity(steps * m); // [B, 1, 1] each
 
     let mut m_prev: Option<Tensor<3>> = None; // μ_{t−1|t−1}, [B, n, 1]
     let mut p_prev: Option<Tensor<3>> = None; // P_{t−1|t−1}, [B, n, n]
-    for (t, y) in obs_steps.into_iter().enumerate() {
+    for t in 0..steps {
         // ---- predict -------------------------------------------------------
         let (m_p, p_p, f_t) = match (m_prev.take(), p_prev.take()) {
             (Some(m_f), Some(p_f)) => {
-                let u = act_steps[t - 1].clone();
-                let step = trans.linearize(m_f.clone().reshape([batch, n]), u.clone());
+                let (u, u_row) = act_steps[t - 1].clone();
+                let step = trans.linearize(m_f.clone().reshape([batch, n]), u);
                 check_step(&step, batch, n, k, dtype)?;
                 let f = step.f;
-                let m_p = f.clone().matmul(m_f) + step.b.matmul(u.reshape([batch, k, 1])); // [B, n, 1]
+                // Matrix–vector products as broadcast multiply + sum: burn-flex
+                // runs one gemm call per matrix, far slower at n = 4.
+                let m_row = m_f.reshape([batch, 1, n]);
+                let m_p = (f.clone() * m_row).sum_dim(2) + (step.b * u_row).sum_dim(2); // [B, n, 1]
                 let p_p = linalg::symmetrize(f.clone().matmul(p_f).matmul(f.clone().transpose()))
-                    + linalg::diag_embed(step.q_diag); // [B, n, n]
+                    + step.q_diag.unsqueeze_dim::<3>(1) * eye_n.clone(); // [B, n, n]
                 (m_p, p_p, f)
             }
             _ => {
                 let m_p = prior.mean.clone().reshape([1, n, 1]).expand([batch, n, 1]);
-                let p_p = linalg::diag_embed(prior.var.clone().unsqueeze_dim(0)).expand([batch, n, n]);
+                let p_p = (prior.var.clone().reshape([1, 1, n]) * eye_n.clone()).expand([batch, n, n]);
                 (m_p, p_p, eye_n.clone())
             }
         };
 
-        // ---- update --------------------------------------------------------
-        let hp = h.clone().matmul(p_p.clone()); // [B, m, n]
-        let s = hp.clone().matmul(h_t.clone()) + r_mat.clone(); // [B, m, m]
-        let chol_s = linalg::cholesky(s, jitter);
-        let s_inv_l = linalg::tril_inverse(&chol_s); // L_S⁻¹, [B, m, m]
-        let w_mat = hp.transpose().matmul(s_inv_l.clone().transpose()); // P Hᵀ L_S⁻ᵀ, [B, n, m]
-        let gain = w_mat.clone().matmul(s_inv_l.clone()); // K = P Hᵀ S⁻¹, [B, n, m]
-        let innov = y - h.clone().matmul(m_p.clone()); // [B, m, 1]
-        let w = s_inv_l.matmul(innov); // L_S⁻¹ v, [B, m, 1]
-        let m_f = m_p.clone() + w_mat.matmul(w.clone()); // μ + K v, [B, n, 1]
-        let a = eye_n.clone() - gain.clone().matmul(h.clone()); // I − K H, [B, n, n]
-        let p_f = linalg::symmetrize(
-            a.clone().matmul(p_p.clone()).matmul(a.transpose())
-                + (gain.clone() * r_row.clone()).matmul(gain.transpose()),
-        ); // Joseph form, [B, n, n]
+        // ---- update: one scalar Joseph-form update per observation component
+        // (exactly the joint update, since R is diagonal). With a = I − k h,
+        // the Joseph form a P aᵀ + r k kᵀ expands to (P + s k kᵀ) − (k phᵀ + ph kᵀ)
+        // for any gain k (s = h P hᵀ + r, ph = P hᵀ), which is evaluated here
+        // with element-wise ops only and is exactly symmetric when P is.
+        let mut m_f = m_p.clone();
+        let mut p_f = p_p.clone();
+        for i in 0..m {
+            let y = obs_flat.clone().narrow(1, t * m + i, 1); // [B, 1, 1]
+            let ph = (p_f.clone() * h_rows[i].clone()).sum_dim(2); // P hᵀ, [B, n, 1]
+            let s = (ph.clone() * h_cols[i].clone()).sum_dim(1) + r_each[i].clone(); // [B, 1, 1]
+            let gain = ph.clone() / s.clone(); // k, [B, n, 1]
+            let innov = y - (m_f.clone() * h_cols[i].clone()).sum_dim(1); // v, [B, 1, 1]
+            m_f = m_f + gain.clone() * innov.clone();
+            let ph_row = ph.clone().reshape([batch, 1, n]);
+            let gain_row = gain.clone().reshape([batch, 1, n]);
+            let cross = gain.clone() * ph_row + ph * gain_row.clone(); // k phᵀ + ph kᵀ
+            p_f = (p_f + (gain * gain_row) * s.clone()) - cross;
+            innovations.push(innov);
+            innovation_vars.push(s);
+        }
 
         mean_pred.push(m_p);
         cov_pred.push(p_p);
@@ -320,25 +324,23 @@ pub fn filter_with_config(
         } else {
             f_t.expand([batch, n, n])
         });
-        white.push(w);
-        s_diag.push(chol_s.diag);
         mean_filt.push(m_f.clone());
         cov_filt.push(p_f.clone());
         m_prev = Some(m_f);
         p_prev = Some(p_f);
     }
 
-    // ---- log-likelihood, batched over time ---------------------------------
-    let white: Tensor<4> = Tensor::stack(white, 1); // [B, T, m, 1]
-    let s_diag: Tensor<4> = Tensor::stack(s_diag, 1); // [B, T, m, 1]
-    let log_likelihood = (white.square().mul_scalar(0.5) + s_diag.log())
-        .sum_dims(&[1, 2, 3])
+    // ---- log-likelihood, batched over time: Σ_{t,i} log N(v_ti; 0, s_ti) -------
+    let innov = Tensor::cat(innovations, 1); // [B, T·m, 1]
+    let var = Tensor::cat(innovation_vars, 1); // [B, T·m, 1]
+    let log_likelihood = (innov.square() / var.clone() + var.log())
+        .sum_dim(1)
         .reshape([batch])
-        .neg()
+        .mul_scalar(-0.5)
         .sub_scalar(0.5 * (steps * m) as f64 * LN_2PI);
     if !linalg::all_finite(log_likelihood.clone()) {
         return Err(Error::NotPositiveDefinite {
-            what: "innovation covariance (log-likelihood not finite)",
+            what: "innovation variance (log-likelihood not finite)",
         });
     }
 
@@ -441,11 +443,63 @@ fn backward_kernel(filtered: &FilterOutput) -> Result<Option<BackwardKernel>> {
     }))
 }
 
+/// Solves the backward affine recursions
+/// `c_t ← c_t + G_t c_{t+1}` and (optionally) `C_t ← C_t + G_t C_{t+1} G_tᵀ`
+/// for `t = T−2 … 0` (with `G_{T−1} = 0`) by a Hillis–Steele suffix scan.
+///
+/// Each element is the affine map `x ↦ c_t + G_t x` (and `X ↦ C_t + G_t X G_tᵀ`);
+/// composing two gives `(G_a G_b, c_a + G_a c_b, C_a + G_a C_b G_aᵀ)`, so after
+/// `⌈log₂ T⌉` levels of batched ops element `t` holds the composition of all
+/// maps `t … T−1`, whose offset is the solution. This replaces `T` sequential
+/// steps, each needing a per-step slice (whose backward in burn allocates a
+/// zero tensor of the full `[B, T, …]` shape), by `O(log T)` ops.
+///
+/// # Shapes
+/// - `gain`: `[B, T, n, n]` (last step 0), `offset`: `[B, T, n, 1]`, `cov`: `[B, T, n, n]`
+fn affine_suffix_scan(
+    gain: Tensor<4>,
+    offset: Tensor<4>,
+    cov: Option<Tensor<4>>,
+) -> (Tensor<4>, Option<Tensor<4>>) {
+    let [batch, steps, n, _] = gain.dims();
+    let (device, dtype) = (gain.device(), gain.dtype());
+    let eye = linalg::eye(n, &device, dtype).unsqueeze_dim::<4>(0); // [1, 1, n, n]
+    let (mut g, mut c, mut cv) = (gain, offset, cov);
+    let mut stride = 1;
+    while stride < steps {
+        let keep = steps - stride;
+        // Element t + stride, padded with the identity map past the end.
+        let shift = |x: Tensor<4>, pad: Tensor<4>| Tensor::cat(vec![x.narrow(1, stride, keep), pad], 1);
+        let zeros_vec = Tensor::<4>::zeros([batch, stride, n, 1], (&device, dtype));
+        let c_next = shift(c.clone(), zeros_vec);
+        c = c + g.clone().matmul(c_next);
+        if let Some(cov) = cv {
+            let zeros_mat = Tensor::<4>::zeros([batch, stride, n, n], (&device, dtype));
+            let cov_next = shift(cov.clone(), zeros_mat);
+            cv = Some(cov + g.clone().matmul(cov_next).matmul(g.clone().transpose()));
+        }
+        if 2 * stride < steps {
+            let eye_pad = eye.clone().expand([batch, stride, n, n]);
+            g = g.clone().matmul(shift(g, eye_pad));
+        }
+        stride *= 2;
+    }
+    (c, cv)
+}
+
+/// The gains `[B, T, n, n]` with a zero last step.
+fn padded_gain(kernel: &BackwardKernel) -> Tensor<4> {
+    let last = kernel.gain.zeros_like().narrow(1, 0, 1);
+    Tensor::cat(vec![kernel.gain.clone(), last], 1)
+}
+
 /// Rauch–Tung–Striebel smoother over the output of [`filter`].
 ///
 /// `μ_{t|T} = μ_{t|t} + J_t (μ_{t+1|T} − μ_{t+1|t})`,
 /// `P_{t|T} = Σ_t + J_t P_{t+1|T} J_tᵀ` with `Σ_t = P_{t|t} − J_t P_{t+1|t} J_tᵀ`
-/// (a sum of positive semi-definite terms; symmetrised).
+/// (a sum of positive semi-definite terms; symmetrised). The gains and `Σ_t`
+/// are computed for all steps at once; the backward recursion itself is an
+/// affine suffix scan (`⌈log₂ T⌉` batched levels).
 ///
 /// # Errors
 /// [`Error::NotPositiveDefinite`] if a predicted covariance cannot be factorised.
@@ -458,35 +512,22 @@ pub fn smooth(filtered: &FilterOutput) -> Result<SmootherOutput> {
             smoother_gain: filtered.cov_filt.zeros_like(),
         });
     };
-    let gains = kernel.gain.clone().split(1, 1); // [B, 1, n, n] each
-    let gains_t = kernel.gain.clone().transpose().split(1, 1);
-    let offsets = kernel.offset.split(1, 1);
-    let conds = kernel.cond_cov.split(1, 1);
-
-    let mut m_s = filtered
+    let gain = padded_gain(&kernel);
+    let m_last = filtered
         .mean_filt
         .clone()
         .narrow(1, steps - 1, 1)
         .reshape([batch, 1, n, 1]);
-    let mut p_s = filtered.cov_filt.clone().narrow(1, steps - 1, 1); // [B, 1, n, n]
-    let mut means = vec![m_s.clone()];
-    let mut covs = vec![p_s.clone()];
-    for t in (0..steps - 1).rev() {
-        m_s = offsets[t].clone() + gains[t].clone().matmul(m_s);
-        p_s = conds[t].clone() + gains[t].clone().matmul(p_s).matmul(gains_t[t].clone());
-        means.push(m_s.clone());
-        covs.push(p_s.clone());
-    }
-    means.reverse();
-    covs.reverse();
-    let mean_smooth = Tensor::cat(means, 1).reshape([batch, steps, n]);
-    let cov_smooth = Tensor::cat(covs, 1).reshape([batch * steps, n, n]);
-    let cov_smooth = linalg::symmetrize(cov_smooth).reshape([batch, steps, n, n]);
-    let last = kernel.gain.zeros_like().narrow(1, 0, 1);
+    let p_last = filtered.cov_filt.clone().narrow(1, steps - 1, 1);
+    let offset = Tensor::cat(vec![kernel.offset, m_last], 1);
+    let cov = Tensor::cat(vec![kernel.cond_cov, p_last], 1);
+    let (mean, cov) = affine_suffix_scan(gain.clone(), offset, Some(cov));
+    let cov = cov.unwrap_or_else(|| unreachable!("the scan returns the covariance it was given"));
+    let cov_smooth = linalg::symmetrize(cov.reshape([batch * steps, n, n])).reshape([batch, steps, n, n]);
     Ok(SmootherOutput {
-        mean_smooth,
+        mean_smooth: mean.reshape([batch, steps, n]),
         cov_smooth,
-        smoother_gain: Tensor::cat(vec![kernel.gain, last], 1),
+        smoother_gain: gain,
     })
 }
 
@@ -499,7 +540,8 @@ pub fn smooth(filtered: &FilterOutput) -> Result<SmootherOutput> {
 /// Since `z_t − mean_t = L_t ε_t`, `log q = Σ_t [−½|ε_t|² − log det L_t] − T n/2 ln 2π`,
 /// the exact log-density of the sample under the (jittered) backward
 /// conditionals it was drawn from; it equals
-/// [`posterior_log_prob`]`(filtered, z)`.
+/// [`posterior_log_prob`]`(filtered, z)`. The factors are computed for all
+/// steps at once; the backward recursion is an affine suffix scan.
 ///
 /// # Shapes
 /// - `eps`: `[B, T, n]`, standard normal draws (the caller owns the RNG).
@@ -530,20 +572,17 @@ pub fn sample_posterior(filtered: &FilterOutput, eps: Tensor<3>) -> Result<Poste
         .clone()
         .narrow(1, steps - 1, 1)
         .reshape([batch, 1, n, 1]);
-    let mut z_next = m_last + noise.clone().narrow(1, steps - 1, 1); // [B, 1, n, 1]
-    let mut zs = vec![z_next.clone()];
-    if let Some(kernel) = kernel {
-        // a_t = μ_{t|t} − J_t μ_{t+1|t} + L_t ε_t, batched.
-        let shifted = (kernel.offset + noise.narrow(1, 0, steps - 1)).split(1, 1);
-        let gains = kernel.gain.split(1, 1);
-        for t in (0..steps - 1).rev() {
-            z_next = shifted[t].clone() + gains[t].clone().matmul(z_next);
-            zs.push(z_next.clone());
+    let z = match kernel {
+        None => m_last + noise,
+        Some(kernel) => {
+            let gain = padded_gain(&kernel);
+            // a_t = μ_{t|t} − J_t μ_{t+1|t} + L_t ε_t; z_t = a_t + J_t z_{t+1}.
+            let offset = Tensor::cat(vec![kernel.offset, m_last], 1) + noise;
+            affine_suffix_scan(gain, offset, None).0
         }
-    }
-    zs.reverse();
+    };
     Ok(PosteriorSample {
-        z: Tensor::cat(zs, 1).reshape([batch, steps, n]),
+        z: z.reshape([batch, steps, n]),
         log_q,
     })
 }

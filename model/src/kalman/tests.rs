@@ -364,7 +364,7 @@ fn filter_smoother_likelihood_match_dense_posterior_m2() {
 
 #[test]
 fn filter_smoother_likelihood_match_dense_posterior_m1() {
-    check_against_dense(1, 5);
+    check_against_dense(1, 7);
 }
 
 #[test]
