@@ -429,13 +429,13 @@ fn backward_kernel(filtered: &FilterOutput) -> Result<Option<BackwardKernel>> {
         .narrow(1, 1, steps - 1)
         .reshape([rows, n, 1]);
 
-    let cross = p_f.clone().matmul(f.transpose()); // C = P_{t|t} F_{t+1}ᵀ, [rows, n, n]
+    let cross = linalg::bmm(p_f.clone(), f.transpose()); // C = P_{t|t} F_{t+1}ᵀ, [rows, n, n]
     let chol_p = linalg::try_cholesky(p_p, jitter, "predicted covariance")?;
     let linv = linalg::tril_inverse(&chol_p);
-    let gain = cross.clone().matmul(linv.clone().transpose()).matmul(linv); // C P⁻¹
+    let gain = linalg::bmm(linalg::bmm(cross.clone(), linv.clone().transpose()), linv); // C P⁻¹
     // J P Jᵀ = J Cᵀ since J P = C.
-    let cond_cov = linalg::symmetrize(p_f - gain.clone().matmul(cross.transpose()));
-    let offset = m_f - gain.clone().matmul(m_p);
+    let cond_cov = linalg::symmetrize(p_f - linalg::bmm(gain.clone(), cross.transpose()));
+    let offset = m_f - linalg::bmm(gain.clone(), m_p);
     Ok(Some(BackwardKernel {
         gain: gain.reshape([batch, steps - 1, n, n]),
         offset: offset.reshape([batch, steps - 1, n, 1]),
@@ -472,15 +472,15 @@ fn affine_suffix_scan(
         let shift = |x: Tensor<4>, pad: Tensor<4>| Tensor::cat(vec![x.narrow(1, stride, keep), pad], 1);
         let zeros_vec = Tensor::<4>::zeros([batch, stride, n, 1], (&device, dtype));
         let c_next = shift(c.clone(), zeros_vec);
-        c = c + g.clone().matmul(c_next);
+        c = c + linalg::bmm4(g.clone(), c_next);
         if let Some(cov) = cv {
             let zeros_mat = Tensor::<4>::zeros([batch, stride, n, n], (&device, dtype));
             let cov_next = shift(cov.clone(), zeros_mat);
-            cv = Some(cov + g.clone().matmul(cov_next).matmul(g.clone().transpose()));
+            cv = Some(cov + linalg::bmm4(linalg::bmm4(g.clone(), cov_next), g.clone().transpose()));
         }
         if 2 * stride < steps {
             let eye_pad = eye.clone().expand([batch, stride, n, n]);
-            g = g.clone().matmul(shift(g, eye_pad));
+            g = linalg::bmm4(g.clone(), shift(g, eye_pad));
         }
         stride *= 2;
     }
@@ -557,10 +557,7 @@ pub fn sample_posterior(filtered: &FilterOutput, eps: Tensor<3>) -> Result<Poste
     check_dtype("eps", filtered.mean_filt.dtype(), eps.dtype())?;
     let (chol, kernel) = conditional_factors(filtered)?;
     // L_t ε_t for all t at once.
-    let noise = chol
-        .factor
-        .clone()
-        .matmul(eps.clone().reshape([batch * steps, n, 1]))
+    let noise = linalg::bmm(chol.factor.clone(), eps.clone().reshape([batch * steps, n, 1]))
         .reshape([batch, steps, n, 1]);
     let log_q = (eps.square().mul_scalar(0.5).sum_dims(&[1, 2]).reshape([batch])
         + chol.diag.log().reshape([batch, steps * n]).sum_dim(1).reshape([batch]))
@@ -628,7 +625,7 @@ pub fn posterior_log_prob(filtered: &FilterOutput, z: Tensor<3>) -> Result<Tenso
     let mean = match kernel {
         Some(k) => Tensor::cat(
             vec![
-                k.offset + k.gain.matmul(z4.clone().narrow(1, 1, steps - 1)),
+                k.offset + linalg::bmm4(k.gain, z4.clone().narrow(1, 1, steps - 1)),
                 m_last,
             ],
             1,

@@ -54,6 +54,31 @@ pub fn diagonal(a: Tensor<3>) -> Tensor<2> {
     (a * eye).sum_dim(2).squeeze_dim(2)
 }
 
+/// Batched product of small matrices, `[N, p, q] × [N, q, r] → [N, p, r]`
+/// (either `N` may be 1 and is then broadcast).
+///
+/// Same result as [`Tensor::matmul`], computed as a broadcast multiply and
+/// sum with the batch as the innermost (contiguous) axis: burn-flex's matmul
+/// issues one gemm call per matrix, which at `n = 4` and `N = B·T = 1600`
+/// is about 3× slower forward and backward (measured, see NOTES-KALMAN.md).
+pub fn bmm(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
+    let [na, p, _] = a.dims();
+    let [nb, _, r] = b.dims();
+    let a_s = a.permute([1, 2, 0]).unsqueeze_dim::<4>(2); // [p, q, 1, Na]
+    let b_s = b.permute([1, 2, 0]).unsqueeze_dim::<4>(0); // [1, q, r, Nb]
+    (a_s * b_s)
+        .sum_dim(1)
+        .reshape([p, r, na.max(nb)])
+        .permute([2, 0, 1])
+}
+
+/// [`bmm`] for `[B, T, p, q] × [B, T, q, r]` (equal leading dimensions).
+pub fn bmm4(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
+    let [b0, b1, p, q] = a.dims();
+    let [_, _, _, r] = b.dims();
+    bmm(a.reshape([b0 * b1, p, q]), b.reshape([b0 * b1, q, r])).reshape([b0, b1, p, r])
+}
+
 /// A batch of lower-triangular Cholesky factors `L` with `L Lᵀ = A + jitter·I`.
 #[derive(Debug, Clone)]
 pub struct Cholesky {
@@ -86,7 +111,7 @@ pub fn cholesky(a: Tensor<3>, jitter: f64) -> Cholesky {
         let pivot = col.clone().narrow(1, j, 1).sqrt(); // [N, 1, 1]
         let l = col / pivot.clone(); // [N, n, 1]
         if j + 1 < n {
-            a = a - l.clone().matmul(l.clone().transpose());
+            a = a - l.clone() * l.clone().transpose(); // outer product by broadcasting
         }
         cols.push(l);
         diag.push(pivot);
@@ -145,7 +170,7 @@ pub fn tril_inverse(chol: &Cholesky) -> Tensor<3> {
         x = if k == 1 {
             eye.clone() - nil.clone()
         } else {
-            eye.clone() - nil.clone().matmul(x)
+            eye.clone() - bmm(nil.clone(), x)
         };
     }
     // Columns scaled by D⁻¹; broadcasting makes the [1, n, n] identity (n = 1) batched.
@@ -155,13 +180,13 @@ pub fn tril_inverse(chol: &Cholesky) -> Tensor<3> {
 /// Solves `L X = B` for a batch of lower-triangular factors `L` `[N, n, n]`
 /// and right-hand sides `B` `[N, n, r]` (`N` may be 1 on either side).
 pub fn solve_lower(chol: &Cholesky, b: Tensor<3>) -> Tensor<3> {
-    tril_inverse(chol).matmul(b)
+    bmm(tril_inverse(chol), b)
 }
 
 /// Solves `A X = B` given the Cholesky factor of `A`: `X = L⁻ᵀ L⁻¹ B`.
 pub fn cholesky_solve(chol: &Cholesky, b: Tensor<3>) -> Tensor<3> {
     let linv = tril_inverse(chol);
-    linv.clone().transpose().matmul(linv.matmul(b))
+    bmm(linv.clone().transpose(), bmm(linv, b))
 }
 
 /// `log det A = 2 Σ log L_ii`, `[N]`.
