@@ -7,7 +7,8 @@
 use burn::tensor::{DType, Device, Tensor, TensorData, activation::softmax};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ekvae_model::kalman::{
-    Emission, LinearGaussianStep, LinearTransition, Prior, Transition, filter, sample_posterior, smooth,
+    Emission, LinearGaussianStep, LinearTransition, Prior, Transition, filter, sample_posterior,
+    smooth,
 };
 
 const B: usize = 32;
@@ -22,7 +23,9 @@ fn ten<const D: usize>(v: Vec<f64>, shape: [usize; D], device: &Device) -> Tenso
 }
 
 fn pseudo(len: usize, scale: f64, phase: f64) -> Vec<f64> {
-    (0..len).map(|i| (0.37 * i as f64 + phase).sin() * scale).collect()
+    (0..len)
+        .map(|i| (0.37 * i as f64 + phase).sin() * scale)
+        .collect()
 }
 
 /// The EKVAE transition's shape of work: `BASES` base matrices mixed by a
@@ -55,11 +58,32 @@ struct Inputs {
 }
 
 fn inputs(device: &Device) -> Inputs {
-    let grad = |t: Tensor<2>| if device.is_autodiff() { t.require_grad() } else { t };
-    let grad1 = |t: Tensor<1>| if device.is_autodiff() { t.require_grad() } else { t };
-    let grad3 = |t: Tensor<3>| if device.is_autodiff() { t.require_grad() } else { t };
+    let grad = |t: Tensor<2>| {
+        if device.is_autodiff() {
+            t.require_grad()
+        } else {
+            t
+        }
+    };
+    let grad1 = |t: Tensor<1>| {
+        if device.is_autodiff() {
+            t.require_grad()
+        } else {
+            t
+        }
+    };
+    let grad3 = |t: Tensor<3>| {
+        if device.is_autodiff() {
+            t.require_grad()
+        } else {
+            t
+        }
+    };
     Inputs {
-        prior: Prior { mean: ten(vec![0.0; N], [N], device), var: ten(vec![1.0; N], [N], device) },
+        prior: Prior {
+            mean: ten(vec![0.0; N], [N], device),
+            var: ten(vec![1.0; N], [N], device),
+        },
         emission: Emission {
             h: grad(ten(pseudo(M * N, 0.8, 0.1), [M, N], device)),
             r_diag: grad1(ten(vec![0.1; M], [M], device)),
@@ -86,8 +110,12 @@ fn bench(c: &mut Criterion) {
         q_diag: ten(vec![0.05; N], [N], &device).require_grad(),
     };
     let mix = Mixture {
-        f: ten((0..BASES).flat_map(|j| eye_plus(0.05, j as f64)).collect(), [BASES, N * N], &device)
-            .require_grad(),
+        f: ten(
+            (0..BASES).flat_map(|j| eye_plus(0.05, j as f64)).collect(),
+            [BASES, N * N],
+            &device,
+        )
+        .require_grad(),
         b: ten(pseudo(BASES * N * K, 0.3, 0.7), [BASES, N * K], &device).require_grad(),
         q: ten(vec![0.05; BASES * N], [BASES, N], &device).require_grad(),
         w_z: ten(pseudo(N * BASES, 0.5, 1.3), [N, BASES], &device).require_grad(),
@@ -105,13 +133,28 @@ fn bench(c: &mut Criterion) {
             q_diag: ten(vec![0.05; N], [N], &plain),
         };
         bench.iter(|| {
-            filter(&x.prior, &lin, &x.emission, x.obs.clone(), x.actions.clone()).unwrap().log_likelihood
+            filter(
+                &x.prior,
+                &lin,
+                &x.emission,
+                x.obs.clone(),
+                x.actions.clone(),
+            )
+            .unwrap()
+            .log_likelihood
         })
     });
     group.bench_function("filter_ffbs_fwd_bwd_linear", |bench| {
         let x = inputs(&device);
         bench.iter(|| {
-            let out = filter(&x.prior, &lin, &x.emission, x.obs.clone(), x.actions.clone()).unwrap();
+            let out = filter(
+                &x.prior,
+                &lin,
+                &x.emission,
+                x.obs.clone(),
+                x.actions.clone(),
+            )
+            .unwrap();
             let s = sample_posterior(&out, x.eps.clone()).unwrap();
             let loss = (out.log_likelihood + s.log_q).sum() + s.z.sum();
             loss.backward()
@@ -120,7 +163,14 @@ fn bench(c: &mut Criterion) {
     group.bench_function("filter_ffbs_fwd_bwd_mixture3", |bench| {
         let x = inputs(&device);
         bench.iter(|| {
-            let out = filter(&x.prior, &mix, &x.emission, x.obs.clone(), x.actions.clone()).unwrap();
+            let out = filter(
+                &x.prior,
+                &mix,
+                &x.emission,
+                x.obs.clone(),
+                x.actions.clone(),
+            )
+            .unwrap();
             let s = sample_posterior(&out, x.eps.clone()).unwrap();
             let loss = (out.log_likelihood + s.log_q).sum() + s.z.sum();
             loss.backward()
@@ -129,7 +179,14 @@ fn bench(c: &mut Criterion) {
     group.bench_function("filter_smooth_fwd_bwd_linear", |bench| {
         let x = inputs(&device);
         bench.iter(|| {
-            let out = filter(&x.prior, &lin, &x.emission, x.obs.clone(), x.actions.clone()).unwrap();
+            let out = filter(
+                &x.prior,
+                &lin,
+                &x.emission,
+                x.obs.clone(),
+                x.actions.clone(),
+            )
+            .unwrap();
             let sm = smooth(&out).unwrap();
             let loss = out.log_likelihood.sum() + sm.mean_smooth.sum() + sm.cov_smooth.sum();
             loss.backward()

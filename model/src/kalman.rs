@@ -197,7 +197,14 @@ pub fn filter(
     obs: Tensor<3>,
     actions: Tensor<3>,
 ) -> Result<FilterOutput> {
-    filter_with_config(prior, trans, emission, obs, actions, KalmanConfig::default())
+    filter_with_config(
+        prior,
+        trans,
+        emission,
+        obs,
+        actions,
+        KalmanConfig::default(),
+    )
 }
 
 /// [`filter`] with explicit numerical settings.
@@ -223,10 +230,18 @@ pub fn filter_with_config(
         return Err(shape_err("prior.var", format!("[{n}]"), &prior.var.dims()));
     }
     if emission.h.dims() != [m, n] {
-        return Err(shape_err("emission.h", format!("[m, n] = [{m}, {n}]"), &emission.h.dims()));
+        return Err(shape_err(
+            "emission.h",
+            format!("[m, n] = [{m}, {n}]"),
+            &emission.h.dims(),
+        ));
     }
     if emission.r_diag.dims() != [m] {
-        return Err(shape_err("emission.r_diag", format!("[{m}]"), &emission.r_diag.dims()));
+        return Err(shape_err(
+            "emission.r_diag",
+            format!("[{m}]"),
+            &emission.r_diag.dims(),
+        ));
     }
     let [ab, at, k] = actions.dims();
     if ab != batch || at != steps {
@@ -290,7 +305,8 @@ pub fn filter_with_config(
             }
             _ => {
                 let m_p = prior.mean.clone().reshape([1, n, 1]).expand([batch, n, 1]);
-                let p_p = (prior.var.clone().reshape([1, 1, n]) * eye_n.clone()).expand([batch, n, n]);
+                let p_p =
+                    (prior.var.clone().reshape([1, 1, n]) * eye_n.clone()).expand([batch, n, n]);
                 (m_p, p_p, eye_n.clone())
             }
         };
@@ -359,7 +375,13 @@ pub fn filter_with_config(
     })
 }
 
-fn check_step(step: &LinearGaussianStep, batch: usize, n: usize, k: usize, dtype: DType) -> Result<()> {
+fn check_step(
+    step: &LinearGaussianStep,
+    batch: usize,
+    n: usize,
+    k: usize,
+    dtype: DType,
+) -> Result<()> {
     let [fb, f1, f2] = step.f.dims();
     if (fb != batch && fb != 1) || f1 != n || f2 != n {
         return Err(shape_err(
@@ -417,7 +439,11 @@ fn backward_kernel(filtered: &FilterOutput) -> Result<Option<BackwardKernel>> {
         .clone()
         .narrow(1, 1, steps - 1)
         .reshape([rows, n, n]); // P_{t+1|t}
-    let f = filtered.f.clone().narrow(1, 1, steps - 1).reshape([rows, n, n]); // F_{t+1}
+    let f = filtered
+        .f
+        .clone()
+        .narrow(1, 1, steps - 1)
+        .reshape([rows, n, n]); // F_{t+1}
     let m_f = filtered
         .mean_filt
         .clone()
@@ -469,7 +495,8 @@ fn affine_suffix_scan(
     while stride < steps {
         let keep = steps - stride;
         // Element t + stride, padded with the identity map past the end.
-        let shift = |x: Tensor<4>, pad: Tensor<4>| Tensor::cat(vec![x.narrow(1, stride, keep), pad], 1);
+        let shift =
+            |x: Tensor<4>, pad: Tensor<4>| Tensor::cat(vec![x.narrow(1, stride, keep), pad], 1);
         let zeros_vec = Tensor::<4>::zeros([batch, stride, n, 1], (&device, dtype));
         let c_next = shift(c.clone(), zeros_vec);
         c = c + linalg::bmm4(g.clone(), c_next);
@@ -523,7 +550,8 @@ pub fn smooth(filtered: &FilterOutput) -> Result<SmootherOutput> {
     let cov = Tensor::cat(vec![kernel.cond_cov, p_last], 1);
     let (mean, cov) = affine_suffix_scan(gain.clone(), offset, Some(cov));
     let cov = cov.unwrap_or_else(|| unreachable!("the scan returns the covariance it was given"));
-    let cov_smooth = linalg::symmetrize(cov.reshape([batch * steps, n, n])).reshape([batch, steps, n, n]);
+    let cov_smooth =
+        linalg::symmetrize(cov.reshape([batch * steps, n, n])).reshape([batch, steps, n, n]);
     Ok(SmootherOutput {
         mean_smooth: mean.reshape([batch, steps, n]),
         cov_smooth,
@@ -552,15 +580,31 @@ pub fn smooth(filtered: &FilterOutput) -> Result<SmootherOutput> {
 pub fn sample_posterior(filtered: &FilterOutput, eps: Tensor<3>) -> Result<PosteriorSample> {
     let [batch, steps, n] = filtered.mean_filt.dims();
     if eps.dims() != [batch, steps, n] {
-        return Err(shape_err("eps", format!("[{batch}, {steps}, {n}]"), &eps.dims()));
+        return Err(shape_err(
+            "eps",
+            format!("[{batch}, {steps}, {n}]"),
+            &eps.dims(),
+        ));
     }
     check_dtype("eps", filtered.mean_filt.dtype(), eps.dtype())?;
     let (chol, kernel) = conditional_factors(filtered)?;
     // L_t ε_t for all t at once.
-    let noise = linalg::bmm(chol.factor.clone(), eps.clone().reshape([batch * steps, n, 1]))
-        .reshape([batch, steps, n, 1]);
-    let log_q = (eps.square().mul_scalar(0.5).sum_dims(&[1, 2]).reshape([batch])
-        + chol.diag.log().reshape([batch, steps * n]).sum_dim(1).reshape([batch]))
+    let noise = linalg::bmm(
+        chol.factor.clone(),
+        eps.clone().reshape([batch * steps, n, 1]),
+    )
+    .reshape([batch, steps, n, 1]);
+    let log_q = (eps
+        .square()
+        .mul_scalar(0.5)
+        .sum_dims(&[1, 2])
+        .reshape([batch])
+        + chol
+            .diag
+            .log()
+            .reshape([batch, steps * n])
+            .sum_dim(1)
+            .reshape([batch]))
     .neg()
     .sub_scalar(0.5 * (steps * n) as f64 * LN_2PI);
 
@@ -612,7 +656,11 @@ fn conditional_factors(filtered: &FilterOutput) -> Result<(Cholesky, Option<Back
 pub fn posterior_log_prob(filtered: &FilterOutput, z: Tensor<3>) -> Result<Tensor<1>> {
     let [batch, steps, n] = filtered.mean_filt.dims();
     if z.dims() != [batch, steps, n] {
-        return Err(shape_err("z", format!("[{batch}, {steps}, {n}]"), &z.dims()));
+        return Err(shape_err(
+            "z",
+            format!("[{batch}, {steps}, {n}]"),
+            &z.dims(),
+        ));
     }
     check_dtype("z", filtered.mean_filt.dtype(), z.dtype())?;
     let (chol, kernel) = conditional_factors(filtered)?;
@@ -633,11 +681,7 @@ pub fn posterior_log_prob(filtered: &FilterOutput, z: Tensor<3>) -> Result<Tenso
         None => m_last,
     };
     let rows = batch * steps;
-    let lp = linalg::gaussian_log_prob_chol(
-        z.reshape([rows, n]),
-        mean.reshape([rows, n]),
-        &chol,
-    );
+    let lp = linalg::gaussian_log_prob_chol(z.reshape([rows, n]), mean.reshape([rows, n]), &chol);
     Ok(lp.reshape([batch, steps]).sum_dim(1).reshape([batch]))
 }
 

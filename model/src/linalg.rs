@@ -309,6 +309,64 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn gaussian_log_densities_match_hand_values() {
+        let d = Device::flex();
+        // log N(1; 0.5, 4) = −½ (0.25/4 + ln 4 + ln 2π), by hand.
+        let lp = values_f64(gaussian_log_prob_diag(
+            ten(vec![1.0], [1], &d),
+            ten(vec![0.5], [1], &d),
+            ten(vec![4.0], [1], &d),
+        ))[0];
+        let want = -0.5 * (0.0625 + 4f64.ln() + LN_2PI);
+        assert!((lp - want).abs() < 1e-14, "{lp} vs {want}");
+        // Full covariance [[2, 0.5], [0.5, 1]] at x − μ = (1, −1):
+        // Σ⁻¹ = [[1, −0.5], [−0.5, 2]] / 1.75, quad = (1 + 1 + 2) / 1.75, det = 1.75.
+        let lp = values_f64(
+            gaussian_log_prob_full(
+                ten(vec![1.5, -1.0], [1, 2], &d),
+                ten(vec![0.5, 0.0], [1, 2], &d),
+                ten(vec![2.0, 0.5, 0.5, 1.0], [1, 2, 2], &d),
+                0.0,
+            )
+            .unwrap(),
+        )[0];
+        let want = -0.5 * (4.0 / 1.75 + 1.75f64.ln() + 2.0 * LN_2PI);
+        assert!((lp - want).abs() < 1e-13, "{lp} vs {want}");
+        // Shape errors are reported, not panics.
+        assert!(matches!(
+            gaussian_log_prob_full(
+                ten(vec![0.0; 2], [1, 2], &d),
+                ten(vec![0.0; 3], [1, 3], &d),
+                ten(vec![1.0, 0.0, 0.0, 1.0], [1, 2, 2], &d),
+                0.0
+            ),
+            Err(Error::Shape { what: "mean", .. })
+        ));
+    }
+
+    /// `bmm` equals `matmul`, including a broadcast batch of 1.
+    #[test]
+    fn bmm_matches_matmul() {
+        let d = Device::flex();
+        let a = ten(
+            (0..24).map(|i| (i as f64 * 0.37).sin()).collect(),
+            [2, 3, 4],
+            &d,
+        );
+        let b = ten(
+            (0..8).map(|i| (i as f64 * 0.91).cos()).collect(),
+            [1, 4, 2],
+            &d,
+        );
+        let got = values_f64(bmm(a.clone(), b.clone()));
+        let want = values_f64(a.matmul(b));
+        assert_eq!(got.len(), 12);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-14);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -368,15 +426,21 @@ mod tests {
     fn cholesky_gradient_matches_finite_differences() {
         let n = 4;
         let a = spd_from(
-            &[0.9, -0.3, 0.4, 0.2, 0.1, 1.1, -0.5, 0.3, -0.2, 0.4, 0.8, 0.1, 0.3, -0.1, 0.2, 1.2],
+            &[
+                0.9, -0.3, 0.4, 0.2, 0.1, 1.1, -0.5, 0.3, -0.2, 0.4, 0.8, 0.1, 0.3, -0.1, 0.2, 1.2,
+            ],
             n,
         );
-        let w: Vec<f64> = (0..n * n).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
+        let w: Vec<f64> = (0..n * n)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0)
+            .collect();
         let f = |a: Tensor<3>, d: &Device| -> Tensor<1> {
             let chol = cholesky(a, 0.0);
             let x = ten(vec![0.5, -1.0, 0.3, 2.0], [1, n], d);
             let lp = gaussian_log_prob_chol(x, ten(vec![0.1; n], [1, n], d), &chol);
-            tril_inverse(&chol).sum() + (chol.factor * ten(w.clone(), [1, n, n], d)).sum() + lp.sum()
+            tril_inverse(&chol).sum()
+                + (chol.factor * ten(w.clone(), [1, n, n], d)).sum()
+                + lp.sum()
         };
         let ad = Device::flex().autodiff();
         let at = ten(a.clone(), [1, n, n], &ad).require_grad();
@@ -396,7 +460,11 @@ mod tests {
             let num = (values_f64(f(ten(up, [1, n, n], &d), &d))[0]
                 - values_f64(f(ten(dn, [1, n, n], &d), &d))[0])
                 / (2.0 * h);
-            assert!((g[idx] - num).abs() < 1e-6 * (1.0 + num.abs()), "dA[{i},{j}]: {} vs {num}", g[idx]);
+            assert!(
+                (g[idx] - num).abs() < 1e-6 * (1.0 + num.abs()),
+                "dA[{i},{j}]: {} vs {num}",
+                g[idx]
+            );
         }
     }
 }

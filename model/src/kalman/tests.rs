@@ -21,11 +21,19 @@ struct Mat {
 
 impl Mat {
     fn zeros(r: usize, c: usize) -> Self {
-        Mat { r, c, d: vec![0.0; r * c] }
+        Mat {
+            r,
+            c,
+            d: vec![0.0; r * c],
+        }
     }
     fn from(r: usize, c: usize, d: &[f64]) -> Self {
         assert_eq!(d.len(), r * c);
-        Mat { r, c, d: d.to_vec() }
+        Mat {
+            r,
+            c,
+            d: d.to_vec(),
+        }
     }
     fn eye(n: usize) -> Self {
         let mut m = Self::zeros(n, n);
@@ -67,10 +75,18 @@ impl Mat {
         m
     }
     fn add(&self, o: &Mat) -> Mat {
-        Mat { r: self.r, c: self.c, d: self.d.iter().zip(&o.d).map(|(a, b)| a + b).collect() }
+        Mat {
+            r: self.r,
+            c: self.c,
+            d: self.d.iter().zip(&o.d).map(|(a, b)| a + b).collect(),
+        }
     }
     fn sub(&self, o: &Mat) -> Mat {
-        Mat { r: self.r, c: self.c, d: self.d.iter().zip(&o.d).map(|(a, b)| a - b).collect() }
+        Mat {
+            r: self.r,
+            c: self.c,
+            d: self.d.iter().zip(&o.d).map(|(a, b)| a - b).collect(),
+        }
     }
     fn block(&self, i0: usize, j0: usize, r: usize, c: usize) -> Mat {
         let mut m = Mat::zeros(r, c);
@@ -146,7 +162,11 @@ impl Mat {
 
 fn mvn_log_pdf(x: &[f64], mean: &[f64], cov: &Mat) -> f64 {
     let n = x.len();
-    let diff = Mat::from(n, 1, &x.iter().zip(mean).map(|(a, b)| a - b).collect::<Vec<_>>());
+    let diff = Mat::from(
+        n,
+        1,
+        &x.iter().zip(mean).map(|(a, b)| a - b).collect::<Vec<_>>(),
+    );
     let quad = diff.t().mul(&cov.inv()).mul(&diff).at(0, 0);
     -0.5 * (quad + cov.log_det_spd() + n as f64 * crate::linalg::LN_2PI)
 }
@@ -171,7 +191,11 @@ struct Lgm {
 }
 
 fn model_2d(m: usize) -> Lgm {
-    let h = if m == 2 { vec![1.0, 0.5, -0.3, 1.2] } else { vec![1.0, -0.7] };
+    let h = if m == 2 {
+        vec![1.0, 0.5, -0.3, 1.2]
+    } else {
+        vec![1.0, -0.7]
+    };
     Lgm {
         n: 2,
         m,
@@ -188,8 +212,12 @@ fn model_2d(m: usize) -> Lgm {
 
 /// Deterministic pseudo-data `[B, T, m]` and actions `[B, T, k]`.
 fn data(batch: usize, steps: usize, m: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
-    let obs = (0..batch * steps * m).map(|i| (0.7 * i as f64 + 0.3).sin() * 1.5).collect();
-    let act = (0..batch * steps * k).map(|i| (0.45 * i as f64).cos()).collect();
+    let obs = (0..batch * steps * m)
+        .map(|i| (0.7 * i as f64 + 0.3).sin() * 1.5)
+        .collect();
+    let act = (0..batch * steps * k)
+        .map(|i| (0.45 * i as f64).cos())
+        .collect();
     (obs, act)
 }
 
@@ -237,7 +265,13 @@ fn dense_joint(p: &Lgm, act: &[f64], steps: usize) -> Joint {
     let r_big = Mat::diag(&(0..steps).flat_map(|_| p.r.clone()).collect::<Vec<_>>());
     let cov_y = h_big.mul(&cov_z).mul(&h_big.t()).add(&r_big);
     let cov_zy = cov_z.mul(&h_big.t());
-    Joint { mu_z, cov_z, mu_y, cov_y, cov_zy }
+    Joint {
+        mu_z,
+        cov_z,
+        mu_y,
+        cov_y,
+        cov_zy,
+    }
 }
 
 /// `Z | Y_{0:len−1}`: mean `[T·n]` and covariance.
@@ -247,7 +281,15 @@ fn condition(j: &Joint, obs: &[f64], m: usize, len: usize) -> (Vec<f64>, Mat) {
     let syy = j.cov_y.block(0, 0, ly, ly);
     let szy = j.cov_zy.block(0, 0, nz, ly);
     let gain = szy.mul(&syy.inv());
-    let resid = Mat::from(ly, 1, &obs[..ly].iter().zip(&j.mu_y).map(|(a, b)| a - b).collect::<Vec<_>>());
+    let resid = Mat::from(
+        ly,
+        1,
+        &obs[..ly]
+            .iter()
+            .zip(&j.mu_y)
+            .map(|(a, b)| a - b)
+            .collect::<Vec<_>>(),
+    );
     let mean = Mat::from(nz, 1, &j.mu_z).add(&gain.mul(&resid)).d;
     let cov = j.cov_z.sub(&gain.mul(&szy.t()));
     (mean, cov)
@@ -296,12 +338,21 @@ fn vals<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
 fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: got {g}, want {w} (tol {tol})");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w} (tol {tol})"
+        );
     }
 }
 
 /// Runs the burn filter for `batch` sequences of the pseudo-data.
-fn run_filter(p: &Lgm, batch: usize, steps: usize, device: &Device, dtype: DType) -> (FilterOutput, Vec<f64>, Vec<f64>) {
+fn run_filter(
+    p: &Lgm,
+    batch: usize,
+    steps: usize,
+    device: &Device,
+    dtype: DType,
+) -> (FilterOutput, Vec<f64>, Vec<f64>) {
     let bm = to_burn(p, device, dtype);
     let (obs, act) = data(batch, steps, p.m, p.k);
     let out = filter(
@@ -324,7 +375,11 @@ fn check_against_dense(m: usize, steps: usize) {
     let n = p.n;
     let (out, obs, act) = run_filter(&p, batch, steps, &dev(), DType::F64);
     let sm = smooth(&out).expect("smooth");
-    let (mf, pf, ll) = (vals(&out.mean_filt), vals(&out.cov_filt), vals(&out.log_likelihood));
+    let (mf, pf, ll) = (
+        vals(&out.mean_filt),
+        vals(&out.cov_filt),
+        vals(&out.log_likelihood),
+    );
     let (ms, ps) = (vals(&sm.mean_smooth), vals(&sm.cov_smooth));
     for bi in 0..batch {
         let o = &obs[bi * steps * m..(bi + 1) * steps * m];
@@ -333,7 +388,12 @@ fn check_against_dense(m: usize, steps: usize) {
         for t in 0..steps {
             let (mean, cov) = condition(&joint, o, m, t + 1);
             let off = (bi * steps + t) * n;
-            assert_close(&format!("mean_filt b{bi} t{t}"), &mf[off..off + n], &mean[t * n..(t + 1) * n], 1e-8);
+            assert_close(
+                &format!("mean_filt b{bi} t{t}"),
+                &mf[off..off + n],
+                &mean[t * n..(t + 1) * n],
+                1e-8,
+            );
             assert_close(
                 &format!("cov_filt b{bi} t{t}"),
                 &pf[off * n..(off + n) * n],
@@ -344,7 +404,12 @@ fn check_against_dense(m: usize, steps: usize) {
         let (mean, cov) = condition(&joint, o, m, steps);
         for t in 0..steps {
             let off = (bi * steps + t) * n;
-            assert_close(&format!("mean_smooth b{bi} t{t}"), &ms[off..off + n], &mean[t * n..(t + 1) * n], 1e-8);
+            assert_close(
+                &format!("mean_smooth b{bi} t{t}"),
+                &ms[off..off + n],
+                &mean[t * n..(t + 1) * n],
+                1e-8,
+            );
             assert_close(
                 &format!("cov_smooth b{bi} t{t}"),
                 &ps[off * n..(off + n) * n],
@@ -353,7 +418,12 @@ fn check_against_dense(m: usize, steps: usize) {
             );
         }
         let want_ll = mvn_log_pdf(o, &joint.mu_y, &joint.cov_y);
-        assert_close(&format!("log_likelihood b{bi}"), &ll[bi..bi + 1], &[want_ll], 1e-9);
+        assert_close(
+            &format!("log_likelihood b{bi}"),
+            &ll[bi..bi + 1],
+            &[want_ll],
+            1e-9,
+        );
     }
 }
 
@@ -390,13 +460,31 @@ fn f32_agrees_with_f64() {
     let (o64, _, _) = run_filter(&p, 2, 8, &dev(), DType::F64);
     let (o32, _, _) = run_filter(&p, 2, 8, &dev(), DType::F32);
     assert_eq!(o32.mean_filt.dtype(), DType::F32);
-    assert_close("ll", &vals(&o32.log_likelihood), &vals(&o64.log_likelihood), 1e-4);
+    assert_close(
+        "ll",
+        &vals(&o32.log_likelihood),
+        &vals(&o64.log_likelihood),
+        1e-4,
+    );
     let (s64, s32) = (smooth(&o64).unwrap(), smooth(&o32).unwrap());
-    assert_close("mean_smooth", &vals(&s32.mean_smooth), &vals(&s64.mean_smooth), 1e-4);
-    assert_close("cov_smooth", &vals(&s32.cov_smooth), &vals(&s64.cov_smooth), 1e-4);
+    assert_close(
+        "mean_smooth",
+        &vals(&s32.mean_smooth),
+        &vals(&s64.mean_smooth),
+        1e-4,
+    );
+    assert_close(
+        "cov_smooth",
+        &vals(&s32.cov_smooth),
+        &vals(&s64.cov_smooth),
+        1e-4,
+    );
     let eps64 = ten(vec![0.3; 2 * 8 * 2], [2, 8, 2], &dev(), DType::F64);
     let eps32 = ten(vec![0.3; 2 * 8 * 2], [2, 8, 2], &dev(), DType::F32);
-    let (q64, q32) = (sample_posterior(&o64, eps64).unwrap(), sample_posterior(&o32, eps32).unwrap());
+    let (q64, q32) = (
+        sample_posterior(&o64, eps64).unwrap(),
+        sample_posterior(&o32, eps32).unwrap(),
+    );
     assert_close("z", &vals(&q32.z), &vals(&q64.z), 1e-4);
     assert_close("log_q", &vals(&q32.log_q), &vals(&q64.log_q), 1e-4);
 }
@@ -439,7 +527,11 @@ fn ffbs_moments_match_dense_posterior() {
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let eps = std_normals(&mut rng, samples * steps * n);
-    let z = vals(&sample_posterior(&out, ten(eps, [samples, steps, n], &d, DType::F64)).unwrap().z);
+    let z = vals(
+        &sample_posterior(&out, ten(eps, [samples, steps, n], &d, DType::F64))
+            .unwrap()
+            .z,
+    );
 
     let joint = dense_joint(&p, &act, steps);
     let (mean, cov) = condition(&joint, &obs, p.m, steps);
@@ -453,7 +545,12 @@ fn ffbs_moments_match_dense_posterior() {
     }
     for i in 0..dim {
         let se = (cov.at(i, i) / s).sqrt();
-        assert!((emp_mean[i] - mean[i]).abs() < 5.0 * se, "mean {i}: {} vs {}", emp_mean[i], mean[i]);
+        assert!(
+            (emp_mean[i] - mean[i]).abs() < 5.0 * se,
+            "mean {i}: {} vs {}",
+            emp_mean[i],
+            mean[i]
+        );
     }
     // Covariances within a step and between neighbouring steps.
     for i in 0..dim {
@@ -468,7 +565,10 @@ fn ffbs_moments_match_dense_posterior() {
                 / (s - 1.0);
             let want = cov.at(i, j);
             let se = ((cov.at(i, i) * cov.at(j, j) + want * want) / s).sqrt();
-            assert!((emp - want).abs() < 5.0 * se, "cov ({i},{j}): {emp} vs {want} (se {se})");
+            assert!(
+                (emp - want).abs() < 5.0 * se,
+                "cov ({i},{j}): {emp} vs {want} (se {se})"
+            );
         }
     }
 }
@@ -483,7 +583,8 @@ fn ffbs_log_q_equals_dense_posterior_density() {
         let (out, obs, act) = run_filter(&p, batch, steps, &dev(), DType::F64);
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let eps = std_normals(&mut rng, batch * steps * n);
-        let sample = sample_posterior(&out, ten(eps, [batch, steps, n], &dev(), DType::F64)).unwrap();
+        let sample =
+            sample_posterior(&out, ten(eps, [batch, steps, n], &dev(), DType::F64)).unwrap();
         let (z, log_q) = (vals(&sample.z), vals(&sample.log_q));
         let direct = vals(&posterior_log_prob(&out, sample.z.clone()).unwrap());
         for bi in 0..batch {
@@ -492,8 +593,18 @@ fn ffbs_log_q_equals_dense_posterior_density() {
             let joint = dense_joint(&p, a, steps);
             let (mean, cov) = condition(&joint, o, m, steps);
             let want = mvn_log_pdf(&z[bi * steps * n..(bi + 1) * steps * n], &mean, &cov);
-            assert_close(&format!("log_q m{m} T{steps} b{bi}"), &[log_q[bi]], &[want], 1e-7);
-            assert_close(&format!("posterior_log_prob b{bi}"), &[direct[bi]], &[want], 1e-7);
+            assert_close(
+                &format!("log_q m{m} T{steps} b{bi}"),
+                &[log_q[bi]],
+                &[want],
+                1e-7,
+            );
+            assert_close(
+                &format!("posterior_log_prob b{bi}"),
+                &[direct[bi]],
+                &[want],
+                1e-7,
+            );
         }
     }
 }
@@ -504,18 +615,38 @@ fn ffbs_log_q_equals_dense_posterior_density() {
 
 /// Scalar objective of the parameters: Σ_b [log p(y) + log_q(sample)] with
 /// fixed eps, so both the filter and the FFBS paths are differentiated.
-fn objective(obs: Tensor<3>, h: Tensor<2>, f: Tensor<2>, q: Tensor<1>, act: Tensor<3>, eps: Tensor<3>) -> Tensor<1> {
+fn objective(
+    obs: Tensor<3>,
+    h: Tensor<2>,
+    f: Tensor<2>,
+    q: Tensor<1>,
+    act: Tensor<3>,
+    eps: Tensor<3>,
+) -> Tensor<1> {
     let p = model_2d(2);
     let d = obs.device();
-    let prior = Prior { mean: ten(p.mu0.clone(), [2], &d, DType::F64), var: ten(p.v0.clone(), [2], &d, DType::F64) };
-    let trans = LinearTransition { f, b: ten(p.b.clone(), [2, 1], &d, DType::F64), q_diag: q };
-    let emission = Emission { h, r_diag: ten(p.r.clone(), [2], &d, DType::F64) };
+    let prior = Prior {
+        mean: ten(p.mu0.clone(), [2], &d, DType::F64),
+        var: ten(p.v0.clone(), [2], &d, DType::F64),
+    };
+    let trans = LinearTransition {
+        f,
+        b: ten(p.b.clone(), [2, 1], &d, DType::F64),
+        q_diag: q,
+    };
+    let emission = Emission {
+        h,
+        r_diag: ten(p.r.clone(), [2], &d, DType::F64),
+    };
     let out = filter(&prior, &trans, &emission, obs, act).unwrap();
     let sample = sample_posterior(&out, eps).unwrap();
     let sm = smooth(&out).unwrap();
     // Include the smoother output so its backward pass is exercised too.
-    (out.log_likelihood + sample.log_q + sm.mean_smooth.sum_dims(&[1, 2]).reshape([-1]) + sm.cov_smooth.sum_dims(&[1, 2, 3]).reshape([-1]))
-        .sum()
+    (out.log_likelihood
+        + sample.log_q
+        + sm.mean_smooth.sum_dims(&[1, 2]).reshape([-1])
+        + sm.cov_smooth.sum_dims(&[1, 2, 3]).reshape([-1]))
+    .sum()
 }
 
 #[test]
@@ -568,10 +699,16 @@ fn gradients_match_finite_differences() {
         let down = scalar(eval(&args[0], &args[1], &args[2], &args[3], &d));
         (up - down) / (2.0 * hstep)
     };
-    for (which, (name, g)) in [("obs", &g_obs), ("H", &g_h), ("F", &g_f), ("q", &g_q)].into_iter().enumerate() {
+    for (which, (name, g)) in [("obs", &g_obs), ("H", &g_h), ("F", &g_f), ("q", &g_q)]
+        .into_iter()
+        .enumerate()
+    {
         for (idx, ga) in g.iter().enumerate() {
             let num = fd(which, idx);
-            assert!((ga - num).abs() < 1e-6 * (1.0 + num.abs()), "d/d{name}[{idx}]: autodiff {ga}, finite difference {num}");
+            assert!(
+                (ga - num).abs() < 1e-6 * (1.0 + num.abs()),
+                "d/d{name}[{idx}]: autodiff {ga}, finite difference {num}"
+            );
         }
     }
 }
@@ -590,24 +727,66 @@ fn bad_shapes_and_non_positive_variances_are_errors() {
     let act_t = ten(act.clone(), [2, 3, 1], &d, DType::F64);
     // actions with the wrong T
     let short = ten(act[..4].to_vec(), [2, 2, 1], &d, DType::F64);
-    assert!(matches!(filter(&bm.prior, &bm.trans, &bm.emission, obs_t.clone(), short), Err(Error::Shape { what: "actions", .. })));
+    assert!(matches!(
+        filter(&bm.prior, &bm.trans, &bm.emission, obs_t.clone(), short),
+        Err(Error::Shape {
+            what: "actions",
+            ..
+        })
+    ));
     // observations with the wrong m
     let obs3 = ten(vec![0.0; 18], [2, 3, 3], &d, DType::F64);
-    assert!(matches!(filter(&bm.prior, &bm.trans, &bm.emission, obs3, act_t.clone()), Err(Error::Shape { what: "emission.h", .. })));
+    assert!(matches!(
+        filter(&bm.prior, &bm.trans, &bm.emission, obs3, act_t.clone()),
+        Err(Error::Shape {
+            what: "emission.h",
+            ..
+        })
+    ));
     // transition with the wrong k
     let mut bad = to_burn(&p, &d, DType::F64);
     bad.trans.b = ten(vec![0.0; 4], [2, 2], &d, DType::F64);
-    assert!(matches!(filter(&bad.prior, &bad.trans, &bad.emission, obs_t.clone(), act_t.clone()), Err(Error::Shape { what: "transition b", .. })));
+    assert!(matches!(
+        filter(
+            &bad.prior,
+            &bad.trans,
+            &bad.emission,
+            obs_t.clone(),
+            act_t.clone()
+        ),
+        Err(Error::Shape {
+            what: "transition b",
+            ..
+        })
+    ));
     // mixed dtypes
     let act32 = ten(act.clone(), [2, 3, 1], &d, DType::F32);
-    assert!(matches!(filter(&bm.prior, &bm.trans, &bm.emission, obs_t.clone(), act32), Err(Error::DType { what: "actions", .. })));
+    assert!(matches!(
+        filter(&bm.prior, &bm.trans, &bm.emission, obs_t.clone(), act32),
+        Err(Error::DType {
+            what: "actions",
+            ..
+        })
+    ));
     // a negative observation variance
     let mut neg = to_burn(&p, &d, DType::F64);
     neg.emission.r_diag = ten(vec![-5.0, 0.5], [2], &d, DType::F64);
-    assert!(matches!(filter(&neg.prior, &neg.trans, &neg.emission, obs_t.clone(), act_t.clone()), Err(Error::NotPositiveDefinite { .. })));
+    assert!(matches!(
+        filter(
+            &neg.prior,
+            &neg.trans,
+            &neg.emission,
+            obs_t.clone(),
+            act_t.clone()
+        ),
+        Err(Error::NotPositiveDefinite { .. })
+    ));
     // eps of the wrong shape
     let out = filter(&bm.prior, &bm.trans, &bm.emission, obs_t, act_t).unwrap();
-    assert!(matches!(sample_posterior(&out, ten(vec![0.0; 6], [2, 3, 1], &d, DType::F64)), Err(Error::Shape { what: "eps", .. })));
+    assert!(matches!(
+        sample_posterior(&out, ten(vec![0.0; 6], [2, 3, 1], &d, DType::F64)),
+        Err(Error::Shape { what: "eps", .. })
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -620,7 +799,9 @@ mod props {
 
     fn spd(m: &[f64], n: usize) -> bool {
         let a = Mat::from(n, n, m);
-        let sym = (0..n).all(|i| (0..n).all(|j| (a.at(i, j) - a.at(j, i)).abs() <= 1e-12 * (1.0 + a.at(i, j).abs())));
+        let sym = (0..n).all(|i| {
+            (0..n).all(|j| (a.at(i, j) - a.at(j, i)).abs() <= 1e-12 * (1.0 + a.at(i, j).abs()))
+        });
         sym && a.chol().is_some()
     }
 
