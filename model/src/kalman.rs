@@ -129,6 +129,10 @@ pub struct FilterOutput {
     /// Transition matrices used for the prediction, `[B, T, n, n]`:
     /// `f[:, t]` maps `t−1 → t`; `f[:, 0]` is the identity (unused).
     pub f: Tensor<4>,
+    /// Process-noise variances of the step into `t`, `[B, T, n]`, so that
+    /// `cov_pred[:, t] = f[:, t] cov_filt[:, t−1] f[:, t]ᵀ + diag q_diag[:, t]`;
+    /// `q_diag[:, 0]` is the prior variance.
+    pub q_diag: Tensor<3>,
     /// `log p(obs_{0:T−1})` of the (extended) model, `[B]`.
     pub log_likelihood: Tensor<1>,
     /// The settings the filter ran with (reused by the smoother and FFBS).
@@ -282,6 +286,7 @@ pub fn filter_with_config(
     let mut mean_filt = Vec::with_capacity(steps);
     let mut cov_filt = Vec::with_capacity(steps);
     let mut fs = Vec::with_capacity(steps);
+    let mut qs = Vec::with_capacity(steps); // [B, n] each
     let mut innovations = Vec::with_capacity(steps * m); // [B, 1, 1] each
     let mut innovation_vars = Vec::with_capacity(steps * m); // [B, 1, 1] each
 
@@ -289,7 +294,7 @@ pub fn filter_with_config(
     let mut p_prev: Option<Tensor<3>> = None; // P_{t−1|t−1}, [B, n, n]
     for t in 0..steps {
         // ---- predict -------------------------------------------------------
-        let (m_p, p_p, f_t) = match (m_prev.take(), p_prev.take()) {
+        let (m_p, p_p, f_t, q_t) = match (m_prev.take(), p_prev.take()) {
             (Some(m_f), Some(p_f)) => {
                 let (u, u_row) = act_steps[t - 1].clone();
                 let step = trans.linearize(m_f.clone().reshape([batch, n]), u);
@@ -300,14 +305,14 @@ pub fn filter_with_config(
                 let m_row = m_f.reshape([batch, 1, n]);
                 let m_p = (f.clone() * m_row).sum_dim(2) + (step.b * u_row).sum_dim(2); // [B, n, 1]
                 let p_p = linalg::symmetrize(f.clone().matmul(p_f).matmul(f.clone().transpose()))
-                    + step.q_diag.unsqueeze_dim::<3>(1) * eye_n.clone(); // [B, n, n]
-                (m_p, p_p, f)
+                    + step.q_diag.clone().unsqueeze_dim::<3>(1) * eye_n.clone(); // [B, n, n]
+                (m_p, p_p, f, step.q_diag)
             }
             _ => {
                 let m_p = prior.mean.clone().reshape([1, n, 1]).expand([batch, n, 1]);
                 let p_p =
                     (prior.var.clone().reshape([1, 1, n]) * eye_n.clone()).expand([batch, n, n]);
-                (m_p, p_p, eye_n.clone())
+                (m_p, p_p, eye_n.clone(), prior.var.clone().unsqueeze_dim(0))
             }
         };
 
@@ -333,6 +338,11 @@ pub fn filter_with_config(
             innovation_vars.push(s);
         }
 
+        qs.push(if q_t.dims()[0] == batch {
+            q_t
+        } else {
+            q_t.expand([batch, n])
+        });
         mean_pred.push(m_p);
         cov_pred.push(p_p);
         fs.push(if f_t.dims()[0] == batch {
@@ -370,6 +380,7 @@ pub fn filter_with_config(
         mean_filt: stack_vec(mean_filt),
         cov_filt: Tensor::stack(cov_filt, 1),
         f: Tensor::stack(fs, 1),
+        q_diag: Tensor::stack(qs, 1),
         log_likelihood,
         config,
     })
@@ -418,7 +429,8 @@ struct BackwardKernel {
     gain: Tensor<4>,
     /// `μ_{t|t} − J_t μ_{t+1|t}`, `[B, T−1, n, 1]`.
     offset: Tensor<4>,
-    /// `Σ_t = P_{t|t} − J_t P_{t+1|t} J_tᵀ` (symmetrised), `[B, T−1, n, n]`.
+    /// `Σ_t = P_{t|t} − J_t P_{t+1|t} J_tᵀ`, evaluated as
+    /// `(I − J_t F_{t+1}) P_{t|t} (I − J_t F_{t+1})ᵀ + J_t Q_{t+1} J_tᵀ` (symmetrised), `[B, T−1, n, n]`.
     cond_cov: Tensor<4>,
 }
 
@@ -455,13 +467,23 @@ fn backward_kernel(filtered: &FilterOutput) -> Result<Option<BackwardKernel>> {
         .narrow(1, 1, steps - 1)
         .reshape([rows, n, 1]);
 
-    let cross = linalg::bmm(p_f.clone(), f.transpose()); // C = P_{t|t} F_{t+1}ᵀ, [rows, n, n]
+    let q_row = filtered
+        .q_diag
+        .clone()
+        .narrow(1, 1, steps - 1)
+        .reshape([rows, 1, n]); // q_{t+1}
+    let cross = linalg::bmm(p_f.clone(), f.clone().transpose()); // C = P_{t|t} F_{t+1}ᵀ, [rows, n, n]
     let chol_p = linalg::try_cholesky(p_p, jitter, "predicted covariance")?;
     let linv = linalg::tril_inverse(&chol_p);
-    let gain = linalg::bmm(linalg::bmm(cross.clone(), linv.clone().transpose()), linv); // C P⁻¹
-    // J P Jᵀ = J Cᵀ since J P = C.
-    let cond_cov = linalg::symmetrize(p_f - linalg::bmm(gain.clone(), cross.transpose()));
-    let offset = m_f - linalg::bmm(gain.clone(), m_p);
+    let gain = linalg::bmm(linalg::bmm(cross, linv.clone().transpose()), linv); // C P⁻¹
+    // Σ = P_{t|t} − J P_{t+1|t} Jᵀ in Joseph-like form, a sum of PSD terms
+    // (no cancellation): Σ = (I − J F) P_{t|t} (I − J F)ᵀ + J Q Jᵀ.
+    let a = linalg::eye_like(n, &p_f) - linalg::bmm(gain.clone(), f);
+    let cond_cov = linalg::symmetrize(
+        linalg::bmm(linalg::bmm(a.clone(), p_f), a.transpose())
+            + linalg::bmm(gain.clone() * q_row, gain.clone().transpose()),
+    );
+    let offset = m_f - linalg::mat_vec(gain.clone(), m_p);
     Ok(Some(BackwardKernel {
         gain: gain.reshape([batch, steps - 1, n, n]),
         offset: offset.reshape([batch, steps - 1, n, 1]),
@@ -499,7 +521,7 @@ fn affine_suffix_scan(
             |x: Tensor<4>, pad: Tensor<4>| Tensor::cat(vec![x.narrow(1, stride, keep), pad], 1);
         let zeros_vec = Tensor::<4>::zeros([batch, stride, n, 1], (&device, dtype));
         let c_next = shift(c.clone(), zeros_vec);
-        c = c + linalg::bmm4(g.clone(), c_next);
+        c = c + linalg::mat_vec4(g.clone(), c_next);
         if let Some(cov) = cv {
             let zeros_mat = Tensor::<4>::zeros([batch, stride, n, n], (&device, dtype));
             let cov_next = shift(cov.clone(), zeros_mat);
@@ -589,7 +611,7 @@ pub fn sample_posterior(filtered: &FilterOutput, eps: Tensor<3>) -> Result<Poste
     check_dtype("eps", filtered.mean_filt.dtype(), eps.dtype())?;
     let (chol, kernel) = conditional_factors(filtered)?;
     // L_t ε_t for all t at once.
-    let noise = linalg::bmm(
+    let noise = linalg::mat_vec(
         chol.factor.clone(),
         eps.clone().reshape([batch * steps, n, 1]),
     )
@@ -673,7 +695,7 @@ pub fn posterior_log_prob(filtered: &FilterOutput, z: Tensor<3>) -> Result<Tenso
     let mean = match kernel {
         Some(k) => Tensor::cat(
             vec![
-                k.offset + linalg::bmm4(k.gain, z4.clone().narrow(1, 1, steps - 1)),
+                k.offset + linalg::mat_vec4(k.gain, z4.clone().narrow(1, 1, steps - 1)),
                 m_last,
             ],
             1,

@@ -72,6 +72,19 @@ pub fn bmm(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
         .permute([2, 0, 1])
 }
 
+/// Batched matrix–vector product `[N, p, q] × [N, q, 1] → [N, p, 1]`
+/// (either `N` may be 1), as a broadcast multiply and a sum over the last axis.
+pub fn mat_vec(a: Tensor<3>, x: Tensor<3>) -> Tensor<3> {
+    let [nx, q, _] = x.dims();
+    (a * x.reshape([nx, 1, q])).sum_dim(2)
+}
+
+/// [`mat_vec`] for `[B, T, p, q] × [B, T, q, 1]`.
+pub fn mat_vec4(a: Tensor<4>, x: Tensor<4>) -> Tensor<4> {
+    let [b0, b1, q, _] = x.dims();
+    (a * x.reshape([b0, b1, 1, q])).sum_dim(3)
+}
+
 /// [`bmm`] for `[B, T, p, q] × [B, T, q, r]` (equal leading dimensions).
 pub fn bmm4(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
     let [b0, b1, p, q] = a.dims();
@@ -345,7 +358,7 @@ mod tests {
         ));
     }
 
-    /// `bmm` equals `matmul`, including a broadcast batch of 1.
+    /// `bmm` and `mat_vec` equal `matmul`, including a broadcast batch of 1.
     #[test]
     fn bmm_matches_matmul() {
         let d = Device::flex();
@@ -360,8 +373,15 @@ mod tests {
             &d,
         );
         let got = values_f64(bmm(a.clone(), b.clone()));
-        let want = values_f64(a.matmul(b));
+        let want = values_f64(a.clone().matmul(b));
         assert_eq!(got.len(), 12);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-14);
+        }
+        let x = ten(vec![0.3, -1.2, 0.7, 2.0], [1, 4, 1], &d);
+        let got = values_f64(mat_vec(a.clone(), x.clone()));
+        let want = values_f64(a.matmul(x));
+        assert_eq!(got.len(), 6);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-14);
         }
