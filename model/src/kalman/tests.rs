@@ -613,102 +613,105 @@ fn ffbs_log_q_equals_dense_posterior_density() {
 // Gradients against central finite differences (f64)
 // ---------------------------------------------------------------------------
 
-/// Scalar objective of the parameters: Σ_b [log p(y) + log_q(sample)] with
-/// fixed eps, so both the filter and the FFBS paths are differentiated.
+/// Which output the differentiated scalar is built from.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// Σ_b log p(y_b).
+    LogLikelihood,
+    /// Σ_b log q(z_b) of an FFBS sample with fixed eps, plus Σ z (the sample's path).
+    Ffbs,
+    /// Σ of the smoothed means and covariances.
+    Smoother,
+}
+
+/// The differentiated parameters: obs, H, F, q, r (flattened, in that order).
+const PARAM_SHAPES: [&[usize]; 5] = [&[2, 4, 2], &[2, 2], &[2, 2], &[2], &[2]];
+
 fn objective(
-    obs: Tensor<3>,
-    h: Tensor<2>,
-    f: Tensor<2>,
-    q: Tensor<1>,
-    act: Tensor<3>,
-    eps: Tensor<3>,
-) -> Tensor<1> {
+    params: &[Vec<f64>; 5],
+    part: Part,
+    device: &Device,
+    grad: bool,
+) -> (Tensor<1>, Vec<Tensor<3>>) {
     let p = model_2d(2);
-    let d = obs.device();
+    let (batch, steps) = (2, 4);
+    let (_, act) = data(batch, steps, 2, 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let eps = std_normals(&mut rng, batch * steps * 2);
+    let f64t = DType::F64;
+    let mark = |t: Tensor<3>| if grad { t.require_grad() } else { t };
+    // Every parameter as a rank-3 leaf (reshaped to its own rank below), so
+    // the gradients come back uniformly.
+    let leaves: Vec<Tensor<3>> = params
+        .iter()
+        .map(|v| mark(ten(v.clone(), [1, 1, v.len()], device, f64t)))
+        .collect();
+    let obs = leaves[0].clone().reshape([batch, steps, 2]);
+    let h = leaves[1].clone().reshape([2, 2]);
+    let f = leaves[2].clone().reshape([2, 2]);
+    let q = leaves[3].clone().reshape([2]);
+    let r = leaves[4].clone().reshape([2]);
     let prior = Prior {
-        mean: ten(p.mu0.clone(), [2], &d, DType::F64),
-        var: ten(p.v0.clone(), [2], &d, DType::F64),
+        mean: ten(p.mu0.clone(), [2], device, f64t),
+        var: ten(p.v0.clone(), [2], device, f64t),
     };
     let trans = LinearTransition {
         f,
-        b: ten(p.b.clone(), [2, 1], &d, DType::F64),
+        b: ten(p.b.clone(), [2, 1], device, f64t),
         q_diag: q,
     };
-    let emission = Emission {
-        h,
-        r_diag: ten(p.r.clone(), [2], &d, DType::F64),
+    let emission = Emission { h, r_diag: r };
+    let act_t = ten(act, [batch, steps, 1], device, f64t);
+    let out = filter(&prior, &trans, &emission, obs, act_t).unwrap();
+    let value = match part {
+        Part::LogLikelihood => out.log_likelihood.sum(),
+        Part::Ffbs => {
+            let sample = sample_posterior(&out, ten(eps, [batch, steps, 2], device, f64t)).unwrap();
+            sample.log_q.sum() + sample.z.sum()
+        }
+        Part::Smoother => {
+            let sm = smooth(&out).unwrap();
+            sm.mean_smooth.sum() + sm.cov_smooth.sum()
+        }
     };
-    let out = filter(&prior, &trans, &emission, obs, act).unwrap();
-    let sample = sample_posterior(&out, eps).unwrap();
-    let sm = smooth(&out).unwrap();
-    // Include the smoother output so its backward pass is exercised too.
-    (out.log_likelihood
-        + sample.log_q
-        + sm.mean_smooth.sum_dims(&[1, 2]).reshape([-1])
-        + sm.cov_smooth.sum_dims(&[1, 2, 3]).reshape([-1]))
-    .sum()
+    (value, leaves)
 }
 
+/// Autodiff gradients of the log-likelihood, of the FFBS log-density (and
+/// sample), and of the smoother outputs w.r.t. obs, H, F, q and r, each
+/// against central finite differences in f64.
 #[test]
 fn gradients_match_finite_differences() {
     let p = model_2d(2);
-    let (batch, steps) = (2, 4);
-    let (obs, act) = data(batch, steps, 2, 1);
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let eps = std_normals(&mut rng, batch * steps * 2);
+    let (obs, _) = data(2, 4, 2, 1);
+    let params: [Vec<f64>; 5] = [obs, p.h.clone(), p.f.clone(), p.q.clone(), p.r.clone()];
+    for (i, shape) in PARAM_SHAPES.iter().enumerate() {
+        assert_eq!(params[i].len(), shape.iter().product::<usize>());
+    }
+    let names = ["obs", "H", "F", "q", "r"];
     let ad = dev().autodiff();
-    let f64t = DType::F64;
-    let eval = |obs: &[f64], h: &[f64], f: &[f64], q: &[f64], d: &Device| -> Tensor<1> {
-        objective(
-            ten(obs.to_vec(), [batch, steps, 2], d, f64t),
-            ten(h.to_vec(), [2, 2], d, f64t),
-            ten(f.to_vec(), [2, 2], d, f64t),
-            ten(q.to_vec(), [2], d, f64t),
-            ten(act.clone(), [batch, steps, 1], d, f64t),
-            ten(eps.clone(), [batch, steps, 2], d, f64t),
-        )
-    };
-    // Autodiff gradients.
-    let obs_t = ten(obs.clone(), [batch, steps, 2], &ad, f64t).require_grad();
-    let h_t = ten(p.h.clone(), [2, 2], &ad, f64t).require_grad();
-    let f_t = ten(p.f.clone(), [2, 2], &ad, f64t).require_grad();
-    let q_t = ten(p.q.clone(), [2], &ad, f64t).require_grad();
-    let loss = objective(
-        obs_t.clone(),
-        h_t.clone(),
-        f_t.clone(),
-        q_t.clone(),
-        ten(act.clone(), [batch, steps, 1], &ad, f64t),
-        ten(eps.clone(), [batch, steps, 2], &ad, f64t),
-    );
-    let grads = loss.backward();
-    let g_obs = vals(&obs_t.grad(&grads).unwrap());
-    let g_h = vals(&h_t.grad(&grads).unwrap());
-    let g_f = vals(&f_t.grad(&grads).unwrap());
-    let g_q = vals(&q_t.grad(&grads).unwrap());
-
+    let plain = dev();
     // Central differences, step 1e-5: truncation O(h²) ≈ 1e-10, rounding ≈ 1e-16/h ≈ 1e-11.
-    let d = dev();
     let hstep = 1e-5;
-    let scalar = |t: Tensor<1>| vals(&t)[0];
-    let fd = |which: usize, idx: usize| -> f64 {
-        let mut args = [obs.clone(), p.h.clone(), p.f.clone(), p.q.clone()];
-        args[which][idx] += hstep;
-        let up = scalar(eval(&args[0], &args[1], &args[2], &args[3], &d));
-        args[which][idx] -= 2.0 * hstep;
-        let down = scalar(eval(&args[0], &args[1], &args[2], &args[3], &d));
-        (up - down) / (2.0 * hstep)
-    };
-    for (which, (name, g)) in [("obs", &g_obs), ("H", &g_h), ("F", &g_f), ("q", &g_q)]
-        .into_iter()
-        .enumerate()
-    {
-        for (idx, ga) in g.iter().enumerate() {
-            let num = fd(which, idx);
-            assert!(
-                (ga - num).abs() < 1e-6 * (1.0 + num.abs()),
-                "d/d{name}[{idx}]: autodiff {ga}, finite difference {num}"
-            );
+    for part in [Part::LogLikelihood, Part::Ffbs, Part::Smoother] {
+        let (value, leaves) = objective(&params, part, &ad, true);
+        let grads = value.backward();
+        for (which, leaf) in leaves.iter().enumerate() {
+            let g = vals(&leaf.grad(&grads).expect("gradient"));
+            for (idx, ga) in g.iter().enumerate() {
+                let mut up = params.clone();
+                up[which][idx] += hstep;
+                let mut down = params.clone();
+                down[which][idx] -= hstep;
+                let num = (vals(&objective(&up, part, &plain, false).0)[0]
+                    - vals(&objective(&down, part, &plain, false).0)[0])
+                    / (2.0 * hstep);
+                assert!(
+                    (ga - num).abs() < 1e-6 * (1.0 + num.abs()),
+                    "{part:?}: d/d{}[{idx}]: autodiff {ga}, finite difference {num}",
+                    names[which]
+                );
+            }
         }
     }
 }
