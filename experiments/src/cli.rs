@@ -14,7 +14,12 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Train an EKVAE world model on a collected dataset.
+    Train(crate::train::TrainArgs),
+    /// Evaluate a trained run: latent-space identification (R²) and the latent-space figure.
+    Eval(crate::eval::EvalArgs),
+}
 
 /// Parse the command line, run the subcommand, print any error as one line and exit non-zero.
 pub fn main() -> ExitCode {
@@ -30,5 +35,8 @@ pub fn main() -> ExitCode {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Train(args) => crate::train::run(args),
+        Command::Eval(args) => crate::eval::run(args),
+    }
 }

@@ -1,3 +1,5 @@
 //! The `ekvae` command line: one module per subcommand, glue over the library crates.
 
 pub mod cli;
+pub mod eval;
+pub mod train;
