@@ -7,7 +7,15 @@
 //! - [`objective`]: −ELBO, the constrained Lagrangian and the λ update ([`LambdaSchedule`]).
 //! - [`train`]: the explicit training loop ([`train::Trainer`]), checkpoints and run files.
 //! - [`metrics`]: least-squares regression and R² for latent-space identification.
-//! - [`kalman`]: the batched differentiable extended Kalman filter, RTS smoother and FFBS.
+//! - [`kalman`]: the batched, differentiable extended Kalman [`filter`](kalman::filter),
+//!   RTS [`smooth`](kalman::smooth)er and forward-filtering backward-sampling
+//!   ([`sample_posterior`](kalman::sample_posterior)) with exact log-density, over a
+//!   [`Transition`](kalman::Transition), an [`Emission`](kalman::Emission) and a
+//!   [`Prior`](kalman::Prior); usable on its own for a linear-Gaussian model
+//!   ([`LinearTransition`](kalman::LinearTransition)).
+//! - [`linalg`]: small batched Cholesky, triangular inverse/solves and Gaussian
+//!   log-densities built from differentiable tensor ops.
+//! - [`Error`] and [`Result`].
 
 pub mod backend;
 pub mod data;
