@@ -15,6 +15,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Collect random-action pendulum rollouts (frames, actions, states, rewards) into a .npz.
+    Collect(crate::collect::CollectArgs),
+    /// Describe a dataset file and write a contact sheet of its frames.
+    Inspect(crate::inspect::InspectArgs),
     /// Train an EKVAE world model on a collected dataset.
     Train(crate::train::TrainArgs),
     /// Evaluate a trained run: latent-space identification (R²) and the latent-space figure.
@@ -36,6 +40,8 @@ pub fn main() -> ExitCode {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Collect(args) => crate::collect::run(args),
+        Command::Inspect(args) => crate::inspect::run(args),
         Command::Train(args) => crate::train::run(args),
         Command::Eval(args) => crate::eval::run(args),
     }

@@ -1,5 +1,7 @@
 //! The `ekvae` command line: one module per subcommand, glue over the library crates.
 
 pub mod cli;
+pub mod collect;
 pub mod eval;
+pub mod inspect;
 pub mod train;

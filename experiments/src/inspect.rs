@@ -1,0 +1,188 @@
+//! `ekvae inspect`: what a dataset holds, and a contact sheet of its frames as PNG.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ekvae_envs::Dataset;
+use ekvae_envs::pendulum::angle_normalize;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Describe a dataset file: shapes, metadata, θ and θ̇ ranges, action and reward statistics;
+/// write a contact sheet of sample frames as PNG.
+///
+/// The sheet has one row per sampled episode (evenly spread over the file) and one column per
+/// sampled time step (evenly spread over the episode, first and last included).
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The dataset (.npz) written by `ekvae collect`.
+    pub file: PathBuf,
+    /// Where to write the contact sheet (default: next to FILE, named <stem>-sheet.png).
+    #[arg(long)]
+    pub sheet: Option<PathBuf>,
+    /// Episodes (rows) on the contact sheet.
+    #[arg(long, default_value_t = 8)]
+    pub rows: usize,
+    /// Time steps (columns) on the contact sheet.
+    #[arg(long, default_value_t = 10)]
+    pub cols: usize,
+}
+
+/// Summary statistics of a list of numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Standard deviation (population).
+    pub std: f64,
+}
+
+impl Stats {
+    /// Statistics of `xs` (all NaN if empty).
+    pub fn of(xs: impl Iterator<Item = f64>) -> Stats {
+        let (mut n, mut sum, mut sum2) = (0usize, 0.0, 0.0);
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        for x in xs {
+            n += 1;
+            sum += x;
+            sum2 += x * x;
+            min = min.min(x);
+            max = max.max(x);
+        }
+        if n == 0 {
+            return Stats { min: f64::NAN, max: f64::NAN, mean: f64::NAN, std: f64::NAN };
+        }
+        let mean = sum / n as f64;
+        Stats { min, max, mean, std: (sum2 / n as f64 - mean * mean).max(0.0).sqrt() }
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "min {:+.4}  max {:+.4}  mean {:+.4}  std {:.4}", self.min, self.max, self.mean, self.std)
+    }
+}
+
+/// Run `ekvae inspect`.
+pub fn run(args: InspectArgs) -> Result<()> {
+    if args.rows == 0 || args.cols == 0 {
+        anyhow::bail!("invalid --rows/--cols: the contact sheet needs at least one row and one column");
+    }
+    let d = Dataset::load(&args.file)?;
+    let m = &d.meta;
+    let (n, t, s) = (d.episodes, d.steps, d.size);
+    println!("file        {}", args.file.display());
+    println!("format      version {} ({})", m.format_version, m.generator);
+    let p = &m.params;
+    println!(
+        "env         {}  g={} m={} l={} dt={} max_speed={} max_torque={}",
+        m.env, p.g, p.m, p.l, p.dt, p.max_speed, p.max_torque
+    );
+    println!("collection  policy {}  seed {}  first episode {}", m.policy, m.seed, m.first_episode);
+    println!("images      u8  [N, T, H, W] = [{n}, {t}, {s}, {s}]");
+    println!("actions     f32 [N, T, 1]    = [{n}, {t}, 1]");
+    println!("states      f64 [N, T, 2]    = [{n}, {t}, 2]");
+    println!("rewards     f32 [N, T]       = [{n}, {t}]");
+    let theta = Stats::of(d.states.iter().step_by(2).copied());
+    let wrapped = Stats::of(d.states.iter().step_by(2).map(|&x| angle_normalize(x)));
+    let thdot = Stats::of(d.states.iter().skip(1).step_by(2).copied());
+    let actions = Stats::of(d.actions.iter().map(|&x| x as f64));
+    let rewards = Stats::of(d.rewards.iter().map(|&x| x as f64));
+    let clipped = d.actions.iter().filter(|&&u| (u as f64).abs() >= p.max_torque).count();
+    println!("θ           {theta}");
+    println!("θ wrapped   {wrapped}   (angle_normalize, in [-π, π))");
+    println!("θ̇           {thdot}");
+    println!("actions     {actions}   at or beyond ±max_torque: {:.2} %", 100.0 * clipped as f64 / d.actions.len() as f64);
+    println!("rewards     {rewards}");
+    let lit = d.images.iter().filter(|&&v| v > 0).count() as f64 / d.images.len() as f64;
+    let mean_px = d.images.iter().map(|&v| v as f64).sum::<f64>() / d.images.len() as f64;
+    println!("pixels      mean {mean_px:.2} / 255, {:.2} % non-zero", 100.0 * lit);
+
+    let sheet = args.sheet.clone().unwrap_or_else(|| default_sheet_path(&args.file));
+    let (rows, cols) = contact_sheet(&d, &sheet, args.rows, args.cols)?;
+    println!(
+        "sheet       {}  (rows: episodes {rows:?}; columns: steps {cols:?})",
+        sheet.display()
+    );
+    Ok(())
+}
+
+/// `<folder>/<stem>-sheet.png` next to the dataset.
+pub fn default_sheet_path(file: &Path) -> PathBuf {
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    file.with_file_name(format!("{stem}-sheet.png"))
+}
+
+/// `k` indices spread evenly over `0..n`, first and last included (fewer if `n < k`).
+fn spread(n: usize, k: usize) -> Vec<usize> {
+    let k = k.min(n);
+    if k == 1 {
+        return vec![0];
+    }
+    (0..k).map(|i| i * (n - 1) / (k - 1)).collect()
+}
+
+/// Write a grid of frames (rows = episodes, columns = time steps) as a grayscale PNG, frames
+/// scaled up by an integer factor to at least 64 pixels and separated by gray lines.
+/// Returns the episodes and steps shown.
+pub fn contact_sheet(d: &Dataset, path: &Path, rows: usize, cols: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+    let eps = spread(d.episodes, rows);
+    let steps = spread(d.steps, cols);
+    let scale = 64usize.div_ceil(d.size).max(1);
+    let cell = d.size * scale;
+    const GAP: usize = 2;
+    let width = steps.len() * (cell + GAP) + GAP;
+    let height = eps.len() * (cell + GAP) + GAP;
+    let mut img = vec![96u8; width * height];
+    for (r, &ep) in eps.iter().enumerate() {
+        for (c, &t) in steps.iter().enumerate() {
+            let frame = d.frame(ep, t);
+            let (x0, y0) = (GAP + c * (cell + GAP), GAP + r * (cell + GAP));
+            for y in 0..cell {
+                let src = &frame[(y / scale) * d.size..(y / scale + 1) * d.size];
+                let dst = &mut img[(y0 + y) * width + x0..(y0 + y) * width + x0 + cell];
+                for (x, px) in dst.iter_mut().enumerate() {
+                    *px = src[x / scale];
+                }
+            }
+        }
+    }
+    let (w, h) = (u32::try_from(width)?, u32::try_from(height)?);
+    ekvae_envs::dataset::write_atomic(path, |out| {
+        let mut enc = png::Encoder::new(out, w, h);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(io::Error::other)?;
+        writer.write_image_data(&img).map_err(io::Error::other)?;
+        writer.finish().map_err(io::Error::other)
+    })
+    .context("cannot write the contact sheet")?;
+    Ok((eps, steps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_includes_ends() {
+        assert_eq!(spread(100, 5), vec![0, 24, 49, 74, 99]);
+        assert_eq!(spread(3, 10), vec![0, 1, 2]);
+        assert_eq!(spread(1, 4), vec![0]);
+    }
+
+    #[test]
+    fn stats_reference() {
+        let s = Stats::of([1.0, 2.0, 3.0, 4.0].into_iter());
+        assert_eq!((s.min, s.max, s.mean), (1.0, 4.0, 2.5));
+        assert!((s.std - 1.25f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn default_sheet_next_to_file() {
+        assert_eq!(default_sheet_path(Path::new("a/b/data.npz")), PathBuf::from("a/b/data-sheet.png"));
+    }
+}

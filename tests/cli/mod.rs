@@ -1,0 +1,3 @@
+//! Tests that run the `ekvae` command line.
+
+mod envs;

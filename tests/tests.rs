@@ -1,0 +1,3 @@
+//! End-to-end tests of the `ekvae` binary and cross-crate behaviour, one module per area.
+
+mod cli;
