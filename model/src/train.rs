@@ -39,6 +39,7 @@ use crate::{Error, Result};
 
 /// Everything that defines a training run; saved as `config.toml` in the run directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// The model sizes.
     pub model: EkvaeConfig,
@@ -72,7 +73,7 @@ impl Default for TrainConfig {
         Self {
             model: EkvaeConfig::new(),
             objective: Objective::Constrained,
-            epochs: 30,
+            epochs: 40,
             batch_size: 32,
             seq_len: 32,
             steps_per_epoch: 0,

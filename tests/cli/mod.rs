@@ -1,3 +1,4 @@
 //! Tests that run the `ekvae` command line.
 
 mod envs;
+mod model;
