@@ -658,7 +658,14 @@ pub fn load_model_file(config: &EkvaeConfig, path: &Path, device: &Device) -> Re
     let mut store = SafetensorsStore::from_file(path).allow_partial(false).validate(true);
     let result = model.load_from(&mut store).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
-        message: format!("corrupt or unreadable checkpoint: {e}"),
+        message: match e {
+            // Tensors with other shapes: a checkpoint of another configuration.
+            burn::store::SafetensorsStoreError::ValidationFailed(detail) => {
+                let detail: String = detail.chars().take(300).collect();
+                format!("checkpoint does not match the run's model config ({detail}…)")
+            }
+            other => format!("corrupt or unreadable checkpoint: {other}"),
+        },
     })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         let detail = result
