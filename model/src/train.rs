@@ -140,9 +140,28 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Parse a TOML config.
+    /// Parse a TOML config; fields it does not set (also inside `[model]` and `[lambda]`)
+    /// keep their defaults.
     pub fn from_toml(text: &str) -> std::result::Result<Self, toml::de::Error> {
-        toml::from_str(text)
+        fn merge(base: &mut toml::Value, over: toml::Value) {
+            match (base, over) {
+                (toml::Value::Table(b), toml::Value::Table(o)) => {
+                    for (k, v) in o {
+                        match b.get_mut(&k) {
+                            Some(slot) => merge(slot, v),
+                            None => {
+                                b.insert(k, v);
+                            }
+                        }
+                    }
+                }
+                (slot, v) => *slot = v,
+            }
+        }
+        let over: toml::Value = toml::from_str(text)?;
+        let mut base = toml::Value::try_from(Self::default()).expect("the default config serialises");
+        merge(&mut base, over);
+        base.try_into()
     }
 
     /// Serialise as TOML.
