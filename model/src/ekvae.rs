@@ -60,11 +60,11 @@ pub struct EkvaeConfig {
 }
 
 impl EkvaeConfig {
-    /// Check the invariants: image side even and ≥ 8, all sizes positive.
+    /// Check the invariants: image side a multiple of 8, all sizes positive.
     pub fn check(&self) -> ModelResult<()> {
         let bad = |what: &str| Err(Error::InvalidConfig(what.to_string()));
-        if self.image_size < 8 || self.image_size % 2 != 0 {
-            return bad(&format!("image_size must be even and at least 8, got {}", self.image_size));
+        if self.image_size < 8 || self.image_size % 8 != 0 {
+            return bad(&format!("image_size must be a multiple of 8 (8, 16, 32, 48, 64, ...), got {}", self.image_size));
         }
         for (name, v) in [
             ("action_dim", self.action_dim),
