@@ -58,9 +58,11 @@ fn bench(c: &mut Criterion) {
         group.bench_function("nets_forward_backward", |bench| {
             bench.iter(|| {
                 let model = trainer.model();
-                let (mean, _) = model.encode(x.clone());
-                let logits = model.decoder.forward(mean.reshape([b * t, model.aux_dim()]));
-                ekvae_model::Ekvae::bernoulli_nll(logits, x.clone().reshape([b * t, size, size]))
+                let blocks = model.encoder.to_blocks(x.clone().reshape([b * t, size, size]));
+                let (mean, _) = model.encoder.forward_blocks(blocks.clone());
+                let logits = model.decoder.forward_blocks(mean);
+                let [_, c, h, w] = logits.dims();
+                ekvae_model::Ekvae::bernoulli_nll(logits.reshape([b * t, c, h * w]), blocks.reshape([b * t, c, h * w]))
                     .mean()
                     .backward()
             })

@@ -91,9 +91,21 @@ impl Encoder {
     /// - `x`: `[N, S, S]` pixel intensities in [0, 1]
     /// - returns `(mean, log_var)`, each `[N, m]`
     pub fn forward(&self, x: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
+        self.forward_blocks(self.to_blocks(x))
+    }
+
+    /// The frames in the layout the convolution takes: `[N, S, S]` → `[N, r², 8, 8]`.
+    pub fn to_blocks(&self, x: Tensor<3>) -> Tensor<4> {
         let [n, s, _] = x.dims();
-        let h = pixel_unshuffle(x.reshape([n, 1, s, s]), self.factor); // [N, r², 8, 8]
-        let h = relu(self.conv.forward(h)); // [N, C, 4, 4]
+        pixel_unshuffle(x.reshape([n, 1, s, s]), self.factor)
+    }
+
+    /// [`forward`](Self::forward) on frames already in block layout ([`to_blocks`](Self::to_blocks)).
+    ///
+    /// # Shapes
+    /// - `blocks`: `[N, r², 8, 8]`; returns `(mean, log_var)`, each `[N, m]`
+    pub fn forward_blocks(&self, blocks: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let h = relu(self.conv.forward(blocks)); // [N, C, 4, 4]
         let h = h.flatten::<2>(1, 3); // [N, 16·C]
         let h = relu(self.hidden.forward(h)); // [N, hidden]
         let out = self.head.forward(h); // [N, 2m]
@@ -162,12 +174,19 @@ impl Decoder {
     /// - returns `[N, S, S]` logits
     pub fn forward(&self, a: Tensor<2>) -> Tensor<3> {
         let [n, _] = a.dims();
+        let s = self.image_size;
+        pixel_shuffle(self.forward_blocks(a), self.factor).reshape([n, s, s]) // [N, S, S]
+    }
+
+    /// The logits in block layout `[N, r², 8, 8]` (see [`Encoder::to_blocks`]), without the
+    /// final pixel shuffle: the distortion, a sum over pixels, needs no shuffle (nor its
+    /// backward) when the target is unshuffled instead.
+    pub fn forward_blocks(&self, a: Tensor<2>) -> Tensor<4> {
+        let [n, _] = a.dims();
         let h = relu(self.hidden.forward(a)); // [N, hidden]
         let h = relu(self.spatial.forward(h)); // [N, 16·C]
         let h = h.reshape([n, self.channels, 4, 4]); // [N, C, 4, 4]
-        let h = self.deconv.forward(h); // [N, r², 8, 8]
-        let s = self.image_size;
-        pixel_shuffle(h, self.factor).reshape([n, s, s]) // [N, S, S]
+        self.deconv.forward(h) // [N, r², 8, 8]
     }
 }
 
