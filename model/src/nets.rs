@@ -1,0 +1,240 @@
+//! The image networks: the encoder q(a_t | x_t) and the decoder p(x_t | a_t).
+//!
+//! Both work on a pixel-unshuffled image (space-to-depth by r = S/8): a `[N, 1, S, S]` frame
+//! becomes `[N, r², 8, 8]` before the first convolution, and the decoder produces
+//! `[N, r², 8, 8]` logits that a pixel shuffle turns back into `[N, 1, S, S]`. So every image
+//! size costs about the same: one stride-2 convolution on an 8×8 grid of r×r blocks (a 3×3
+//! kernel sees 3r×3r pixels). It also keeps the first convolution off burn-flex's slow
+//! one-input-channel direct loop (profiled: 32×32 steps took 590 ms with two stride-2 layers
+//! on a 2×2 unshuffle, see `model/NOTES-FOR-README.md`).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// Space-to-depth by `r`: `[N, C, H, W]` → `[N, C·r², H/r, W/r]`; channel `c·r² + i·r + j`
+/// holds the pixels at `(r·y + i, r·x + j)` of channel `c`.
+pub fn pixel_unshuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c, h / r, r, w / r, r]) // [n, c, y, i, x, j]
+        .permute([0, 1, 3, 5, 2, 4]) // [n, c, i, j, y, x]
+        .reshape([n, c * r * r, h / r, w / r])
+}
+
+/// Depth-to-space by `r`, the inverse of [`pixel_unshuffle`]: `[N, C·r², H, W]` → `[N, C, rH, rW]`.
+pub fn pixel_shuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
+    let [n, cr2, h, w] = x.dims();
+    let c = cr2 / (r * r);
+    x.reshape([n, c, r, r, h, w]) // [n, c, i, j, y, x]
+        .permute([0, 1, 4, 2, 5, 3]) // [n, c, y, i, x, j]
+        .reshape([n, c, h * r, w * r])
+}
+
+/// The unshuffle factor r = S/8 for an image of side `size` (a multiple of 8).
+pub fn unshuffle_factor(size: usize) -> usize {
+    (size / 8).max(1)
+}
+
+/// Configuration of the [`Encoder`].
+#[derive(Config, Debug)]
+pub struct EncoderConfig {
+    /// Image side S (square images); a multiple of 8.
+    pub image_size: usize,
+    /// Dimension m of the auxiliary variable a_t.
+    pub aux_dim: usize,
+    /// Channels of the convolutional layers.
+    #[config(default = 32)]
+    pub channels: usize,
+    /// Width of the hidden dense layer.
+    #[config(default = 128)]
+    pub hidden: usize,
+}
+
+/// The encoder q(a_t | x_t) = N(μ_φ(x_t), diag σ_φ²(x_t)): pixel unshuffle to 8×8, one
+/// stride-2 3×3 convolution with ReLU to 4×4, one hidden dense layer, and a dense head that
+/// gives the mean and the log-variance.
+#[derive(Module, Debug)]
+pub struct Encoder {
+    conv: Conv2d,
+    factor: usize,
+    hidden: Linear,
+    head: Linear,
+    aux_dim: usize,
+}
+
+impl EncoderConfig {
+    /// Build the encoder with burn's default initialisers.
+    pub fn init(&self, device: &Device) -> Encoder {
+        let r = unshuffle_factor(self.image_size);
+        let conv = Conv2dConfig::new([r * r, self.channels], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(device);
+        let flat = self.channels * 4 * 4;
+        Encoder {
+            conv,
+            factor: r,
+            hidden: LinearConfig::new(flat, self.hidden).init(device),
+            head: LinearConfig::new(self.hidden, 2 * self.aux_dim).init(device),
+            aux_dim: self.aux_dim,
+        }
+    }
+}
+
+impl Encoder {
+    /// Mean and log-variance of q(a | x) for a batch of frames.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, S, S]` pixel intensities in [0, 1]
+    /// - returns `(mean, log_var)`, each `[N, m]`
+    pub fn forward(&self, x: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
+        self.forward_blocks(self.to_blocks(x))
+    }
+
+    /// The frames in the layout the convolution takes: `[N, S, S]` → `[N, r², 8, 8]`.
+    pub fn to_blocks(&self, x: Tensor<3>) -> Tensor<4> {
+        let [n, s, _] = x.dims();
+        pixel_unshuffle(x.reshape([n, 1, s, s]), self.factor)
+    }
+
+    /// [`forward`](Self::forward) on frames already in block layout ([`to_blocks`](Self::to_blocks)).
+    ///
+    /// # Shapes
+    /// - `blocks`: `[N, r², 8, 8]`; returns `(mean, log_var)`, each `[N, m]`
+    pub fn forward_blocks(&self, blocks: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let h = relu(self.conv.forward(blocks)); // [N, C, 4, 4]
+        let h = h.flatten::<2>(1, 3); // [N, 16·C]
+        let h = relu(self.hidden.forward(h)); // [N, hidden]
+        let out = self.head.forward(h); // [N, 2m]
+        let mean = out.clone().narrow(1, 0, self.aux_dim);
+        let log_var = out.narrow(1, self.aux_dim, self.aux_dim);
+        (mean, log_var)
+    }
+}
+
+/// Configuration of the [`Decoder`].
+#[derive(Config, Debug)]
+pub struct DecoderConfig {
+    /// Image side S (square images); a multiple of 8.
+    pub image_size: usize,
+    /// Dimension m of the auxiliary variable a_t.
+    pub aux_dim: usize,
+    /// Channels of the transposed convolutions.
+    #[config(default = 32)]
+    pub channels: usize,
+    /// Width of the hidden dense layer.
+    #[config(default = 128)]
+    pub hidden: usize,
+}
+
+/// The decoder p(x_t | a_t): Bernoulli logits per pixel from two dense layers to `[C, 4, 4]`,
+/// one stride-2 4×4 transposed convolution to `[r², 8, 8]` and a pixel shuffle to `[1, S, S]`.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    hidden: Linear,
+    spatial: Linear,
+    deconv: ConvTranspose2d,
+    channels: usize,
+    factor: usize,
+    image_size: usize,
+}
+
+impl DecoderConfig {
+    /// Build the decoder with burn's default initialisers.
+    pub fn init(&self, device: &Device) -> Decoder {
+        let r = unshuffle_factor(self.image_size);
+        Decoder {
+            hidden: LinearConfig::new(self.aux_dim, self.hidden).init(device),
+            spatial: LinearConfig::new(self.hidden, self.channels * 4 * 4).init(device),
+            // Output side exactly 8 = (4 − 1)·2 − 2·1 + 4.
+            deconv: ConvTranspose2dConfig::new([self.channels, r * r], [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .init(device),
+            channels: self.channels,
+            factor: r,
+            image_size: self.image_size,
+        }
+    }
+}
+
+impl Decoder {
+    /// Side S of the images this decoder produces.
+    pub fn image_size(&self) -> usize {
+        self.image_size
+    }
+
+    /// Bernoulli logits of the pixels given a batch of auxiliary variables.
+    ///
+    /// # Shapes
+    /// - `a`: `[N, m]`
+    /// - returns `[N, S, S]` logits
+    pub fn forward(&self, a: Tensor<2>) -> Tensor<3> {
+        let [n, _] = a.dims();
+        let s = self.image_size;
+        pixel_shuffle(self.forward_blocks(a), self.factor).reshape([n, s, s]) // [N, S, S]
+    }
+
+    /// The logits in block layout `[N, r², 8, 8]` (see [`Encoder::to_blocks`]), without the
+    /// final pixel shuffle: the distortion, a sum over pixels, needs no shuffle (nor its
+    /// backward) when the target is unshuffled instead.
+    pub fn forward_blocks(&self, a: Tensor<2>) -> Tensor<4> {
+        let [n, _] = a.dims();
+        let h = relu(self.hidden.forward(a)); // [N, hidden]
+        let h = relu(self.spatial.forward(h)); // [N, 16·C]
+        let h = h.reshape([n, self.channels, 4, 4]); // [N, C, 4, 4]
+        self.deconv.forward(h) // [N, r², 8, 8]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn shuffle_inverts_unshuffle_and_groups_2x2_blocks() {
+        let device = Device::flex();
+        let v: Vec<f32> = (0..2 * 16).map(|i| i as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v.clone(), [2, 1, 4, 4]), &device);
+        let u = pixel_unshuffle(x.clone(), 2);
+        assert_eq!(u.dims(), [2, 4, 2, 2]);
+        let uv = u.clone().into_data().try_to_vec::<f32>().unwrap();
+        // channel (i=0, j=1) at block (0, 0) is pixel (0, 1) = 1; channel (1, 0) at block (1, 1)
+        // is pixel (3, 2) = 14.
+        assert_eq!(uv[4], 1.0);
+        assert_eq!(uv[2 * 4 + 3], 14.0);
+        let back = pixel_shuffle(u, 2).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn unshuffle_by_4_round_trips() {
+        let device = Device::flex();
+        let v: Vec<f32> = (0..64).map(|i| i as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v.clone(), [1, 1, 8, 8]), &device);
+        let u = pixel_unshuffle(x, 4);
+        assert_eq!(u.dims(), [1, 16, 2, 2]);
+        // channel (i=1, j=2) of block (1, 0) is pixel (5, 2) = 42.
+        let uv = u.clone().into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(uv[(4 + 2) * 4 + 2], 42.0);
+        assert_eq!(pixel_shuffle(u, 4).into_data().try_to_vec::<f32>().unwrap(), v);
+    }
+
+    #[test]
+    fn encoder_and_decoder_shapes() {
+        let device = Device::flex();
+        for size in [8, 16, 32, 48, 64] {
+            let enc = EncoderConfig::new(size, 2).with_channels(8).init(&device);
+            let dec = DecoderConfig::new(size, 2).with_channels(8).init(&device);
+            let x = Tensor::<3>::zeros([3, size, size], &device);
+            let (mean, log_var) = enc.forward(x);
+            assert_eq!(mean.dims(), [3, 2]);
+            assert_eq!(log_var.dims(), [3, 2]);
+            assert_eq!(dec.forward(mean).dims(), [3, size, size]);
+        }
+    }
+}
