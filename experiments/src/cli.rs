@@ -21,6 +21,10 @@ pub enum Command {
     Inspect(crate::inspect::InspectArgs),
     /// Swing the pendulum up with iLQR model-predictive control and score it (returns, success, plan times).
     Mpc(crate::mpc::MpcArgs),
+    /// Train an EKVAE world model on a collected dataset.
+    Train(crate::train::TrainArgs),
+    /// Evaluate a trained run: latent-space identification (R²) and the latent-space figure.
+    Eval(crate::eval::EvalArgs),
 }
 
 /// Parse the command line, run the subcommand, print any error as one line and exit non-zero.
@@ -41,5 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collect(args) => crate::collect::run(args),
         Command::Inspect(args) => crate::inspect::run(args),
         Command::Mpc(args) => crate::mpc::run(args),
+        Command::Train(args) => crate::train::run(args),
+        Command::Eval(args) => crate::eval::run(args),
     }
 }

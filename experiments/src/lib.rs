@@ -2,5 +2,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod eval;
 pub mod inspect;
 pub mod mpc;
+pub mod train;

@@ -1,3 +1,35 @@
 //! The EKVAE world model (Klushyn et al., NeurIPS 2021) in burn.
 //!
-//! Being built; see the open issue "EKVAE world model in burn".
+//! Main types:
+//! - [`Ekvae`] / [`EkvaeConfig`]: encoder q(a|x) and decoder p(x|a) ([`nets`]), the linear
+//!   auxiliary observation, the locally-linear transition and the initial prior ([`ssm`]);
+//!   [`Ekvae::rate_distortion`] gives the one-sample rate and distortion per sequence.
+//! - [`objective`]: −ELBO, the constrained Lagrangian and the λ update ([`LambdaSchedule`]).
+//! - [`train`]: the explicit training loop ([`train::Trainer`]), checkpoints and run files.
+//! - [`metrics`]: least-squares regression and R² for latent-space identification.
+//! - [`kalman`]: the batched, differentiable extended Kalman [`filter`](kalman::filter),
+//!   RTS [`smooth`](kalman::smooth)er and forward-filtering backward-sampling
+//!   ([`sample_posterior`](kalman::sample_posterior)) with exact log-density, over a
+//!   [`Transition`](kalman::Transition), an [`Emission`](kalman::Emission) and a
+//!   [`Prior`](kalman::Prior); usable on its own for a linear-Gaussian model
+//!   ([`LinearTransition`](kalman::LinearTransition)).
+//! - [`linalg`]: small batched Cholesky, triangular inverse/solves and Gaussian
+//!   log-densities built from differentiable tensor ops.
+//! - [`Error`] and [`Result`].
+
+pub mod backend;
+pub mod data;
+pub mod ekvae;
+pub mod error;
+pub mod identify;
+pub mod kalman;
+pub mod linalg;
+pub mod metrics;
+pub mod nets;
+pub mod objective;
+pub mod ssm;
+pub mod train;
+
+pub use ekvae::{Ekvae, EkvaeConfig, ObjectiveNoise, RateDistortion};
+pub use error::{Error, Result};
+pub use objective::{LambdaConfig, LambdaSchedule, Objective};

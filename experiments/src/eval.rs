@@ -1,0 +1,209 @@
+//! `ekvae eval`: latent-space identification of a trained run (R² of [cos θ, sin θ] and θ̇
+//! from the smoothed latent mean) and the blog's latent-space figure.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ekvae_model::backend::device_from_name;
+use ekvae_model::identify::{Identification, identify};
+use ekvae_model::train::{RunDir, write_atomic};
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::train::{load_dataset, sequences};
+
+/// Arguments of `ekvae eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run directory written by `ekvae train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Held-out test dataset (.npz from `ekvae collect` with another seed).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Training dataset to fit the regressions on (default: the one recorded in the run's config).
+    #[arg(long)]
+    pub train_data: Option<PathBuf>,
+    /// At most this many training episodes are used to fit the regressions.
+    #[arg(long, default_value_t = 300)]
+    pub max_train_episodes: usize,
+    /// Compute device: cpu, or cuda / wgpu when compiled with that feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// What `eval.json` holds.
+#[derive(Debug, Serialize)]
+struct EvalReport<'a> {
+    #[serde(flatten)]
+    identification: &'a Identification,
+    epoch: usize,
+    objective: String,
+    train_data: String,
+    test_data: String,
+    figure: String,
+}
+
+/// Run `ekvae eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let device = device_from_name(&args.device)?;
+    let run = RunDir::new(&args.run);
+    let config = run.read_config()?;
+    let state = run.read_state()?;
+    let model = run.load_model(&config, &state, &device)?;
+    let train_path = args.train_data.clone().unwrap_or_else(|| PathBuf::from(&config.data));
+    let train = load_dataset(&train_path).context("loading the training data (override with --train-data)")?;
+    let test = load_dataset(&args.data)?;
+    for (what, path, d) in [("training", &train_path, &train), ("test", &args.data, &test)] {
+        let s = sequences(d);
+        if s.size != config.model.image_size || s.action_dim != config.model.action_dim {
+            bail!(
+                "{}: {what} data have {}×{} images and {}-d actions but the model in {} is for {}×{} and {}-d; collect with the model's --size",
+                path.display(),
+                s.size,
+                s.size,
+                s.action_dim,
+                args.run.display(),
+                config.model.image_size,
+                config.model.image_size,
+                config.model.action_dim
+            );
+        }
+        s.check().with_context(|| format!("{}", path.display()))?;
+    }
+    let train_seqs = sequences(&train);
+    let test_seqs = sequences(&test);
+    let train_eps: Vec<usize> = (0..train.episodes.min(args.max_train_episodes)).collect();
+    let (report, z_test) = identify(&model, &train_seqs, &train_eps, &test_seqs)?;
+
+    let figure = args.run.join("latent_space.png");
+    plot_latents(&figure, &z_test, config.model.state_dim, &test_seqs)
+        .with_context(|| format!("drawing {}", figure.display()))?;
+    let json = EvalReport {
+        identification: &report,
+        epoch: state.epoch,
+        objective: config.objective.to_string(),
+        train_data: train_path.display().to_string(),
+        test_data: args.data.display().to_string(),
+        figure: "latent_space.png".into(),
+    };
+    let path = args.run.join("eval.json");
+    write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    println!(
+        "R²(cos θ, sin θ) = {:.4}   R²(θ̇) = {:.4}   (test {} frames; train fit {:.4} / {:.4})",
+        report.r2_cos_sin, report.r2_theta_dot, report.test_frames, report.train_r2_cos_sin, report.train_r2_theta_dot
+    );
+    println!("wrote {} and {}", path.display(), figure.display());
+    Ok(())
+}
+
+/// Two principal axes of the rows of `z` (`rows × n`): returns the projected 2-D points.
+fn pca_2d(z: &[f64], n: usize) -> Vec<(f64, f64)> {
+    let rows = z.len() / n;
+    let mut mean = vec![0.0; n];
+    for r in 0..rows {
+        for j in 0..n {
+            mean[j] += z[r * n + j] / rows as f64;
+        }
+    }
+    let mut cov = vec![0.0; n * n];
+    for r in 0..rows {
+        for i in 0..n {
+            for j in 0..n {
+                cov[i * n + j] += (z[r * n + i] - mean[i]) * (z[r * n + j] - mean[j]) / rows as f64;
+            }
+        }
+    }
+    // Power iteration with deflation for the two leading eigenvectors (deterministic start).
+    let mut axes: Vec<Vec<f64>> = Vec::new();
+    for k in 0..2.min(n) {
+        let mut v: Vec<f64> = (0..n).map(|i| if i == k { 1.0 } else { 0.1 }).collect();
+        for _ in 0..500 {
+            let mut w = vec![0.0; n];
+            for i in 0..n {
+                for j in 0..n {
+                    w[i] += cov[i * n + j] * v[j];
+                }
+            }
+            for a in &axes {
+                let d: f64 = w.iter().zip(a).map(|(x, y)| x * y).sum();
+                w.iter_mut().zip(a).for_each(|(x, y)| *x -= d * y);
+            }
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm < 1e-300 {
+                break;
+            }
+            v = w.into_iter().map(|x| x / norm).collect();
+        }
+        axes.push(v);
+    }
+    (0..rows)
+        .map(|r| {
+            let p = |a: &Vec<f64>| (0..n).map(|j| (z[r * n + j] - mean[j]) * a[j]).sum::<f64>();
+            (p(&axes[0]), if axes.len() > 1 { p(&axes[1]) } else { 0.0 })
+        })
+        .collect()
+}
+
+/// The blog's figure: the latent space (two leading principal axes of the smoothed means)
+/// coloured by the true angle (cyclic hue) and by the angular velocity (viridis).
+fn plot_latents(path: &Path, z: &[f64], n: usize, data: &ekvae_model::data::Sequences) -> Result<()> {
+    let pts = pca_2d(z, n);
+    let rows = pts.len();
+    // At most 20 000 points keep the PNG readable.
+    let stride = rows.div_ceil(20_000).max(1);
+    let (xmin, xmax, ymin, ymax) = pts.iter().fold(
+        (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    let padx = (xmax - xmin).max(1e-9) * 0.05;
+    let pady = (ymax - ymin).max(1e-9) * 0.05;
+    let state = |r: usize| data.state(r / data.steps, r % data.steps);
+    let vmax = (0..rows).map(|r| state(r)[1].abs()).fold(1e-9, f64::max);
+    let tmp = path.with_file_name(format!(".latent_space.tmp-{}.png", std::process::id()));
+    {
+        let root = BitMapBackend::new(&tmp, (1200, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let panels = root.split_evenly((1, 2));
+        for (i, panel) in panels.iter().enumerate() {
+            let title = if i == 0 { "latent space coloured by angle θ" } else { "coloured by angular velocity θ̇" };
+            let mut chart = ChartBuilder::on(panel)
+                .caption(title, ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(40)
+                .build_cartesian_2d(xmin - padx..xmax + padx, ymin - pady..ymax + pady)?;
+            chart.configure_mesh().x_desc("PC 1").y_desc("PC 2").draw()?;
+            chart.draw_series((0..rows).step_by(stride).map(|r| {
+                let [th, thd] = state(r);
+                let color: RGBColor = if i == 0 {
+                    let h = (th.rem_euclid(std::f64::consts::TAU)) / std::f64::consts::TAU;
+                    let c = HSLColor(h, 0.9, 0.5).to_rgba();
+                    RGBColor(c.0, c.1, c.2)
+                } else {
+                    ViridisRGB::get_color_normalized(&ViridisRGB, thd, -vmax, vmax)
+                };
+                Circle::new(pts[r], 2, color.filled())
+            }))?;
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pca_2d;
+
+    #[test]
+    fn pca_finds_the_dominant_axis() {
+        // Points on the line y = 2x in 3-D with z = 0 (constructed): PC 1 carries everything.
+        let z: Vec<f64> = (0..50).flat_map(|i| [i as f64, 2.0 * i as f64, 0.0]).collect();
+        let p = pca_2d(&z, 3);
+        let var1: f64 = p.iter().map(|q| q.0 * q.0).sum();
+        let var2: f64 = p.iter().map(|q| q.1 * q.1).sum();
+        assert!(var2 < 1e-9 * var1);
+    }
+}

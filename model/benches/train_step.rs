@@ -1,0 +1,62 @@
+//! One training step (forward, backward, Adam update) of the default EKVAE at B = 32, T = 50,
+//! for 16×16 and 32×32 frames, plus its parts (forward only; forward + backward) to show where
+//! the time goes.
+//!
+//! `cargo bench -p ekvae-model --bench train_step` (set RAYON_NUM_THREADS to pin the threads).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use criterion::{Criterion, criterion_group, criterion_main};
+use ekvae_model::EkvaeConfig;
+use ekvae_model::train::{TrainConfig, Trainer, draw_noise};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+
+fn frames(b: usize, t: usize, s: usize, device: &Device) -> (Tensor<4>, Tensor<3>) {
+    // A rod-like bright bar that moves with t (content does not matter for timing).
+    let mut x = vec![0f32; b * t * s * s];
+    for i in 0..b * t {
+        for r in 0..s / 2 {
+            x[i * s * s + r * s + (i + r) % s] = 1.0;
+        }
+    }
+    let u: Vec<f32> = (0..b * t).map(|i| ((i % 7) as f32 - 3.0) / 2.0).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [b, t, s, s]), device),
+        Tensor::from_data(TensorData::new(u, [b, t, 1]), device),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let (b, t) = (32, 50);
+    for size in [16, 32] {
+        let cfg = TrainConfig { model: EkvaeConfig::new().with_image_size(size), ..TrainConfig::default() };
+        let mut trainer = Trainer::new(cfg, &Device::flex()).unwrap();
+        let device = trainer.device().clone();
+        let (x, u) = frames(b, t, size, &device);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let noise = draw_noise(trainer.model(), &mut rng, b, t, &device);
+        let mut group = c.benchmark_group(format!("train_step_{size}x{size}"));
+        group.sample_size(10);
+        group.bench_function("forward", |bench| {
+            let model = trainer.model().valid();
+            let plain = model.device();
+            let (xp, up) = frames(b, t, size, &plain);
+            let noise_p = draw_noise(&model, &mut rng.clone(), b, t, &plain);
+            bench.iter(|| {
+                let terms = model.rate_distortion(xp.clone(), up.clone(), &noise_p).unwrap();
+                (terms.rate + terms.distortion).sum().into_scalar::<f32>()
+            })
+        });
+        group.bench_function("forward_backward", |bench| {
+            bench.iter(|| {
+                let terms = trainer.rate_distortion(x.clone(), u.clone(), &noise).unwrap();
+                (terms.rate + terms.distortion).mean().backward()
+            })
+        });
+        group.bench_function("step", |bench| bench.iter(|| trainer.step(x.clone(), u.clone(), &noise).unwrap()));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

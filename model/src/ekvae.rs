@@ -1,0 +1,338 @@
+//! The whole EKVAE: encoder, decoder, auxiliary observation, locally-linear transition and
+//! initial prior, with the rate–distortion terms of one-sample ELBO per sequence.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::activation::softplus;
+use burn::tensor::{Device, Tensor};
+
+use crate::kalman::{self, Transition as _};
+use crate::nets::{Decoder, DecoderConfig, Encoder, EncoderConfig};
+use crate::ssm::{
+    AuxObservation, AuxObservationConfig, InitialPrior, InitialPriorConfig,
+    LocallyLinearTransition, TransitionConfig,
+};
+use crate::Error;
+
+/// This module's result type (named so as not to clash with the `Result` that burn's `Config`
+/// derive expects in scope).
+type ModelResult<T> = crate::Result<T>;
+
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// Sizes and initialisation of an [`Ekvae`]. The defaults are the ones the README's results
+/// were obtained with (see `model/NOTES-FOR-README.md`).
+#[derive(Config, Debug, PartialEq)]
+pub struct EkvaeConfig {
+    /// Image side S (square grayscale frames).
+    #[config(default = 16)]
+    pub image_size: usize,
+    /// Dimension k of the action u_t.
+    #[config(default = 1)]
+    pub action_dim: usize,
+    /// Dimension m of the auxiliary observation a_t.
+    #[config(default = 2)]
+    pub aux_dim: usize,
+    /// Dimension n of the state z_t.
+    #[config(default = 3)]
+    pub state_dim: usize,
+    /// Number K of base matrices of the transition.
+    #[config(default = 8)]
+    pub num_bases: usize,
+    /// Channels of the convolutional layers of encoder and decoder.
+    #[config(default = 32)]
+    pub channels: usize,
+    /// Width of the dense hidden layers of encoder and decoder.
+    #[config(default = 128)]
+    pub hidden: usize,
+    /// Width of the hidden layer of the transition's mixing network.
+    #[config(default = 32)]
+    pub transition_hidden: usize,
+    /// Initial diagonal of the transition noise Q_k.
+    #[config(default = 0.02)]
+    pub q_init: f64,
+    /// Initial diagonal of the observation noise R.
+    #[config(default = 0.05)]
+    pub r_init: f64,
+    /// Seed of the initialisation of the base matrices and H.
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+impl EkvaeConfig {
+    /// Check the invariants: image side even and ≥ 8, all sizes positive.
+    pub fn check(&self) -> ModelResult<()> {
+        let bad = |what: &str| Err(Error::InvalidConfig(what.to_string()));
+        if self.image_size < 8 || self.image_size % 2 != 0 {
+            return bad(&format!("image_size must be even and at least 8, got {}", self.image_size));
+        }
+        for (name, v) in [
+            ("action_dim", self.action_dim),
+            ("aux_dim", self.aux_dim),
+            ("state_dim", self.state_dim),
+            ("num_bases", self.num_bases),
+            ("channels", self.channels),
+            ("hidden", self.hidden),
+            ("transition_hidden", self.transition_hidden),
+        ] {
+            if v == 0 {
+                return bad(&format!("{name} must be positive"));
+            }
+        }
+        if self.state_dim > 8 {
+            return bad("state_dim must be at most 8 (small hand-written Kalman linear algebra)");
+        }
+        if !(self.q_init > 0.0 && self.r_init > 0.0) {
+            return bad("q_init and r_init must be positive");
+        }
+        Ok(())
+    }
+
+    /// Build the model (after [`check`](Self::check)).
+    pub fn init(&self, device: &Device) -> ModelResult<Ekvae> {
+        self.check()?;
+        Ok(Ekvae {
+            encoder: EncoderConfig::new(self.image_size, self.aux_dim)
+                .with_channels(self.channels)
+                .with_hidden(self.hidden)
+                .init(device),
+            decoder: DecoderConfig::new(self.image_size, self.aux_dim)
+                .with_channels(self.channels)
+                .with_hidden(self.hidden)
+                .init(device),
+            observation: AuxObservationConfig::new(self.aux_dim, self.state_dim)
+                .with_r_init(self.r_init)
+                .with_seed(self.seed)
+                .init(device),
+            transition: TransitionConfig::new(self.state_dim)
+                .with_action_dim(self.action_dim)
+                .with_num_bases(self.num_bases)
+                .with_hidden(self.transition_hidden)
+                .with_q_init(self.q_init)
+                .with_seed(self.seed)
+                .init(device),
+            prior: InitialPriorConfig::new(self.state_dim).init(device),
+        })
+    }
+}
+
+/// The extended Kalman VAE (Klushyn et al. 2021).
+#[derive(Module, Debug)]
+pub struct Ekvae {
+    /// q(a_t | x_t).
+    pub encoder: Encoder,
+    /// p(x_t | a_t), Bernoulli logits.
+    pub decoder: Decoder,
+    /// p(a_t | z_t) = N(H z_t, R).
+    pub observation: AuxObservation,
+    /// p(z_t | z_{t−1}, u_{t−1}).
+    pub transition: LocallyLinearTransition,
+    /// p(z_1).
+    pub prior: InitialPrior,
+}
+
+/// The standard-normal noise of one evaluation of the objective (drawn by the caller, so that
+/// training is reproducible and gradient checks can hold it fixed).
+#[derive(Debug, Clone)]
+pub struct ObjectiveNoise {
+    /// Reparameterisation noise of a_t, `[B, T, m]`.
+    pub eps_a: Tensor<3>,
+    /// Noise of the forward-filtering backward-sampling draw of z_{1:T}, `[B, T, n]`.
+    pub eps_z: Tensor<3>,
+}
+
+/// Distortion and rate of each sequence of a batch (one sample per sequence).
+#[derive(Debug, Clone)]
+pub struct RateDistortion {
+    /// D = −Σ_t log p(x_t | a_t), `[B]`.
+    pub distortion: Tensor<1>,
+    /// R = Σ_t [log q(a_t|x_t) − log p(a_t|z_t)] + log q(z_{1:T}) − log p(z_1)
+    /// − Σ_{t≥2} log p(z_t | z_{t−1}, u_{t−1}), `[B]`.
+    pub rate: Tensor<1>,
+}
+
+/// Log-density of N(x; mean, diag var) summed over the last dimension.
+///
+/// # Shapes
+/// - `x`, `mean`, `var`: `[.., d]` (`var` broadcastable); returns `[..]` with the last dim kept as 1
+fn diag_gaussian_log_prob<const D: usize>(x: Tensor<D>, mean: Tensor<D>, var: Tensor<D>) -> Tensor<D> {
+    let d = x.dims()[D - 1] as f64;
+    let diff = x - mean;
+    let maha = (diff.clone() * diff / var.clone()).sum_dim(D - 1);
+    let log_det = var.log().sum_dim(D - 1);
+    (maha + log_det).add_scalar(d * LN_2PI).mul_scalar(-0.5)
+}
+
+impl Ekvae {
+    /// Binary cross-entropy of the frames under the decoder's Bernoulli logits, summed over
+    /// pixels: −log p(x | logits) = Σ softplus(l) − x·l, valid for x ∈ [0, 1].
+    ///
+    /// # Shapes
+    /// - `logits`, `x`: `[N, S, S]`; returns `[N]`
+    pub fn bernoulli_nll(logits: Tensor<3>, x: Tensor<3>) -> Tensor<1> {
+        let [n, _, _] = x.dims();
+        (softplus(logits.clone(), 1.0) - x * logits)
+            .reshape([n as i32, -1])
+            .sum_dim(1)
+            .reshape([n])
+    }
+
+    /// Check that a batch fits the model: image side and action dimension.
+    pub fn check_batch(&self, frames: &Tensor<4>, actions: &Tensor<3>) -> ModelResult<()> {
+        let [b, t, s, s2] = frames.dims();
+        let [b2, t2, k] = actions.dims();
+        let want_s = self.image_size();
+        if s != want_s || s2 != want_s {
+            return Err(Error::ShapeMismatch(format!(
+                "frames are {s}×{s2} but the model was built for {want_s}×{want_s}"
+            )));
+        }
+        if k != self.action_dim() {
+            return Err(Error::ShapeMismatch(format!(
+                "actions have dimension {k} but the model was built for {}",
+                self.action_dim()
+            )));
+        }
+        if b != b2 || t != t2 {
+            return Err(Error::ShapeMismatch(format!(
+                "frames [{b}, {t}, ..] and actions [{b2}, {t2}, ..] disagree"
+            )));
+        }
+        if t < 2 {
+            return Err(Error::ShapeMismatch("sequences need at least 2 steps".into()));
+        }
+        Ok(())
+    }
+
+    /// Image side S the decoder produces.
+    pub fn image_size(&self) -> usize {
+        self.decoder.image_size()
+    }
+
+    /// Dimension m of a_t.
+    pub fn aux_dim(&self) -> usize {
+        self.observation.h.dims()[0]
+    }
+
+    /// Dimension n of z_t.
+    pub fn state_dim(&self) -> usize {
+        self.observation.h.dims()[1]
+    }
+
+    /// Dimension k of u_t.
+    pub fn action_dim(&self) -> usize {
+        let [_, nk] = self.transition.b_bases.dims();
+        nk / self.state_dim()
+    }
+
+    /// The device of the parameters.
+    pub fn device(&self) -> Device {
+        self.observation.h.val().device()
+    }
+
+    /// Encode frames: mean and log-variance of q(a_t | x_t).
+    ///
+    /// # Shapes
+    /// - `frames`: `[B, T, S, S]` in [0, 1]; returns `([B, T, m], [B, T, m])`
+    pub fn encode(&self, frames: Tensor<4>) -> (Tensor<3>, Tensor<3>) {
+        let [b, t, s, _] = frames.dims();
+        let (mean, log_var) = self.encoder.forward(frames.reshape([b * t, s, s])); // [B·T, m]
+        let m = self.aux_dim();
+        (mean.reshape([b, t, m]), log_var.reshape([b, t, m]))
+    }
+
+    /// Rate and distortion of each sequence, with one sample of a_{1:T} and z_{1:T}.
+    ///
+    /// # Shapes
+    /// - `frames`: `[B, T, S, S]` in [0, 1]
+    /// - `actions`: `[B, T, k]`; `actions[:, t]` drives the step t → t + 1
+    /// - `noise`: see [`ObjectiveNoise`]
+    pub fn rate_distortion(
+        &self,
+        frames: Tensor<4>,
+        actions: Tensor<3>,
+        noise: &ObjectiveNoise,
+    ) -> ModelResult<RateDistortion> {
+        let [b, t, s, _] = frames.dims();
+        let (m, n, k) = (self.aux_dim(), self.state_dim(), self.action_dim());
+
+        // q(a_t | x_t) and its reparameterised sample.
+        let (a_mean, a_log_var) = self.encode(frames.clone()); // [B, T, m]
+        let a_std = a_log_var.clone().mul_scalar(0.5).exp();
+        let a = a_mean + a_std * noise.eps_a.clone(); // [B, T, m]
+        // log q(a|x) = −½ Σ (log 2π + log σ² + ε²), summed over t and m.
+        let log_q_a = (a_log_var + noise.eps_a.clone().powi_scalar(2))
+            .add_scalar(LN_2PI)
+            .mul_scalar(-0.5)
+            .reshape([b as i32, -1])
+            .sum_dim(1)
+            .reshape([b]); // [B]
+
+        // Distortion.
+        let logits = self.decoder.forward(a.clone().reshape([b * t, m])); // [B·T, S, S]
+        let nll = Self::bernoulli_nll(logits, frames.reshape([b * t, s, s])); // [B·T]
+        let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
+
+        // Extended Kalman filter over a_{1:T}, then a joint FFBS sample of z_{1:T}.
+        let emission = self.observation.emission();
+        let prior = self.prior.prior();
+        let filtered = kalman::filter(&prior, &self.transition, &emission, a.clone(), actions.clone())?;
+        let sample = kalman::sample_posterior(&filtered, noise.eps_z.clone())?;
+        let z = sample.z; // [B, T, n]
+
+        // log p(a_t | z_t) = N(a_t; H z_t, R).
+        let hz = z
+            .clone()
+            .reshape([b * t, n])
+            .matmul(emission.h.clone().transpose())
+            .reshape([b, t, m]); // [B, T, m]
+        let r = emission.r_diag.clone().reshape([1, 1, m]);
+        let log_p_a = diag_gaussian_log_prob(a, hz, r).reshape([b, t]).sum_dim(1).reshape([b]);
+
+        // log p(z_1).
+        let z1 = z.clone().narrow(1, 0, 1).reshape([b, n]);
+        let log_p_z1 = diag_gaussian_log_prob(
+            z1,
+            prior.mean.clone().reshape([1, n]),
+            prior.var.clone().reshape([1, n]),
+        )
+        .reshape([b]);
+
+        // Σ_{t≥2} log p(z_t | z_{t−1}, u_{t−1}) with the prior transition at the sampled z_{t−1}.
+        let z_prev = z.clone().narrow(1, 0, t - 1).reshape([b * (t - 1), n]);
+        let u_prev = actions.narrow(1, 0, t - 1).reshape([b * (t - 1), k]);
+        let z_next = z.narrow(1, 1, t - 1).reshape([b * (t - 1), n]);
+        let (mean, var) = self.transition.mean_and_var(z_prev, u_prev); // [B(T−1), n]
+        let log_p_trans = diag_gaussian_log_prob(z_next, mean, var)
+            .reshape([b, t - 1])
+            .sum_dim(1)
+            .reshape([b]);
+
+        let rate = log_q_a - log_p_a + sample.log_q - log_p_z1 - log_p_trans;
+        Ok(RateDistortion { distortion, rate })
+    }
+
+    /// Smoothed latent means E[z_t | a_{1:T}] with a_t at the encoder mean (no sampling): the
+    /// representation used for identification and prediction.
+    ///
+    /// # Shapes
+    /// - `frames`: `[B, T, S, S]`, `actions`: `[B, T, k]`; returns `[B, T, n]`
+    pub fn smoothed_means(&self, frames: Tensor<4>, actions: Tensor<3>) -> ModelResult<Tensor<3>> {
+        let (a_mean, _) = self.encode(frames);
+        let emission = self.observation.emission();
+        let prior = self.prior.prior();
+        let filtered = kalman::filter(&prior, &self.transition, &emission, a_mean, actions)?;
+        Ok(kalman::smooth(&filtered)?.mean_smooth)
+    }
+
+    /// One step of the transition mean, for rollouts: F(z, u) z + B(z, u) u.
+    ///
+    /// # Shapes
+    /// - `z`: `[B, n]`, `u`: `[B, k]`; returns `[B, n]`
+    pub fn transition_mean(&self, z: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
+        let step = self.transition.linearize(z.clone(), u.clone());
+        let [b, n, _] = step.f.dims();
+        let k = u.dims()[1];
+        (step.f.matmul(z.reshape([b, n, 1])) + step.b.matmul(u.reshape([b, k, 1]))).reshape([b, n])
+    }
+}

@@ -1,0 +1,250 @@
+//! Latent-space identification: ordinary least squares with an intercept from latent features
+//! to true physical quantities, and the coefficient of determination R².
+//!
+//! Plain f64 Rust (no burn): the normal equations [1 X]ᵀ[1 X] w = [1 X]ᵀ y are solved by a
+//! Cholesky factorisation; features are standardised first so that the system is well
+//! conditioned, and a tiny ridge (10⁻¹⁰ of the trace) keeps it solvable for constant features.
+
+use crate::{Error, Result};
+
+/// A fitted linear map y ≈ W x + c from `inputs` features to `outputs` targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearRegression {
+    /// Number of input features.
+    pub inputs: usize,
+    /// Number of outputs.
+    pub outputs: usize,
+    /// Weights, `[outputs][inputs]` row-major, in the original (unstandardised) units.
+    pub weights: Vec<f64>,
+    /// Intercepts, `[outputs]`.
+    pub intercept: Vec<f64>,
+}
+
+fn cholesky_solve(a: &mut [f64], n: usize, b: &mut [f64]) -> Option<()> {
+    // In-place lower Cholesky of the symmetric n×n `a`, then forward/back substitution of `b`.
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+    }
+    for i in 0..n {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= a[i * n + k] * b[k];
+        }
+        b[i] = s / a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let mut s = b[i];
+        for k in i + 1..n {
+            s -= a[k * n + i] * b[k];
+        }
+        b[i] = s / a[i * n + i];
+    }
+    Some(())
+}
+
+impl LinearRegression {
+    /// Least-squares fit with intercept of `y` (`rows × outputs`, row-major) on `x`
+    /// (`rows × inputs`, row-major).
+    pub fn fit(x: &[f64], inputs: usize, y: &[f64], outputs: usize) -> Result<Self> {
+        if inputs == 0 || outputs == 0 || x.len() % inputs != 0 || y.len() % outputs != 0 {
+            return Err(Error::ShapeMismatch("regression needs at least one input and output".into()));
+        }
+        let rows = x.len() / inputs;
+        if y.len() / outputs != rows {
+            return Err(Error::ShapeMismatch(format!(
+                "regression inputs have {rows} rows, targets {}",
+                y.len() / outputs
+            )));
+        }
+        if rows <= inputs {
+            return Err(Error::ShapeMismatch(format!(
+                "regression needs more rows ({rows}) than features ({inputs})"
+            )));
+        }
+        if x.iter().chain(y).any(|v| !v.is_finite()) {
+            return Err(Error::Numerical("regression data contain NaN or infinity".into()));
+        }
+        // Standardise features.
+        let mut mean = vec![0.0; inputs];
+        let mut scale = vec![0.0; inputs];
+        for r in 0..rows {
+            for j in 0..inputs {
+                mean[j] += x[r * inputs + j];
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= rows as f64);
+        for r in 0..rows {
+            for j in 0..inputs {
+                let d = x[r * inputs + j] - mean[j];
+                scale[j] += d * d;
+            }
+        }
+        scale.iter_mut().for_each(|s| *s = (*s / rows as f64).sqrt().max(1e-300));
+        let p = inputs + 1;
+        let mut gram = vec![0.0; p * p];
+        let mut rhs = vec![0.0; p * outputs];
+        let mut row = vec![0.0; p];
+        for r in 0..rows {
+            row[0] = 1.0;
+            for j in 0..inputs {
+                row[j + 1] = (x[r * inputs + j] - mean[j]) / scale[j];
+            }
+            for i in 0..p {
+                for j in 0..p {
+                    gram[i * p + j] += row[i] * row[j];
+                }
+                for o in 0..outputs {
+                    rhs[o * p + i] += row[i] * y[r * outputs + o];
+                }
+            }
+        }
+        let trace: f64 = (0..p).map(|i| gram[i * p + i]).sum();
+        for i in 1..p {
+            gram[i * p + i] += 1e-10 * trace;
+        }
+        let mut weights = vec![0.0; outputs * inputs];
+        let mut intercept = vec![0.0; outputs];
+        for o in 0..outputs {
+            let mut a = gram.clone();
+            let mut b = rhs[o * p..(o + 1) * p].to_vec();
+            cholesky_solve(&mut a, p, &mut b)
+                .ok_or_else(|| Error::Numerical("regression normal equations are singular".into()))?;
+            let mut c = b[0];
+            for j in 0..inputs {
+                let w = b[j + 1] / scale[j];
+                weights[o * inputs + j] = w;
+                c -= w * mean[j];
+            }
+            intercept[o] = c;
+        }
+        Ok(Self { inputs, outputs, weights, intercept })
+    }
+
+    /// Predictions for `x` (`rows × inputs`), row-major `rows × outputs`.
+    pub fn predict(&self, x: &[f64]) -> Vec<f64> {
+        let rows = x.len() / self.inputs;
+        let mut out = Vec::with_capacity(rows * self.outputs);
+        for r in 0..rows {
+            for o in 0..self.outputs {
+                let mut v = self.intercept[o];
+                for j in 0..self.inputs {
+                    v += self.weights[o * self.inputs + j] * x[r * self.inputs + j];
+                }
+                out.push(v);
+            }
+        }
+        out
+    }
+}
+
+/// R² of each output column: 1 − SS_res / SS_tot (`y_true`, `y_pred` row-major
+/// `rows × outputs`). A constant column has R² = 1 if predicted exactly, else −∞.
+pub fn r2_per_output(y_true: &[f64], y_pred: &[f64], outputs: usize) -> Vec<f64> {
+    let rows = y_true.len() / outputs;
+    (0..outputs)
+        .map(|o| {
+            let mean = (0..rows).map(|r| y_true[r * outputs + o]).sum::<f64>() / rows as f64;
+            let (mut ss_res, mut ss_tot) = (0.0, 0.0);
+            for r in 0..rows {
+                let t = y_true[r * outputs + o];
+                ss_res += (t - y_pred[r * outputs + o]).powi(2);
+                ss_tot += (t - mean).powi(2);
+            }
+            if ss_tot > 0.0 {
+                1.0 - ss_res / ss_tot
+            } else if ss_res == 0.0 {
+                1.0
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
+        .collect()
+}
+
+/// R² averaged uniformly over the outputs (scikit-learn's `r2_score` default,
+/// `multioutput="uniform_average"`).
+pub fn r2_score(y_true: &[f64], y_pred: &[f64], outputs: usize) -> f64 {
+    let per = r2_per_output(y_true, y_pred, outputs);
+    per.iter().sum::<f64>() / per.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
+    }
+
+    #[test]
+    fn exact_linear_data_is_recovered_with_r2_one() {
+        // y0 = 2 x0 − 3 x1 + 0.5 x2 + 7, y1 = −x2 + 100 · x0 − 1 (constructed).
+        let mut s = 1;
+        let rows = 200;
+        let x: Vec<f64> = (0..rows * 3).map(|_| lcg(&mut s) * 10.0).collect();
+        let y: Vec<f64> = (0..rows)
+            .flat_map(|r| {
+                let (a, b, c) = (x[3 * r], x[3 * r + 1], x[3 * r + 2]);
+                [2.0 * a - 3.0 * b + 0.5 * c + 7.0, -c + 100.0 * a - 1.0]
+            })
+            .collect();
+        let fit = LinearRegression::fit(&x, 3, &y, 2).unwrap();
+        let want = [2.0, -3.0, 0.5, 100.0, 0.0, -1.0];
+        for (w, v) in fit.weights.iter().zip(want) {
+            assert!((w - v).abs() < 1e-8, "{w} vs {v}");
+        }
+        assert!((fit.intercept[0] - 7.0).abs() < 1e-8);
+        assert!((fit.intercept[1] + 1.0).abs() < 1e-8);
+        let r2 = r2_score(&y, &fit.predict(&x), 2);
+        assert!((r2 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn useless_features_give_r2_near_zero_out_of_sample() {
+        let mut s = 7;
+        let rows = 4000;
+        let x: Vec<f64> = (0..rows * 2).map(|_| lcg(&mut s)).collect();
+        let y: Vec<f64> = (0..rows).map(|_| lcg(&mut s)).collect(); // independent of x
+        let fit = LinearRegression::fit(&x[..rows], 2, &y[..rows / 2], 1).unwrap();
+        let r2 = r2_score(&y[rows / 2..], &fit.predict(&x[rows..]), 1);
+        assert!(r2.abs() < 0.01, "r2 = {r2}");
+        // Predicting the mean of the evaluation data itself gives exactly 0.
+        let mean = y.iter().sum::<f64>() / rows as f64;
+        assert!(r2_score(&y, &vec![mean; rows], 1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn r2_of_a_half_explained_target() {
+        // y = x + e with x, e independent of equal variance: R² of y on x is 1/2.
+        let mut s = 3;
+        let rows = 20000;
+        let x: Vec<f64> = (0..rows).map(|_| lcg(&mut s)).collect();
+        let y: Vec<f64> = x.iter().map(|v| v + lcg(&mut s)).collect();
+        let fit = LinearRegression::fit(&x, 1, &y, 1).unwrap();
+        let r2 = r2_score(&y, &fit.predict(&x), 1);
+        assert!((r2 - 0.5).abs() < 0.02, "r2 = {r2}");
+    }
+
+    #[test]
+    fn bad_shapes_and_nan_are_errors() {
+        assert!(LinearRegression::fit(&[1.0, 2.0], 1, &[1.0], 1).is_err());
+        assert!(LinearRegression::fit(&[1.0, 2.0, 3.0], 1, &[1.0, f64::NAN, 2.0], 1).is_err());
+        assert!(LinearRegression::fit(&[1.0], 1, &[1.0], 1).is_err());
+    }
+}

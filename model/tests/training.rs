@@ -1,0 +1,135 @@
+//! Training loop, checkpoints and resume on a tiny model and a tiny synthetic dataset.
+
+mod common;
+
+use burn::tensor::Device;
+use common::Synthetic;
+use ekvae_model::data::split_episodes;
+use ekvae_model::train::{NoProgress, RunDir, TrainConfig, Trainer, draw_noise, train};
+use ekvae_model::{EkvaeConfig, Error, Objective};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+
+fn tiny_config() -> TrainConfig {
+    TrainConfig {
+        model: EkvaeConfig::new()
+            .with_image_size(8)
+            .with_channels(4)
+            .with_hidden(16)
+            .with_transition_hidden(8)
+            .with_num_bases(2)
+            .with_state_dim(2),
+        objective: Objective::Constrained,
+        epochs: 2,
+        batch_size: 4,
+        seq_len: 6,
+        steps_per_epoch: 3,
+        learning_rate: 3e-3,
+        grad_clip: 100.0,
+        val_fraction: 0.25,
+        seed: 7,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn loss_falls_on_a_fixed_batch() {
+    let data = Synthetic::pendulum(4, 8, 8, 1);
+    let seqs = data.view();
+    let cfg = TrainConfig { objective: Objective::Elbo, learning_rate: 1e-2, ..tiny_config() };
+    let device = Device::flex();
+    let mut trainer = Trainer::new(cfg, &device).unwrap();
+    let dev = trainer.device().clone();
+    let windows = [(0, 0), (1, 1), (2, 2), (3, 0)];
+    let (x, u) = seqs.batch(&windows, 6, &dev);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let noise = draw_noise(trainer.model(), &mut rng, 4, 6, &dev);
+    let mut losses = Vec::new();
+    for _ in 0..40 {
+        losses.push(trainer.step(x.clone(), u.clone(), &noise).unwrap().loss);
+    }
+    let first: f64 = losses[..3].iter().sum::<f64>() / 3.0;
+    let last: f64 = losses[37..].iter().sum::<f64>() / 3.0;
+    assert!(last < 0.8 * first, "loss did not fall: {first} → {last}");
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_outputs_and_resume_continues_exactly() {
+    let data = Synthetic::pendulum(4, 8, 8, 2);
+    let seqs = data.view();
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Two epochs in one go.
+    let straight = dir.path().join("straight");
+    let rows_straight = train(tiny_config(), &seqs, &straight, false, &device, &mut NoProgress).unwrap();
+    assert_eq!(rows_straight.len(), 2);
+
+    // One epoch, then resume to two.
+    let split = dir.path().join("split");
+    let one = TrainConfig { epochs: 1, ..tiny_config() };
+    let rows1 = train(one.clone(), &seqs, &split, false, &device, &mut NoProgress).unwrap();
+    assert_eq!(rows1.len(), 1);
+    let run = RunDir::new(&split);
+    assert_eq!(run.read_state().unwrap().epoch, 1);
+    // Training again into the same directory without --resume is refused, nothing changes.
+    let before = std::fs::read(run.state_path()).unwrap();
+    assert!(matches!(
+        train(one, &seqs, &split, false, &device, &mut NoProgress),
+        Err(Error::Checkpoint { .. })
+    ));
+    assert_eq!(std::fs::read(run.state_path()).unwrap(), before);
+
+    let rows2 = train(tiny_config(), &seqs, &split, true, &device, &mut NoProgress).unwrap();
+    assert_eq!(rows2.len(), 1);
+    assert_eq!(rows2[0].epoch, 2, "resume continues at the saved epoch");
+    // Same seed, same data: resuming (model, Adam state, λ) reproduces the straight run.
+    let (a, b) = (rows_straight[1], rows2[0]);
+    assert_eq!((a.lambda, a.distortion, a.rate, a.val_neg_elbo), (b.lambda, b.distortion, b.rate, b.val_neg_elbo));
+    let csv = std::fs::read_to_string(run.metrics_path()).unwrap();
+    let epochs: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(epochs, ["1", "2"]);
+
+    // Save → load → identical outputs.
+    let cfg = run.read_config().unwrap();
+    let state = run.read_state().unwrap();
+    let loaded = run.load_model(&cfg, &state, &device).unwrap();
+    let resumed = run.resume(&device).unwrap();
+    let (x, u) = seqs.batch(&[(0, 0), (3, 1)], 7, &device);
+    let z1 = loaded.smoothed_means(x.clone(), u.clone()).unwrap().into_data();
+    let z2 = resumed.model().valid().smoothed_means(x, u).unwrap().into_data();
+    assert_eq!(z1.to_vec::<f32>().unwrap(), z2.to_vec::<f32>().unwrap());
+    let (_, val) = split_episodes(4, 0.25);
+    assert_eq!(val, vec![3]);
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let data = Synthetic::pendulum(3, 8, 8, 3);
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    // Image size that does not fit the model.
+    let cfg = TrainConfig { model: tiny_config().model.with_image_size(16), ..tiny_config() };
+    let err = train(cfg, &data.view(), &dir.path().join("a"), false, &device, &mut NoProgress).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch(_)), "{err}");
+    assert!(!dir.path().join("a").exists(), "nothing written on bad input");
+    // Resuming a run directory that does not exist.
+    let err = train(tiny_config(), &data.view(), &dir.path().join("none"), true, &device, &mut NoProgress)
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    // A checkpoint from another config.
+    let run_dir = dir.path().join("b");
+    train(TrainConfig { epochs: 1, ..tiny_config() }, &data.view(), &run_dir, false, &device, &mut NoProgress)
+        .unwrap();
+    let run = RunDir::new(&run_dir);
+    let state = run.read_state().unwrap();
+    let other = TrainConfig { model: tiny_config().model.with_state_dim(3), ..tiny_config() };
+    let err = run.load_model(&other, &state, &device).unwrap_err();
+    assert!(err.to_string().contains("does not match"), "{err}");
+    // A corrupt checkpoint.
+    let ckpt = run_dir.join(&state.checkpoint).join("model.safetensors");
+    std::fs::write(&ckpt, b"not a safetensors file").unwrap();
+    let cfg = run.read_config().unwrap();
+    let err = run.load_model(&cfg, &state, &device).unwrap_err();
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
+}
