@@ -2,3 +2,4 @@
 
 mod envs;
 mod mpc;
+mod pixmpc;
