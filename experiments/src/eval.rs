@@ -167,7 +167,7 @@ fn plot_latents(path: &Path, z: &[f64], n: usize, data: &ekvae_model::data::Sequ
         root.fill(&WHITE)?;
         let panels = root.split_evenly((1, 2));
         for (i, panel) in panels.iter().enumerate() {
-            let title = if i == 0 { "latent space coloured by angle θ" } else { "coloured by angular velocity θ̇" };
+            let title = if i == 0 { "latent space coloured by angle θ" } else { "coloured by angular velocity dθ/dt" };
             let mut chart = ChartBuilder::on(panel)
                 .caption(title, ("sans-serif", 20))
                 .margin(10)
@@ -182,7 +182,7 @@ fn plot_latents(path: &Path, z: &[f64], n: usize, data: &ekvae_model::data::Sequ
                     let c = HSLColor(h, 0.9, 0.5).to_rgba();
                     RGBColor(c.0, c.1, c.2)
                 } else {
-                    ViridisRGB::get_color_normalized(&ViridisRGB, thd, -vmax, vmax)
+                    ViridisRGB::get_color_normalized(thd, -vmax, vmax)
                 };
                 Circle::new(pts[r], 2, color.filled())
             }))?;

@@ -68,6 +68,7 @@ pub fn lagrangian(
 
 /// Settings of the λ update.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LambdaConfig {
     /// Initial λ.
     pub init: f64,
@@ -85,7 +86,7 @@ pub struct LambdaConfig {
 
 impl Default for LambdaConfig {
     fn default() -> Self {
-        Self { init: 1.0, d0: 0.05, nu: 10.0, ema: 0.05, min: 1.0, max: 1000.0 }
+        Self { init: 1.0, d0: 0.05, nu: 1.0, ema: 0.05, min: 1.0, max: 100.0 }
     }
 }
 

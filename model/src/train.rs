@@ -39,6 +39,7 @@ use crate::{Error, Result};
 
 /// Everything that defines a training run; saved as `config.toml` in the run directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// The model sizes.
     pub model: EkvaeConfig,
@@ -72,7 +73,7 @@ impl Default for TrainConfig {
         Self {
             model: EkvaeConfig::new(),
             objective: Objective::Constrained,
-            epochs: 30,
+            epochs: 40,
             batch_size: 32,
             seq_len: 32,
             steps_per_epoch: 0,
@@ -139,9 +140,28 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Parse a TOML config.
+    /// Parse a TOML config; fields it does not set (also inside `[model]` and `[lambda]`)
+    /// keep their defaults.
     pub fn from_toml(text: &str) -> std::result::Result<Self, toml::de::Error> {
-        toml::from_str(text)
+        fn merge(base: &mut toml::Value, over: toml::Value) {
+            match (base, over) {
+                (toml::Value::Table(b), toml::Value::Table(o)) => {
+                    for (k, v) in o {
+                        match b.get_mut(&k) {
+                            Some(slot) => merge(slot, v),
+                            None => {
+                                b.insert(k, v);
+                            }
+                        }
+                    }
+                }
+                (slot, v) => *slot = v,
+            }
+        }
+        let over: toml::Value = toml::from_str(text)?;
+        let mut base = toml::Value::try_from(Self::default()).expect("the default config serialises");
+        merge(&mut base, over);
+        base.try_into()
     }
 
     /// Serialise as TOML.
@@ -657,7 +677,14 @@ pub fn load_model_file(config: &EkvaeConfig, path: &Path, device: &Device) -> Re
     let mut store = SafetensorsStore::from_file(path).allow_partial(false).validate(true);
     let result = model.load_from(&mut store).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
-        message: format!("corrupt or unreadable checkpoint: {e}"),
+        message: match e {
+            // Tensors with other shapes: a checkpoint of another configuration.
+            burn::store::SafetensorsStoreError::ValidationFailed(detail) => {
+                let detail: String = detail.chars().take(300).collect();
+                format!("checkpoint does not match the run's model config ({detail}…)")
+            }
+            other => format!("corrupt or unreadable checkpoint: {other}"),
+        },
     })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         let detail = result

@@ -30,7 +30,7 @@ fn device() -> Device {
 struct Collect(Vec<(ParamId, Vec<f64>)>);
 impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        self.0.push((p.id, p.val().into_data().to_vec::<f64>().unwrap()));
+        self.0.push((p.id, p.val().into_data().try_to_vec::<f64>().unwrap()));
     }
 }
 
@@ -48,7 +48,7 @@ impl ModuleMapper for Perturb {
         let (id, value, mapper) = p.consume();
         let shape = value.shape();
         let device = value.device();
-        let mut v = value.into_data().to_vec::<f64>().unwrap();
+        let mut v = value.into_data().try_to_vec::<f64>().unwrap();
         v[self.index] += self.delta;
         Param::from_mapped_value(id, Tensor::from_data(TensorData::new(v, shape), &device), mapper)
     }
@@ -61,7 +61,7 @@ struct Grads<'a> {
 impl ModuleVisitor for Grads<'_> {
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
         let g = p.val().grad(self.grads).expect("every parameter gets a gradient");
-        self.out.push((p.id, g.into_data().to_vec::<f64>().unwrap()));
+        self.out.push((p.id, g.into_data().try_to_vec::<f64>().unwrap()));
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod common;
 
+use burn::module::Module;
 use burn::tensor::Device;
 use common::Synthetic;
 use ekvae_model::data::split_episodes;
@@ -98,7 +99,7 @@ fn checkpoint_round_trip_gives_identical_outputs_and_resume_continues_exactly() 
     let (x, u) = seqs.batch(&[(0, 0), (3, 1)], 7, &device);
     let z1 = loaded.smoothed_means(x.clone(), u.clone()).unwrap().into_data();
     let z2 = resumed.model().valid().smoothed_means(x, u).unwrap().into_data();
-    assert_eq!(z1.to_vec::<f32>().unwrap(), z2.to_vec::<f32>().unwrap());
+    assert_eq!(z1.try_to_vec::<f32>().unwrap(), z2.try_to_vec::<f32>().unwrap());
     let (_, val) = split_episodes(4, 0.25);
     assert_eq!(val, vec![3]);
 }

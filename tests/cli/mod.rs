@@ -3,3 +3,4 @@
 mod envs;
 mod mpc;
 mod pixmpc;
+mod model;

@@ -1,0 +1,146 @@
+//! `ekvae train` and `ekvae eval` end to end on a tiny budget, `--resume`, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ekvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ekvae")).args(args).output().expect("run ekvae")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error:"), "no error line: {err}");
+    assert!(last.contains(needle), "error line does not mention '{needle}': {last}");
+}
+
+fn collect(dir: &Path, name: &str, size: usize, seed: u64) -> PathBuf {
+    let out = dir.join(name);
+    let o = ekvae(&[
+        "collect", "--episodes", "6", "--steps", "12", "--size", &size.to_string(), "--seed", &seed.to_string(),
+        "--quiet", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "collect failed: {}", stderr(&o));
+    out
+}
+
+/// A small model so that the test stays fast.
+fn tiny_config(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        "epochs = 2\nbatch_size = 4\nseq_len = 8\nsteps_per_epoch = 2\nval_fraction = 0.2\n\
+         [model]\nimage_size = 16\nchannels = 4\nhidden = 16\ntransition_hidden = 8\nnum_bases = 2\n",
+    )
+    .unwrap();
+    path
+}
+
+fn train(data: &Path, out: &Path, config: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config",
+        config.to_str().unwrap(), "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ekvae(&args)
+}
+
+#[test]
+fn collect_train_eval_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let train_file = collect(dir.path(), "train.npz", 16, 1);
+    let test_file = collect(dir.path(), "test.npz", 16, 2);
+    let cfg = tiny_config(dir.path());
+    let run = dir.path().join("run");
+
+    let o = train(&train_file, &run, &cfg, &["--epochs", "1", "--seed", "4", "--objective", "elbo"]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("objective = \"elbo\""), "{config}");
+    assert!(config.contains("seed = 4"), "{config}");
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().next().unwrap(), "epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds");
+    assert_eq!(metrics.lines().count(), 2);
+
+    // Training into the same directory again without --resume: refused, nothing overwritten.
+    let before = std::fs::read(run.join("state.json")).unwrap();
+    assert_clean_failure(&train(&train_file, &run, &cfg, &["--epochs", "1"]), "already holds a run");
+    assert_eq!(std::fs::read(run.join("state.json")).unwrap(), before);
+
+    // --resume continues at the saved epoch.
+    let o = train(&train_file, &run, &cfg, &["--resume", "--epochs", "2"]);
+    assert!(o.status.success(), "resume failed: {}", stderr(&o));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let epochs: Vec<&str> = metrics.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(epochs, ["1", "2"]);
+
+    let o = ekvae(&["eval", "--run", run.to_str().unwrap(), "--data", test_file.to_str().unwrap()]);
+    assert!(o.status.success(), "eval failed: {}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    for key in ["r2_cos_sin", "r2_theta_dot"] {
+        assert!(json[key].as_f64().is_some_and(f64::is_finite), "{key} missing: {json}");
+    }
+    assert_eq!(json["epoch"], 2);
+    let png = std::fs::read(run.join("latent_space.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("R²(cos θ, sin θ)"));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_overwrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data16 = collect(dir.path(), "d16.npz", 16, 1);
+    let data32 = collect(dir.path(), "d32.npz", 32, 1);
+    let cfg = tiny_config(dir.path());
+
+    // Images that do not fit the configured model.
+    let o = train(&data32, &dir.path().join("r32"), &cfg, &[]);
+    assert_clean_failure(&o, "32×32");
+    assert!(!dir.path().join("r32").exists());
+
+    // A run directory that does not exist.
+    let missing = dir.path().join("nope");
+    let o = ekvae(&["eval", "--run", missing.to_str().unwrap(), "--data", data16.to_str().unwrap()]);
+    assert_clean_failure(&o, "does not exist");
+
+    // A trained run, then test data of the wrong size.
+    let run = dir.path().join("run");
+    let o = train(&data16, &run, &cfg, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ekvae(&["eval", "--run", run.to_str().unwrap(), "--data", data32.to_str().unwrap()]);
+    assert_clean_failure(&o, "32×32");
+    assert!(!run.join("eval.json").exists());
+
+    // A checkpoint from another config (the run's config edited afterwards).
+    let config_path = run.join("config.toml");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(&config_path, original.replace("state_dim = 3", "state_dim = 4")).unwrap();
+    let o = ekvae(&["eval", "--run", run.to_str().unwrap(), "--data", data16.to_str().unwrap()]);
+    assert_clean_failure(&o, "does not match");
+    std::fs::write(&config_path, &original).unwrap();
+
+    // A corrupt checkpoint: eval and resume fail cleanly, the checkpoint is left as it is.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+    let ckpt = run.join(state["checkpoint"].as_str().unwrap()).join("model.safetensors");
+    std::fs::write(&ckpt, b"garbage").unwrap();
+    let o = ekvae(&["eval", "--run", run.to_str().unwrap(), "--data", data16.to_str().unwrap()]);
+    assert_clean_failure(&o, "model.safetensors");
+    let o = train(&data16, &run, &cfg, &["--resume", "--epochs", "2"]);
+    assert_clean_failure(&o, "model.safetensors");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), b"garbage");
+    assert!(!run.join("eval.json").exists());
+
+    // A corrupt dataset file.
+    let bad = dir.path().join("bad.npz");
+    std::fs::write(&bad, b"PK\x03\x04 truncated").unwrap();
+    let o = train(&bad, &dir.path().join("rbad"), &cfg, &[]);
+    assert_clean_failure(&o, "bad.npz");
+}
