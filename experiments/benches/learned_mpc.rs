@@ -29,7 +29,7 @@ impl BurnDynamics<'_> {
         let uu = Tensor::<2>::from_data(TensorData::new(vec![u[0] as f32], [1, 1]), &self.device);
         let step = self.t.linearize(z.clone(), uu.clone());
         let mean = step.f.clone().matmul(z.reshape([1, n, 1])) + step.b.clone().matmul(uu.reshape([1, 1, 1]));
-        let v = |t: Tensor<3>| t.into_data().convert::<f64>().into_vec::<f64>().unwrap();
+        let v = |t: Tensor<3>| t.into_data().convert::<f64>().try_into_vec::<f64>().unwrap();
         (v(mean), v(step.f), v(step.b))
     }
 }

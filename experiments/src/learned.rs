@@ -123,7 +123,7 @@ impl LearnedModel {
         let (mean, _) = self.ekvae.encoder.forward(x);
         mean.into_data()
             .convert::<f64>()
-            .into_vec::<f64>()
+            .try_into_vec::<f64>()
             .map_err(|e| anyhow::anyhow!("cannot read the encoder output: {e:?}"))
     }
 
@@ -137,7 +137,7 @@ impl LearnedModel {
         let v = p
             .into_data()
             .convert::<f32>()
-            .into_vec::<f32>()
+            .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read the decoder output: {e:?}"))?;
         Ok(v.iter().map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect())
     }
