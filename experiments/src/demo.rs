@@ -226,7 +226,7 @@ mod tests {
     fn demo_mpc_uses_the_subcommand_defaults() {
         let a = mpc_args("r".into(), 3, 7, "o".into());
         assert_eq!(a.model, ModelSource::Run("r".into()));
-        assert_eq!((a.episodes, a.seed, a.horizon, a.steps, a.goal_steps), (3, 7, 40, 200, 20));
+        assert_eq!((a.episodes, a.seed, a.horizon, a.steps, a.goal_steps), (3, 7, None, 200, 20));
         assert_eq!(a.start, None);
     }
 

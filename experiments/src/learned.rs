@@ -24,7 +24,7 @@ use ekvae_model::plain::{Belief, PlainModel};
 use ekvae_model::train::{RunDir, TrainConfig};
 use ekvae_planner::{Dynamics, Mpc, MpcAgent, MpcStep, QuadraticCost, StateEstimator};
 
-use crate::mpc::{Controller, MpcArgs, Outcome, Report, execute, mpc_config};
+use crate::mpc::{Controller, LEARNED_HORIZON, MpcArgs, Outcome, Report, execute, mpc_config};
 use serde::Serialize;
 
 /// Which Jacobians [`LatentDynamics`] gives the planner.
@@ -230,7 +230,7 @@ pub fn run_mpc(args: &MpcArgs, dir: &Path) -> Result<Outcome> {
     };
     let goal = model.goal_latent(args.goal_steps)?;
     let cost = latent_cost(goal.clone(), weights, 1).context("--state-weight/--control-weight/--terminal-weight")?;
-    let mpc_cfg = mpc_config(args);
+    let mpc_cfg = mpc_config(args, LEARNED_HORIZON);
     let dynamics = LatentDynamics::new(model.plain.clone(), args.jacobians);
     let mpc = Mpc::new(dynamics, cost, mpc_cfg.clone())
         .context("invalid MPC settings (check --horizon and the iteration options)")?;

@@ -98,9 +98,10 @@ pub struct MpcArgs {
     /// Seed of the random starting states (Gymnasium's reset distribution) and the planner's random starts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Planning horizon in steps (50 ms each).
-    #[arg(long, default_value_t = 40)]
-    pub horizon: usize,
+    /// Planning horizon in steps (50 ms each) [default: 40 for `--model true`, 30 for a learned
+    /// model, whose open-loop predictions drift over long horizons].
+    #[arg(long)]
+    pub horizon: Option<usize>,
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -303,11 +304,17 @@ fn check_args(args: &MpcArgs) -> Result<()> {
     Ok(())
 }
 
-/// The MPC settings from the flags, with the pendulum's torque limits.
-pub fn mpc_config(args: &MpcArgs) -> MpcConfig {
+/// Default horizon of the true-model MPC.
+pub const TRUE_HORIZON: usize = 40;
+/// Default horizon of the learned-model MPC.
+pub const LEARNED_HORIZON: usize = 30;
+
+/// The MPC settings from the flags, with the pendulum's torque limits; `default_horizon`
+/// applies when `--horizon` is not given.
+pub fn mpc_config(args: &MpcArgs, default_horizon: usize) -> MpcConfig {
     let (lower, upper) = TruePendulum::default().control_limits();
     let mut mpc_cfg = MpcConfig::with_bounds(ControlBounds { lower, upper });
-    mpc_cfg.horizon = args.horizon;
+    mpc_cfg.horizon = args.horizon.unwrap_or(default_horizon);
     mpc_cfg.iterations_per_step = args.iterations;
     mpc_cfg.replan_every = (args.replan_every > 0).then_some(args.replan_every);
     mpc_cfg.multistart_iterations = args.multistart_iterations;
@@ -330,7 +337,7 @@ pub fn run(args: MpcArgs) -> Result<()> {
         if args.state_weight.is_some() || args.control_weight.is_some() {
             bail!("--state-weight and --control-weight set the latent cost of a learned model; --model true plans on the Pendulum-v1 cost (see --terminal-weight)");
         }
-        let mpc_cfg = mpc_config(&args);
+        let mpc_cfg = mpc_config(&args, TRUE_HORIZON);
         let cost = PendulumCost {
             w_final: args.terminal_weight,
             ..PendulumCost::default()
