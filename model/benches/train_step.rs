@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p ekvae-model --bench train_step` (set RAYON_NUM_THREADS to pin the threads).
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ekvae_model::EkvaeConfig;
@@ -51,6 +52,35 @@ fn bench(c: &mut Criterion) {
             bench.iter(|| {
                 let terms = trainer.rate_distortion(x.clone(), u.clone(), &noise).unwrap();
                 (terms.rate + terms.distortion).mean().backward()
+            })
+        });
+        // Parts of forward + backward: the image networks alone, the Kalman part alone.
+        group.bench_function("nets_forward_backward", |bench| {
+            bench.iter(|| {
+                let model = trainer.model();
+                let blocks = model.encoder.to_blocks(x.clone().reshape([b * t, size, size]));
+                let (mean, _) = model.encoder.forward_blocks(blocks.clone());
+                let logits = model.decoder.forward_blocks(mean);
+                let [_, c, h, w] = logits.dims();
+                ekvae_model::Ekvae::bernoulli_nll(logits.reshape([b * t, c, h * w]), blocks.reshape([b * t, c, h * w]))
+                    .mean()
+                    .backward()
+            })
+        });
+        group.bench_function("kalman_forward_backward", |bench| {
+            let a = noise.eps_a.clone().require_grad();
+            bench.iter(|| {
+                let model = trainer.model();
+                let filtered = ekvae_model::kalman::filter(
+                    &model.prior.prior(),
+                    &model.transition,
+                    &model.observation.emission(),
+                    a.clone(),
+                    u.clone(),
+                )
+                .unwrap();
+                let sample = ekvae_model::kalman::sample_posterior(&filtered, noise.eps_z.clone()).unwrap();
+                (sample.log_q.sum() + sample.z.sum()).backward()
             })
         });
         group.bench_function("step", |bench| bench.iter(|| trainer.step(x.clone(), u.clone(), &noise).unwrap()));

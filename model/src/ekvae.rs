@@ -60,11 +60,11 @@ pub struct EkvaeConfig {
 }
 
 impl EkvaeConfig {
-    /// Check the invariants: image side even and ≥ 8, all sizes positive.
+    /// Check the invariants: image side a multiple of 8, all sizes positive.
     pub fn check(&self) -> ModelResult<()> {
         let bad = |what: &str| Err(Error::InvalidConfig(what.to_string()));
-        if self.image_size < 8 || self.image_size % 2 != 0 {
-            return bad(&format!("image_size must be even and at least 8, got {}", self.image_size));
+        if self.image_size < 8 || self.image_size % 8 != 0 {
+            return bad(&format!("image_size must be a multiple of 8 (8, 16, 32, 48, 64, ...), got {}", self.image_size));
         }
         for (name, v) in [
             ("action_dim", self.action_dim),
@@ -168,7 +168,7 @@ impl Ekvae {
     /// pixels: −log p(x | logits) = Σ softplus(l) − x·l, valid for x ∈ [0, 1].
     ///
     /// # Shapes
-    /// - `logits`, `x`: `[N, S, S]`; returns `[N]`
+    /// - `logits`, `x`: `[N, H, W]` (any layout of the pixels); returns `[N]`
     pub fn bernoulli_nll(logits: Tensor<3>, x: Tensor<3>) -> Tensor<1> {
         let [n, _, _] = x.dims();
         (softplus(logits.clone(), 1.0) - x * logits)
@@ -256,8 +256,11 @@ impl Ekvae {
         let [b, t, s, _] = frames.dims();
         let (m, n, k) = (self.aux_dim(), self.state_dim(), self.action_dim());
 
-        // q(a_t | x_t) and its reparameterised sample.
-        let (a_mean, a_log_var) = self.encode(frames.clone()); // [B, T, m]
+        // q(a_t | x_t) and its reparameterised sample; frames in block layout once (no gradient),
+        // shared by the encoder input and the distortion target.
+        let blocks = self.encoder.to_blocks(frames.reshape([b * t, s, s])); // [B·T, r², 8, 8]
+        let (a_mean, a_log_var) = self.encoder.forward_blocks(blocks.clone()); // [B·T, m]
+        let (a_mean, a_log_var) = (a_mean.reshape([b, t, m]), a_log_var.reshape([b, t, m]));
         let a_std = a_log_var.clone().mul_scalar(0.5).exp();
         let a = a_mean + a_std * noise.eps_a.clone(); // [B, T, m]
         // log q(a|x) = −½ Σ (log 2π + log σ² + ε²), summed over t and m.
@@ -269,8 +272,9 @@ impl Ekvae {
             .reshape([b]); // [B]
 
         // Distortion.
-        let logits = self.decoder.forward(a.clone().reshape([b * t, m])); // [B·T, S, S]
-        let nll = Self::bernoulli_nll(logits, frames.reshape([b * t, s, s])); // [B·T]
+        let logits = self.decoder.forward_blocks(a.clone().reshape([b * t, m])); // [B·T, r², 8, 8]
+        let [_, c, h, w] = logits.dims();
+        let nll = Self::bernoulli_nll(logits.reshape([b * t, c, h * w]), blocks.reshape([b * t, c, h * w])); // [B·T]
         let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
 
         // Extended Kalman filter over a_{1:T}, then a joint FFBS sample of z_{1:T}.

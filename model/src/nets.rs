@@ -1,10 +1,12 @@
 //! The image networks: the encoder q(a_t | x_t) and the decoder p(x_t | a_t).
 //!
-//! Both work on a pixel-unshuffled image (space-to-depth by 2): a `[N, 1, S, S]` frame becomes
-//! `[N, 4, S/2, S/2]` before the first convolution, and the decoder produces `[N, 4, S/2, S/2]`
-//! logits that a pixel shuffle turns back into `[N, 1, S, S]`. Four input channels keep the
-//! first convolution on burn-flex's im2col + gemm path instead of its slow one-channel direct
-//! loop, and halve the spatial work of every layer; the receptive field is unchanged.
+//! Both work on a pixel-unshuffled image (space-to-depth by r = S/8): a `[N, 1, S, S]` frame
+//! becomes `[N, r², 8, 8]` before the first convolution, and the decoder produces
+//! `[N, r², 8, 8]` logits that a pixel shuffle turns back into `[N, 1, S, S]`. So every image
+//! size costs about the same: one stride-2 convolution on an 8×8 grid of r×r blocks (a 3×3
+//! kernel sees 3r×3r pixels). It also keeps the first convolution off burn-flex's slow
+//! one-input-channel direct loop (profiled: 32×32 steps took 590 ms with two stride-2 layers
+//! on a 2×2 unshuffle, see `model/NOTES-FOR-README.md`).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -13,40 +15,33 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-/// Space-to-depth by 2: `[N, C, H, W]` → `[N, 4C, H/2, W/2]`; channel `4c + 2i + j` holds the
-/// pixels at `(2y + i, 2x + j)` of channel `c`.
-pub fn pixel_unshuffle(x: Tensor<4>) -> Tensor<4> {
+/// Space-to-depth by `r`: `[N, C, H, W]` → `[N, C·r², H/r, W/r]`; channel `c·r² + i·r + j`
+/// holds the pixels at `(r·y + i, r·x + j)` of channel `c`.
+pub fn pixel_unshuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h / 2, 2, w / 2, 2]) // [n, c, y, i, x, j]
+    x.reshape([n, c, h / r, r, w / r, r]) // [n, c, y, i, x, j]
         .permute([0, 1, 3, 5, 2, 4]) // [n, c, i, j, y, x]
-        .reshape([n, c * 4, h / 2, w / 2])
+        .reshape([n, c * r * r, h / r, w / r])
 }
 
-/// Depth-to-space by 2, the inverse of [`pixel_unshuffle`]: `[N, 4C, H, W]` → `[N, C, 2H, 2W]`.
-pub fn pixel_shuffle(x: Tensor<4>) -> Tensor<4> {
-    let [n, c4, h, w] = x.dims();
-    let c = c4 / 4;
-    x.reshape([n, c, 2, 2, h, w]) // [n, c, i, j, y, x]
+/// Depth-to-space by `r`, the inverse of [`pixel_unshuffle`]: `[N, C·r², H, W]` → `[N, C, rH, rW]`.
+pub fn pixel_shuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
+    let [n, cr2, h, w] = x.dims();
+    let c = cr2 / (r * r);
+    x.reshape([n, c, r, r, h, w]) // [n, c, i, j, y, x]
         .permute([0, 1, 4, 2, 5, 3]) // [n, c, y, i, x, j]
-        .reshape([n, c, h * 2, w * 2])
+        .reshape([n, c, h * r, w * r])
 }
 
-/// Number of stride-2 layers and the final spatial size for an image of side `size`:
-/// after the pixel unshuffle (side `size/2`) the networks halve the side until it is at most 4.
-pub fn conv_plan(size: usize) -> (usize, usize) {
-    let mut side = size / 2;
-    let mut layers = 0;
-    while side > 4 {
-        side = side.div_ceil(2);
-        layers += 1;
-    }
-    (layers, side)
+/// The unshuffle factor r = S/8 for an image of side `size` (a multiple of 8).
+pub fn unshuffle_factor(size: usize) -> usize {
+    (size / 8).max(1)
 }
 
 /// Configuration of the [`Encoder`].
 #[derive(Config, Debug)]
 pub struct EncoderConfig {
-    /// Image side S (square images); must be even and at least 8.
+    /// Image side S (square images); a multiple of 8.
     pub image_size: usize,
     /// Dimension m of the auxiliary variable a_t.
     pub aux_dim: usize,
@@ -58,12 +53,13 @@ pub struct EncoderConfig {
     pub hidden: usize,
 }
 
-/// The encoder q(a_t | x_t) = N(μ_φ(x_t), diag σ_φ²(x_t)): pixel unshuffle, stride-2 3×3
-/// convolutions with ReLU down to at most 4×4, one hidden dense layer, and a dense head that
+/// The encoder q(a_t | x_t) = N(μ_φ(x_t), diag σ_φ²(x_t)): pixel unshuffle to 8×8, one
+/// stride-2 3×3 convolution with ReLU to 4×4, one hidden dense layer, and a dense head that
 /// gives the mean and the log-variance.
 #[derive(Module, Debug)]
 pub struct Encoder {
-    convs: Vec<Conv2d>,
+    conv: Conv2d,
+    factor: usize,
     hidden: Linear,
     head: Linear,
     aux_dim: usize,
@@ -72,21 +68,15 @@ pub struct Encoder {
 impl EncoderConfig {
     /// Build the encoder with burn's default initialisers.
     pub fn init(&self, device: &Device) -> Encoder {
-        let (layers, side) = conv_plan(self.image_size);
-        let mut convs = Vec::with_capacity(layers);
-        let mut c_in = 4;
-        for _ in 0..layers {
-            convs.push(
-                Conv2dConfig::new([c_in, self.channels], [3, 3])
-                    .with_stride([2, 2])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .init(device),
-            );
-            c_in = self.channels;
-        }
-        let flat = c_in * side * side;
+        let r = unshuffle_factor(self.image_size);
+        let conv = Conv2dConfig::new([r * r, self.channels], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(device);
+        let flat = self.channels * 4 * 4;
         Encoder {
-            convs,
+            conv,
+            factor: r,
             hidden: LinearConfig::new(flat, self.hidden).init(device),
             head: LinearConfig::new(self.hidden, 2 * self.aux_dim).init(device),
             aux_dim: self.aux_dim,
@@ -101,12 +91,22 @@ impl Encoder {
     /// - `x`: `[N, S, S]` pixel intensities in [0, 1]
     /// - returns `(mean, log_var)`, each `[N, m]`
     pub fn forward(&self, x: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
+        self.forward_blocks(self.to_blocks(x))
+    }
+
+    /// The frames in the layout the convolution takes: `[N, S, S]` → `[N, r², 8, 8]`.
+    pub fn to_blocks(&self, x: Tensor<3>) -> Tensor<4> {
         let [n, s, _] = x.dims();
-        let mut h = pixel_unshuffle(x.reshape([n, 1, s, s])); // [N, 4, S/2, S/2]
-        for conv in &self.convs {
-            h = relu(conv.forward(h)); // [N, C, side, side]
-        }
-        let h = h.flatten::<2>(1, 3); // [N, C·side²]
+        pixel_unshuffle(x.reshape([n, 1, s, s]), self.factor)
+    }
+
+    /// [`forward`](Self::forward) on frames already in block layout ([`to_blocks`](Self::to_blocks)).
+    ///
+    /// # Shapes
+    /// - `blocks`: `[N, r², 8, 8]`; returns `(mean, log_var)`, each `[N, m]`
+    pub fn forward_blocks(&self, blocks: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let h = relu(self.conv.forward(blocks)); // [N, C, 4, 4]
+        let h = h.flatten::<2>(1, 3); // [N, 16·C]
         let h = relu(self.hidden.forward(h)); // [N, hidden]
         let out = self.head.forward(h); // [N, 2m]
         let mean = out.clone().narrow(1, 0, self.aux_dim);
@@ -118,7 +118,7 @@ impl Encoder {
 /// Configuration of the [`Decoder`].
 #[derive(Config, Debug)]
 pub struct DecoderConfig {
-    /// Image side S (square images); must be even and at least 8.
+    /// Image side S (square images); a multiple of 8.
     pub image_size: usize,
     /// Dimension m of the auxiliary variable a_t.
     pub aux_dim: usize,
@@ -130,47 +130,32 @@ pub struct DecoderConfig {
     pub hidden: usize,
 }
 
-/// The decoder p(x_t | a_t): Bernoulli logits per pixel from two dense layers, stride-2 4×4
-/// transposed convolutions up to `[4, S/2, S/2]` and a pixel shuffle to `[1, S, S]`.
+/// The decoder p(x_t | a_t): Bernoulli logits per pixel from two dense layers to `[C, 4, 4]`,
+/// one stride-2 4×4 transposed convolution to `[r², 8, 8]` and a pixel shuffle to `[1, S, S]`.
 #[derive(Module, Debug)]
 pub struct Decoder {
     hidden: Linear,
     spatial: Linear,
-    deconvs: Vec<ConvTranspose2d>,
-    /// Used when there are no transposed convolutions (S ≤ 8): a 3×3 convolution to 4 channels.
-    out_conv: Option<Conv2d>,
+    deconv: ConvTranspose2d,
     channels: usize,
-    side: usize,
+    factor: usize,
     image_size: usize,
 }
 
 impl DecoderConfig {
     /// Build the decoder with burn's default initialisers.
     pub fn init(&self, device: &Device) -> Decoder {
-        let (layers, side) = conv_plan(self.image_size);
-        let mut deconvs = Vec::with_capacity(layers);
-        for i in 0..layers {
-            let c_out = if i + 1 == layers { 4 } else { self.channels };
-            // Output side 2·side_in exactly, also for odd intermediate sides (48 → 24 → 12 → 6 → 3).
-            deconvs.push(
-                ConvTranspose2dConfig::new([self.channels, c_out], [4, 4])
-                    .with_stride([2, 2])
-                    .with_padding([1, 1])
-                    .init(device),
-            );
-        }
-        let out_conv = (layers == 0).then(|| {
-            Conv2dConfig::new([self.channels, 4], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(device)
-        });
+        let r = unshuffle_factor(self.image_size);
         Decoder {
             hidden: LinearConfig::new(self.aux_dim, self.hidden).init(device),
-            spatial: LinearConfig::new(self.hidden, self.channels * side * side).init(device),
-            deconvs,
-            out_conv,
+            spatial: LinearConfig::new(self.hidden, self.channels * 4 * 4).init(device),
+            // Output side exactly 8 = (4 − 1)·2 − 2·1 + 4.
+            deconv: ConvTranspose2dConfig::new([self.channels, r * r], [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .init(device),
             channels: self.channels,
-            side,
+            factor: r,
             image_size: self.image_size,
         }
     }
@@ -189,22 +174,19 @@ impl Decoder {
     /// - returns `[N, S, S]` logits
     pub fn forward(&self, a: Tensor<2>) -> Tensor<3> {
         let [n, _] = a.dims();
+        let s = self.image_size;
+        pixel_shuffle(self.forward_blocks(a), self.factor).reshape([n, s, s]) // [N, S, S]
+    }
+
+    /// The logits in block layout `[N, r², 8, 8]` (see [`Encoder::to_blocks`]), without the
+    /// final pixel shuffle: the distortion, a sum over pixels, needs no shuffle (nor its
+    /// backward) when the target is unshuffled instead.
+    pub fn forward_blocks(&self, a: Tensor<2>) -> Tensor<4> {
+        let [n, _] = a.dims();
         let h = relu(self.hidden.forward(a)); // [N, hidden]
-        let h = relu(self.spatial.forward(h)); // [N, C·side²]
-        let mut h = h.reshape([n, self.channels, self.side, self.side]); // [N, C, side, side]
-        let last = self.deconvs.len();
-        for (i, deconv) in self.deconvs.iter().enumerate() {
-            h = deconv.forward(h); // side doubles
-            if i + 1 < last {
-                h = relu(h);
-            }
-        }
-        if let Some(conv) = &self.out_conv {
-            h = conv.forward(h); // [N, 4, side, side]
-        }
-        let x = pixel_shuffle(h); // [N, 1, S, S]
-        let [_, _, s, _] = x.dims();
-        x.reshape([n, s, s])
+        let h = relu(self.spatial.forward(h)); // [N, 16·C]
+        let h = h.reshape([n, self.channels, 4, 4]); // [N, C, 4, 4]
+        self.deconv.forward(h) // [N, r², 8, 8]
     }
 }
 
@@ -218,30 +200,34 @@ mod tests {
         let device = Device::flex();
         let v: Vec<f32> = (0..2 * 16).map(|i| i as f32).collect();
         let x = Tensor::<4>::from_data(TensorData::new(v.clone(), [2, 1, 4, 4]), &device);
-        let u = pixel_unshuffle(x.clone());
+        let u = pixel_unshuffle(x.clone(), 2);
         assert_eq!(u.dims(), [2, 4, 2, 2]);
         let uv = u.clone().into_data().try_to_vec::<f32>().unwrap();
         // channel (i=0, j=1) at block (0, 0) is pixel (0, 1) = 1; channel (1, 0) at block (1, 1)
         // is pixel (3, 2) = 14.
         assert_eq!(uv[4], 1.0);
         assert_eq!(uv[2 * 4 + 3], 14.0);
-        let back = pixel_shuffle(u).into_data().try_to_vec::<f32>().unwrap();
+        let back = pixel_shuffle(u, 2).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(back, v);
     }
 
     #[test]
-    fn plan_reaches_at_most_4x4() {
-        assert_eq!(conv_plan(8), (0, 4));
-        assert_eq!(conv_plan(16), (1, 4));
-        assert_eq!(conv_plan(32), (2, 4));
-        assert_eq!(conv_plan(48), (3, 3));
-        assert_eq!(conv_plan(64), (3, 4));
+    fn unshuffle_by_4_round_trips() {
+        let device = Device::flex();
+        let v: Vec<f32> = (0..64).map(|i| i as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v.clone(), [1, 1, 8, 8]), &device);
+        let u = pixel_unshuffle(x, 4);
+        assert_eq!(u.dims(), [1, 16, 2, 2]);
+        // channel (i=1, j=2) of block (1, 0) is pixel (5, 2) = 42.
+        let uv = u.clone().into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(uv[(4 + 2) * 4 + 2], 42.0);
+        assert_eq!(pixel_shuffle(u, 4).into_data().try_to_vec::<f32>().unwrap(), v);
     }
 
     #[test]
     fn encoder_and_decoder_shapes() {
         let device = Device::flex();
-        for size in [8, 16, 32, 48] {
+        for size in [8, 16, 32, 48, 64] {
             let enc = EncoderConfig::new(size, 2).with_channels(8).init(&device);
             let dec = DecoderConfig::new(size, 2).with_channels(8).init(&device);
             let x = Tensor::<3>::zeros([3, size, size], &device);
