@@ -62,7 +62,7 @@ impl Plan {
         if quick {
             Self { train_episodes: 300, test_episodes: 50, steps: 100, size: 16, epochs: 15, mpc_episodes: 5 }
         } else {
-            Self { train_episodes: 1000, test_episodes: 100, steps: 100, size: 16, epochs: 150, mpc_episodes: 20 }
+            Self { train_episodes: 500, test_episodes: 100, steps: 100, size: 16, epochs: 40, mpc_episodes: 20 }
         }
     }
 }
