@@ -429,6 +429,10 @@ impl Trainer {
             let noise = draw_noise(self.model(), &mut rng, b, len, &self.device);
             let stats = self.step(frames, actions, &noise).map_err(|e| match e {
                 Error::NonFinite { what, epoch, .. } => Error::NonFinite { what, epoch, step: step + 1 },
+                // The filter found NaN/inf or a lost positive definiteness: the same guard.
+                Error::NotPositiveDefinite { what } => {
+                    Error::NonFinite { what: format!("Kalman filter ({what})"), epoch, step: step + 1 }
+                }
                 other => other,
             })?;
             sum_d += stats.distortion;

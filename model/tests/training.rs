@@ -134,3 +134,26 @@ fn bad_inputs_are_clear_errors() {
     let err = run.load_model(&cfg, &state, &device).unwrap_err();
     assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
 }
+
+#[test]
+fn non_finite_loss_stops_the_step_and_leaves_the_model_unchanged() {
+    let data = Synthetic::pendulum(4, 8, 8, 5);
+    let device = Device::flex();
+    let mut trainer = Trainer::new(tiny_config(), &device).unwrap();
+    let dev = trainer.device().clone();
+    let (x, u) = data.view().batch(&[(0, 0), (1, 0)], 6, &dev);
+    let bad = x.clone().mask_fill(x.clone().greater_elem(0.5), f32::NAN);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let noise = draw_noise(trainer.model(), &mut rng, 2, 6, &dev);
+    let before = trainer.model().valid().smoothed_means(x.clone().inner(), u.clone().inner()).unwrap();
+    let err = trainer.step(bad, u.clone(), &noise).unwrap_err();
+    assert!(
+        matches!(err, Error::NonFinite { .. } | Error::NotPositiveDefinite { .. }),
+        "unexpected error {err}"
+    );
+    let after = trainer.model().valid().smoothed_means(x.inner(), u.inner()).unwrap();
+    assert_eq!(before.into_data().try_to_vec::<f32>().unwrap(), after.into_data().try_to_vec::<f32>().unwrap());
+    // A clean batch still trains afterwards.
+    let (x, u) = data.view().batch(&[(0, 0), (1, 0)], 6, &dev);
+    assert!(trainer.step(x, u, &noise).unwrap().loss.is_finite());
+}
