@@ -16,7 +16,7 @@ use clap::Args;
 use crate::collect::CollectArgs;
 use crate::eval::EvalArgs;
 use crate::learned::Jacobians;
-use crate::mpc::{MpcArgs, ModelSource};
+use crate::mpc::{ModelSource, MpcArgs};
 use crate::train::TrainArgs;
 
 /// Run the full pipeline: collect → train → eval → pixel swing-up.
@@ -60,9 +60,23 @@ impl Plan {
     /// The full demo (`quick = false`) or the quick look.
     pub fn new(quick: bool) -> Self {
         if quick {
-            Self { train_episodes: 300, test_episodes: 50, steps: 100, size: 16, epochs: 15, mpc_episodes: 5 }
+            Self {
+                train_episodes: 300,
+                test_episodes: 50,
+                steps: 100,
+                size: 16,
+                epochs: 15,
+                mpc_episodes: 5,
+            }
         } else {
-            Self { train_episodes: 500, test_episodes: 100, steps: 100, size: 16, epochs: 40, mpc_episodes: 20 }
+            Self {
+                train_episodes: 500,
+                test_episodes: 100,
+                steps: 100,
+                size: 16,
+                epochs: 40,
+                mpc_episodes: 20,
+            }
         }
     }
 }
@@ -89,9 +103,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
     let train_data = out.join("train.npz");
     let test_data = out.join("test.npz");
-    for (path, episodes, seed) in
-        [(&train_data, plan.train_episodes, args.seed), (&test_data, plan.test_episodes, args.seed + 1)]
-    {
+    for (path, episodes, seed) in [
+        (&train_data, plan.train_episodes, args.seed),
+        (&test_data, plan.test_episodes, args.seed + 1),
+    ] {
         if path.is_file() {
             eprintln!("\n== collect: reusing {}", path.display());
             continue;
@@ -121,7 +136,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let config = out.join("demo-config.toml");
     ekvae_model::train::write_atomic(&config, DEMO_TRAIN_CONFIG.as_bytes())
         .with_context(|| format!("cannot write {}", config.display()))?;
-    let resume = ekvae_model::train::RunDir::new(&run_dir).state_path().is_file();
+    let resume = ekvae_model::train::RunDir::new(&run_dir)
+        .state_path()
+        .is_file();
     stage(
         "train",
         &format!(
@@ -155,7 +172,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
     })?;
     let train_s = t_train.elapsed().as_secs_f64();
 
-    stage("eval", &format!("ekvae eval --run {} --data {}", run_dir.display(), test_data.display()));
+    stage(
+        "eval",
+        &format!(
+            "ekvae eval --run {} --data {}",
+            run_dir.display(),
+            test_data.display()
+        ),
+    );
     crate::eval::run(EvalArgs {
         run: run_dir.clone(),
         data: test_data.clone(),
@@ -175,16 +199,30 @@ pub fn run(args: DemoArgs) -> Result<()> {
             mpc_out.display()
         ),
     );
-    let mpc = crate::learned::run_mpc(&mpc_args(run_dir.clone(), mpc_episodes, args.seed, mpc_out.clone()), &run_dir)?;
+    let mpc = crate::learned::run_mpc(
+        &mpc_args(run_dir.clone(), mpc_episodes, args.seed, mpc_out.clone()),
+        &run_dir,
+    )?;
 
-    println!("\nekvae demo{} finished in {:.1} min ({})", if args.quick { " --quick" } else { "" }, t_all.elapsed().as_secs_f64() / 60.0, out.display());
+    println!(
+        "\nekvae demo{} finished in {:.1} min ({})",
+        if args.quick { " --quick" } else { "" },
+        t_all.elapsed().as_secs_f64() / 60.0,
+        out.display()
+    );
     println!(
         "  data    {} training + {} test episodes × {} steps, {}×{} frames",
         plan.train_episodes, plan.test_episodes, plan.steps, plan.size, plan.size
     );
-    println!("  train   {epochs} epochs (constrained objective) in {:.1} min → {}", train_s / 60.0, run_dir.display());
+    println!(
+        "  train   {epochs} epochs (constrained objective) in {:.1} min → {}",
+        train_s / 60.0,
+        run_dir.display()
+    );
     match r2 {
-        Some((cs, td)) => println!("  eval    R²(cos θ, sin θ) = {cs:.3}, R²(θ̇) = {td:.3} on the test episodes"),
+        Some((cs, td)) => {
+            println!("  eval    R²(cos θ, sin θ) = {cs:.3}, R²(θ̇) = {td:.3} on the test episodes")
+        }
         None => println!("  eval    see {}", run_dir.join("eval.json").display()),
     }
     println!(
@@ -195,7 +233,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
         mpc.plan_ms_median,
         mpc.plan_ms_p95
     );
-    println!("  see     {}/{{summary.json, swingup.gif, belief.gif, trajectories.png}}", mpc_out.display());
+    println!(
+        "  see     {}/{{summary.json, swingup.gif, belief.gif, trajectories.png}}",
+        mpc_out.display()
+    );
     Ok(())
 }
 
@@ -208,7 +249,14 @@ pub fn mpc_args(run: PathBuf, episodes: usize, seed: u64, out: PathBuf) -> MpcAr
         mpc: MpcArgs,
     }
     let w = Wrapper::parse_from(["mpc", "--out", "."]);
-    MpcArgs { model: ModelSource::Run(run), episodes, seed, out, jacobians: Jacobians::Seed, ..w.mpc }
+    MpcArgs {
+        model: ModelSource::Run(run),
+        episodes,
+        seed,
+        out,
+        jacobians: Jacobians::Seed,
+        ..w.mpc
+    }
 }
 
 fn read_r2(path: &Path) -> Option<(f64, f64)> {
@@ -226,7 +274,10 @@ mod tests {
     fn demo_mpc_uses_the_subcommand_defaults() {
         let a = mpc_args("r".into(), 3, 7, "o".into());
         assert_eq!(a.model, ModelSource::Run("r".into()));
-        assert_eq!((a.episodes, a.seed, a.horizon, a.steps, a.goal_steps), (3, 7, None, 200, 20));
+        assert_eq!(
+            (a.episodes, a.seed, a.horizon, a.steps, a.goal_steps),
+            (3, 7, None, 200, 20)
+        );
         assert_eq!(a.start, None);
     }
 
@@ -236,6 +287,10 @@ mod tests {
         cfg.check().unwrap();
         assert_eq!(cfg.model.image_size, Plan::new(false).size);
         let (q, f) = (Plan::new(true), Plan::new(false));
-        assert!(q.train_episodes < f.train_episodes && q.epochs < f.epochs && q.mpc_episodes < f.mpc_episodes);
+        assert!(
+            q.train_episodes < f.train_episodes
+                && q.epochs < f.epochs
+                && q.mpc_episodes < f.mpc_episodes
+        );
     }
 }

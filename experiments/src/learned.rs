@@ -89,8 +89,12 @@ impl LearnedModel {
     /// Loads the last checkpoint of the run in `dir` (made by `ekvae train`).
     pub fn load(dir: &Path) -> Result<Self> {
         let run = RunDir::new(dir);
-        let config = run.read_config().with_context(|| format!("--model {}", dir.display()))?;
-        let state = run.read_state().with_context(|| format!("--model {}", dir.display()))?;
+        let config = run
+            .read_config()
+            .with_context(|| format!("--model {}", dir.display()))?;
+        let state = run
+            .read_state()
+            .with_context(|| format!("--model {}", dir.display()))?;
         let device = Device::flex();
         let ekvae = run
             .load_model(&config, &state, &device)
@@ -104,7 +108,13 @@ impl LearnedModel {
         }
         let plain = PlainModel::from_ekvae(&ekvae)
             .with_context(|| format!("--model {}: cannot export the transition", dir.display()))?;
-        Ok(Self { ekvae, plain: Rc::new(plain), config, epoch: state.epoch, device })
+        Ok(Self {
+            ekvae,
+            plain: Rc::new(plain),
+            config,
+            epoch: state.epoch,
+            device,
+        })
     }
 
     /// Image side S the model was trained on.
@@ -139,7 +149,9 @@ impl LearnedModel {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read the decoder output: {e:?}"))?;
-        Ok(v.iter().map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect())
+        Ok(v.iter()
+            .map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect())
     }
 
     /// The latent of the pendulum upright at rest: `steps` rendered upright frames (θ = 0)
@@ -171,7 +183,10 @@ pub struct PixelFilter<'a> {
 impl<'a> PixelFilter<'a> {
     /// A filter that starts each episode from the model's prior p(z_1).
     pub fn new(model: &'a LearnedModel) -> Self {
-        Self { model, belief: None }
+        Self {
+            model,
+            belief: None,
+        }
     }
 
     /// The current belief (after the last frame), if any.
@@ -185,15 +200,24 @@ impl StateEstimator for PixelFilter<'_> {
     fn reset(&mut self) {
         self.belief = None;
     }
-    fn observe(&mut self, frame: &[u8], last_action: Option<&[f64]>) -> ekvae_planner::Result<Vec<f64>> {
+    fn observe(
+        &mut self,
+        frame: &[u8],
+        last_action: Option<&[f64]>,
+    ) -> ekvae_planner::Result<Vec<f64>> {
         let plain = &self.model.plain;
         let predicted = match (self.belief.take(), last_action) {
             (Some(b), Some(u)) => plain.predict(&b, u),
             // First frame of an episode (or no action known): the prior.
             _ => plain.prior_belief(),
         };
-        let a = self.model.encode(frame).map_err(|e| ekvae_planner::Error::Estimator(format!("{e:#}")))?;
-        let b = plain.update(&predicted, &a).map_err(|e| ekvae_planner::Error::Estimator(e.to_string()))?;
+        let a = self
+            .model
+            .encode(frame)
+            .map_err(|e| ekvae_planner::Error::Estimator(format!("{e:#}")))?;
+        let b = plain
+            .update(&predicted, &a)
+            .map_err(|e| ekvae_planner::Error::Estimator(e.to_string()))?;
         let z = b.mean.clone();
         self.belief = Some(b);
         Ok(z)
@@ -224,19 +248,27 @@ impl Controller for PixelController<'_> {
 pub fn run_mpc(args: &MpcArgs, dir: &Path) -> Result<Outcome> {
     let model = LearnedModel::load(dir)?;
     let weights = LatentCostWeights {
-        state: args.state_weight.unwrap_or(LatentCostWeights::default().state),
-        control: args.control_weight.unwrap_or(LatentCostWeights::default().control),
+        state: args
+            .state_weight
+            .unwrap_or(LatentCostWeights::default().state),
+        control: args
+            .control_weight
+            .unwrap_or(LatentCostWeights::default().control),
         terminal: args.terminal_weight,
     };
     let goal = model.goal_latent(args.goal_steps)?;
-    let cost = latent_cost(goal.clone(), weights, 1).context("--state-weight/--control-weight/--terminal-weight")?;
+    let cost = latent_cost(goal.clone(), weights, 1)
+        .context("--state-weight/--control-weight/--terminal-weight")?;
     let mpc_cfg = mpc_config(args, LEARNED_HORIZON);
     let dynamics = LatentDynamics::new(model.plain.clone(), args.jacobians);
     let mpc = Mpc::new(dynamics, cost, mpc_cfg.clone())
         .context("invalid MPC settings (check --horizon and the iteration options)")?;
     let size = model.image_size();
-    let mut controller =
-        PixelController { agent: MpcAgent::new(PixelFilter::new(&model), mpc), size, frame: vec![0; size * size] };
+    let mut controller = PixelController {
+        agent: MpcAgent::new(PixelFilter::new(&model), mpc),
+        size,
+        frame: vec![0; size * size],
+    };
     let decode = |z: &[f64]| model.decode(z);
     let report = Report {
         model: dir.display().to_string(),
@@ -276,14 +308,24 @@ pub struct LatentCostWeights {
 
 impl Default for LatentCostWeights {
     fn default() -> Self {
-        Self { state: 1.0, control: 0.01, terminal: 1.0 }
+        Self {
+            state: 1.0,
+            control: 0.01,
+            terminal: 1.0,
+        }
     }
 }
 
 /// The quadratic cost around `goal` with isotropic weights.
-pub fn latent_cost(goal: Vec<f64>, w: LatentCostWeights, action_dim: usize) -> Result<QuadraticCost> {
+pub fn latent_cost(
+    goal: Vec<f64>,
+    w: LatentCostWeights,
+    action_dim: usize,
+) -> Result<QuadraticCost> {
     if !(w.state >= 0.0 && w.control > 0.0 && w.terminal >= 0.0)
-        || ![w.state, w.control, w.terminal].iter().all(|v| v.is_finite())
+        || ![w.state, w.control, w.terminal]
+            .iter()
+            .all(|v| v.is_finite())
     {
         bail!(
             "latent cost weights must be finite with state ≥ 0, control > 0, terminal ≥ 0 (got {}, {}, {})",
@@ -293,8 +335,17 @@ pub fn latent_cost(goal: Vec<f64>, w: LatentCostWeights, action_dim: usize) -> R
         );
     }
     let n = goal.len();
-    let eye = |s: f64, d: usize| -> Vec<f64> { (0..d * d).map(|i| if i % (d + 1) == 0 { s } else { 0.0 }).collect() };
-    Ok(QuadraticCost::new(goal, eye(w.state, n), eye(w.control, action_dim), eye(w.state * w.terminal, n))?)
+    let eye = |s: f64, d: usize| -> Vec<f64> {
+        (0..d * d)
+            .map(|i| if i % (d + 1) == 0 { s } else { 0.0 })
+            .collect()
+    };
+    Ok(QuadraticCost::new(
+        goal,
+        eye(w.state, n),
+        eye(w.control, action_dim),
+        eye(w.state * w.terminal, n),
+    )?)
 }
 
 #[cfg(test)]
@@ -361,9 +412,18 @@ mod tests {
         let goal = vec![1.0, 0.0];
         assert!(latent_cost(goal.clone(), LatentCostWeights::default(), 1).is_ok());
         for w in [
-            LatentCostWeights { control: 0.0, ..Default::default() },
-            LatentCostWeights { state: -1.0, ..Default::default() },
-            LatentCostWeights { terminal: f64::NAN, ..Default::default() },
+            LatentCostWeights {
+                control: 0.0,
+                ..Default::default()
+            },
+            LatentCostWeights {
+                state: -1.0,
+                ..Default::default()
+            },
+            LatentCostWeights {
+                terminal: f64::NAN,
+                ..Default::default()
+            },
         ] {
             assert!(latent_cost(goal.clone(), w, 1).is_err());
         }

@@ -246,7 +246,10 @@ struct Environment {
 
 impl Environment {
     fn new(seed: u64) -> Self {
-        Self { env: Pendulum::default(), seed: Some(seed) }
+        Self {
+            env: Pendulum::default(),
+            seed: Some(seed),
+        }
     }
     /// Gymnasium's reset distribution (θ ~ U(−π, π), θ̇ ~ U(−1, 1)), or a given state.
     fn reset(&mut self, start: Option<[f64; 2]>) -> [f64; 2] {
@@ -335,7 +338,9 @@ pub fn run(args: MpcArgs) -> Result<()> {
         crate::learned::run_mpc(&args, &dir).map(|_| ())
     } else {
         if args.state_weight.is_some() || args.control_weight.is_some() {
-            bail!("--state-weight and --control-weight set the latent cost of a learned model; --model true plans on the Pendulum-v1 cost (see --terminal-weight)");
+            bail!(
+                "--state-weight and --control-weight set the latent cost of a learned model; --model true plans on the Pendulum-v1 cost (see --terminal-weight)"
+            );
         }
         let mpc_cfg = mpc_config(&args, TRUE_HORIZON);
         let cost = PendulumCost {
@@ -516,14 +521,21 @@ pub fn execute(
         thetas.iter().map(|th| Ok(render(*th, size))),
     )?;
     if let Some(decode) = report.decode {
-        let shown_beliefs = rows.iter().zip(&beliefs).filter(|(r, _)| r.episode == shown);
+        let shown_beliefs = rows
+            .iter()
+            .zip(&beliefs)
+            .filter(|(r, _)| r.episode == shown);
         let s = report.belief_frame_size;
         animate(
             &args.out.join("belief.gif"),
             (2 * size + BELIEF_GAP, size),
             shown_beliefs.map(|(r, z)| {
                 let decoded = decode(z)?;
-                Ok(side_by_side(&render(r.theta, size), &upscale(&decoded, s, size), size))
+                Ok(side_by_side(
+                    &render(r.theta, size),
+                    &upscale(&decoded, s, size),
+                    size,
+                ))
             }),
         )?;
     }

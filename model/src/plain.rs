@@ -117,7 +117,9 @@ impl PlainTransition {
             ("q", &q, bases * n),
         ];
         if n == 0 || k == 0 || hidden == 0 || bases == 0 {
-            return Err(Error::ShapeMismatch("transition sizes must be positive".into()));
+            return Err(Error::ShapeMismatch(
+                "transition sizes must be positive".into(),
+            ));
         }
         for (what, v, len) in checks {
             if v.len() != len {
@@ -127,12 +129,34 @@ impl PlainTransition {
                 )));
             }
         }
-        for (what, v) in [("w1", &w1), ("b1", &b1), ("w2", &w2), ("b2", &b2), ("f", &f), ("b", &b), ("q", &q)] {
+        for (what, v) in [
+            ("w1", &w1),
+            ("b1", &b1),
+            ("w2", &w2),
+            ("b2", &b2),
+            ("f", &f),
+            ("b", &b),
+            ("q", &q),
+        ] {
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::Numerical(format!("transition weight {what} is not finite")));
+                return Err(Error::Numerical(format!(
+                    "transition weight {what} is not finite"
+                )));
             }
         }
-        Ok(Self { n, k, hidden, bases, w1, b1, w2, b2, f, b, q })
+        Ok(Self {
+            n,
+            k,
+            hidden,
+            bases,
+            w1,
+            b1,
+            w2,
+            b2,
+            f,
+            b,
+            q,
+        })
     }
 
     /// State size n.
@@ -231,7 +255,14 @@ impl PlainTransition {
     /// The mean and the seed's linearisation: `z_next = F z + B u`, `f = F(z,u): [n, n]`,
     /// `b = B(z,u): [n, k]` (the dependence of α on (z, u) is ignored, as the EKVAE's own
     /// filter does).
-    pub fn linearize(&self, z: &[f64], u: &[f64], z_next: &mut [f64], f: &mut [f64], b: &mut [f64]) {
+    pub fn linearize(
+        &self,
+        z: &[f64],
+        u: &[f64],
+        z_next: &mut [f64],
+        f: &mut [f64],
+        b: &mut [f64],
+    ) {
         let fw = self.forward(z, u);
         self.mix_mean(&fw, z_next);
         self.mix_matrices(&fw.alpha, f, b);
@@ -243,7 +274,14 @@ impl PlainTransition {
     /// `α = softmax(ℓ)`: `z' = Σ_c α_c g_c` and
     /// `∂z'/∂x = [F(z,u), B(z,u)] + Σ_c α_c (g_c − z') (∂ℓ_c/∂x)ᵀ`, because
     /// `∂α_c/∂ℓ_j = α_c (δ_cj − α_j)`; `∂ℓ_c/∂x_i = Σ_h W₁[i,h] (1 − tanh²_h) W₂[h,c]`.
-    pub fn linearize_exact(&self, z: &[f64], u: &[f64], z_next: &mut [f64], a: &mut [f64], b: &mut [f64]) {
+    pub fn linearize_exact(
+        &self,
+        z: &[f64],
+        u: &[f64],
+        z_next: &mut [f64],
+        a: &mut [f64],
+        b: &mut [f64],
+    ) {
         let (n, k, hd, nb) = (self.n, self.k, self.hidden, self.bases);
         let fw = self.forward(z, u);
         self.mix_mean(&fw, z_next);
@@ -319,7 +357,11 @@ impl PlainModel {
     /// Export the linear-Gaussian parts of a trained model (the conversions of `R` and the
     /// prior variance are the model's own: softplus + 10⁻⁴).
     pub fn from_ekvae(model: &Ekvae) -> Result<Self> {
-        let plus = |v: Vec<f64>| v.into_iter().map(|x| softplus(x) + 1e-4).collect::<Vec<_>>();
+        let plus = |v: Vec<f64>| {
+            v.into_iter()
+                .map(|x| softplus(x) + 1e-4)
+                .collect::<Vec<_>>()
+        };
         let out = Self {
             transition: PlainTransition::from_burn(&model.transition)?,
             h: values(model.observation.h.val())?,
@@ -336,7 +378,11 @@ impl PlainModel {
     pub fn check(&self) -> Result<()> {
         let n = self.transition.state_dim();
         let m = self.r.len();
-        if m == 0 || self.h.len() != m * n || self.prior_mean.len() != n || self.prior_var.len() != n {
+        if m == 0
+            || self.h.len() != m * n
+            || self.prior_mean.len() != n
+            || self.prior_var.len() != n
+        {
             return Err(Error::ShapeMismatch(format!(
                 "plain model: H has {} values, R {m}, prior {} and {}, for n = {n}",
                 self.h.len(),
@@ -344,9 +390,18 @@ impl PlainModel {
                 self.prior_var.len()
             )));
         }
-        let all = self.h.iter().chain(&self.r).chain(&self.prior_mean).chain(&self.prior_var);
-        if all.clone().any(|v| !v.is_finite()) || self.r.iter().chain(&self.prior_var).any(|v| *v <= 0.0) {
-            return Err(Error::Numerical("plain model: non-finite H/R/prior or non-positive variance".into()));
+        let all = self
+            .h
+            .iter()
+            .chain(&self.r)
+            .chain(&self.prior_mean)
+            .chain(&self.prior_var);
+        if all.clone().any(|v| !v.is_finite())
+            || self.r.iter().chain(&self.prior_var).any(|v| *v <= 0.0)
+        {
+            return Err(Error::Numerical(
+                "plain model: non-finite H/R/prior or non-positive variance".into(),
+            ));
         }
         Ok(())
     }
@@ -368,7 +423,10 @@ impl PlainModel {
         for i in 0..n {
             cov[i * n + i] = self.prior_var[i];
         }
-        Belief { mean: self.prior_mean.clone(), cov }
+        Belief {
+            mean: self.prior_mean.clone(),
+            cov,
+        }
     }
 
     /// The EKF prediction `p(z_t | a_{1:t−1})` from the filtered `belief` of step `t − 1` and the
@@ -410,7 +468,9 @@ impl PlainModel {
             s[i * m + i] += self.r[i] + self.jitter;
         }
         symmetrize(&mut s, m);
-        let l = cholesky(&s, m).ok_or_else(|| Error::Numerical("innovation covariance not positive definite".into()))?;
+        let l = cholesky(&s, m).ok_or_else(|| {
+            Error::Numerical("innovation covariance not positive definite".into())
+        })?;
         // K = P Hᵀ S⁻¹: solve S Kᵀ = H P.
         let mut kt = hp.clone(); // [m, n]
         for col in 0..n {
@@ -436,7 +496,9 @@ impl PlainModel {
         let mut cov = matmul_bt(&matmul(&ikh, &belief.cov, n, n, n), &ikh, n, n, n);
         for i in 0..n {
             for j in 0..n {
-                cov[i * n + j] += (0..m).map(|c| gain[i * m + c] * self.r[c] * gain[j * m + c]).sum::<f64>();
+                cov[i * n + j] += (0..m)
+                    .map(|c| gain[i * m + c] * self.r[c] * gain[j * m + c])
+                    .sum::<f64>();
             }
         }
         symmetrize(&mut cov, n);
@@ -524,7 +586,11 @@ mod tests {
     /// A transition with random (seeded) weights, big enough that α varies strongly.
     fn transition() -> (LocallyLinearTransition, PlainTransition) {
         let device = Device::flex();
-        let mut t = TransitionConfig::new(3).with_num_bases(4).with_hidden(8).with_seed(7).init(&device);
+        let mut t = TransitionConfig::new(3)
+            .with_num_bases(4)
+            .with_hidden(8)
+            .with_seed(7)
+            .init(&device);
         // Scale the mixing network up so that the α term of the exact Jacobian matters.
         let w = t.mix_out.weight.val().mul_scalar(4.0);
         t.mix_out.weight = burn::module::Param::from_tensor(w);
@@ -543,7 +609,11 @@ mod tests {
         use crate::kalman::Transition as _;
         let (t, p) = transition();
         let device = Device::flex();
-        for (z, u) in [([0.3, -0.7, 1.1], [0.5]), ([-1.0, 0.2, 0.0], [-2.0]), ([2.0, 1.5, -0.4], [1.3])] {
+        for (z, u) in [
+            ([0.3, -0.7, 1.1], [0.5]),
+            ([-1.0, 0.2, 0.0], [-2.0]),
+            ([2.0, 1.5, -0.4], [1.3]),
+        ] {
             let zt = burn_row(&z, &device);
             let ut = burn_row(&u, &device);
             let step = t.linearize(zt.clone(), ut.clone());
@@ -555,7 +625,10 @@ mod tests {
             p.noise(&p.alpha(&z, &u), &mut qp);
             let close = |x: &[f64], y: Vec<f64>, what: &str| {
                 for (a, b) in x.iter().zip(&y) {
-                    assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{what}: plain {x:?} vs burn {y:?}");
+                    assert!(
+                        (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                        "{what}: plain {x:?} vs burn {y:?}"
+                    );
                 }
             };
             close(&p.alpha(&z, &u), alpha, "alpha");
@@ -572,7 +645,11 @@ mod tests {
         let (_, p) = transition();
         let (n, k) = (3, 1);
         let h = 1e-6;
-        for (z, u) in [([0.3, -0.7, 1.1], [0.5]), ([-1.0, 0.2, 0.0], [-2.0]), ([2.0, 1.5, -0.4], [1.3])] {
+        for (z, u) in [
+            ([0.3, -0.7, 1.1], [0.5]),
+            ([-1.0, 0.2, 0.0], [-2.0]),
+            ([2.0, 1.5, -0.4], [1.3]),
+        ] {
             let (mut zn, mut a, mut b) = ([0.0; 3], [0.0; 9], [0.0; 3]);
             p.linearize_exact(&z, &u, &mut zn, &mut a, &mut b);
             let mut seed = ([0.0; 3], [0.0; 9], [0.0; 3]);
@@ -590,9 +667,15 @@ mod tests {
                 x[j] = x0;
                 for r in 0..n {
                     let fd = (plus[r] - minus[r]) / (2.0 * h);
-                    let (exact, approx) =
-                        if j < n { (a[r * n + j], seed.1[r * n + j]) } else { (b[r * k + j - n], seed.2[r * k + j - n]) };
-                    assert!((fd - exact).abs() < 1e-6 * (1.0 + fd.abs()), "∂z'_{r}/∂x_{j}: fd {fd}, exact {exact}");
+                    let (exact, approx) = if j < n {
+                        (a[r * n + j], seed.1[r * n + j])
+                    } else {
+                        (b[r * k + j - n], seed.2[r * k + j - n])
+                    };
+                    assert!(
+                        (fd - exact).abs() < 1e-6 * (1.0 + fd.abs()),
+                        "∂z'_{r}/∂x_{j}: fd {fd}, exact {exact}"
+                    );
                     max_alpha_term = max_alpha_term.max((exact - approx).abs());
                 }
             }
@@ -627,7 +710,10 @@ mod tests {
             prior_var: vec![1.0, 1.0],
             jitter: 0.0,
         };
-        let b0 = Belief { mean: vec![1.0, -2.0], cov: vec![0.2, 0.0, 0.0, 0.2] };
+        let b0 = Belief {
+            mean: vec![1.0, -2.0],
+            cov: vec![0.2, 0.0, 0.0, 0.2],
+        };
         let pred = model.predict(&b0, &[0.7]);
         let pp = 0.2 + 0.3 + 1e-4;
         assert_eq!(pred.mean, vec![1.0, -2.0]);
@@ -647,7 +733,11 @@ mod tests {
     fn plain_filter_matches_burn_filter() {
         use crate::kalman;
         let device = Device::flex();
-        let model = crate::EkvaeConfig::new().with_image_size(8).with_state_dim(3).init(&device).unwrap();
+        let model = crate::EkvaeConfig::new()
+            .with_image_size(8)
+            .with_state_dim(3)
+            .init(&device)
+            .unwrap();
         let plain = PlainModel::from_ekvae(&model).unwrap();
         let steps = 6;
         let obs: Vec<f32> = (0..steps * 2).map(|i| ((i as f32) * 0.37).sin()).collect();
@@ -670,7 +760,11 @@ mod tests {
             belief = plain.update(&belief, &a).unwrap();
             for i in 0..3 {
                 let want = burn_means[t * 3 + i];
-                assert!((belief.mean[i] - want).abs() < 1e-4, "t {t}: plain {:?}, burn {want}", belief.mean);
+                assert!(
+                    (belief.mean[i] - want).abs() < 1e-4,
+                    "t {t}: plain {:?}, burn {want}",
+                    belief.mean
+                );
             }
         }
     }
