@@ -583,17 +583,35 @@ mod tests {
     use crate::ssm::TransitionConfig;
     use burn::tensor::{Device, TensorData};
 
-    /// A transition with random (seeded) weights, big enough that α varies strongly.
+    /// A transition with seeded weights (set explicitly: burn's own initialisers draw from the
+    /// backend's unseeded generator), with a mixing network strong enough that α varies.
     fn transition() -> (LocallyLinearTransition, PlainTransition) {
+        use crate::ssm::normal_init;
         let device = Device::flex();
         let mut t = TransitionConfig::new(3)
             .with_num_bases(4)
             .with_hidden(8)
+            .with_f_init_std(0.3)
             .with_seed(7)
             .init(&device);
-        // Scale the mixing network up so that the α term of the exact Jacobian matters.
-        let w = t.mix_out.weight.val().mul_scalar(4.0);
-        t.mix_out.weight = burn::module::Param::from_tensor(w);
+        let set2 = |seed: u64, shape: [usize; 2], std: f64| {
+            let v = normal_init(seed, shape[0] * shape[1], std);
+            burn::module::Param::from_tensor(Tensor::<2>::from_data(
+                TensorData::new(v, shape),
+                &device,
+            ))
+        };
+        let set1 = |seed: u64, len: usize, std: f64| {
+            let v = normal_init(seed, len, std);
+            burn::module::Param::from_tensor(Tensor::<1>::from_data(
+                TensorData::new(v, [len]),
+                &device,
+            ))
+        };
+        t.mix_hidden.weight = set2(11, [4, 8], 1.0);
+        t.mix_hidden.bias = Some(set1(12, 8, 0.3));
+        t.mix_out.weight = set2(13, [8, 4], 2.0);
+        t.mix_out.bias = Some(set1(14, 4, 0.3));
         let p = PlainTransition::from_burn(&t).unwrap();
         (t, p)
     }
