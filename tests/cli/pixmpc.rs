@@ -172,3 +172,19 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+/// `ekvae demo` rejects bad sizes before doing any work.
+#[test]
+fn demo_rejects_zero_epochs_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = ekvae()
+        .args(["demo", "--quick", "--epochs", "0", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("--epochs"), "{stderr}");
+    assert!(!out.exists(), "demo created its folder before failing");
+}
