@@ -5,7 +5,6 @@
 //! `cargo bench -p ekvae-experiments --bench learned_mpc`
 
 use std::path::Path;
-use std::rc::Rc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -130,7 +129,6 @@ fn bench(c: &mut Criterion) {
     c.bench_function("filter_step_encoder_and_ekf", |bch| {
         bch.iter(|| filter.observe(black_box(&frame), Some(&u)).unwrap())
     });
-    let _ = Rc::clone(&model.plain);
 }
 
 criterion_group!(benches, bench);

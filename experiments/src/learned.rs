@@ -117,6 +117,19 @@ impl LearnedModel {
         })
     }
 
+    /// Wraps an in-memory model (e.g. freshly initialised, for tests) with its run config.
+    pub fn from_model(ekvae: Ekvae, config: TrainConfig, epoch: usize) -> Result<Self> {
+        let plain = PlainModel::from_ekvae(&ekvae).context("cannot export the transition")?;
+        let device = ekvae.device();
+        Ok(Self {
+            ekvae,
+            plain: Rc::new(plain),
+            config,
+            epoch,
+            device,
+        })
+    }
+
     /// Image side S the model was trained on.
     pub fn image_size(&self) -> usize {
         self.ekvae.image_size()
@@ -206,15 +219,16 @@ impl StateEstimator for PixelFilter<'_> {
         last_action: Option<&[f64]>,
     ) -> ekvae_planner::Result<Vec<f64>> {
         let plain = &self.model.plain;
-        let predicted = match (self.belief.take(), last_action) {
-            (Some(b), Some(u)) => plain.predict(&b, u),
-            // First frame of an episode (or no action known): the prior.
-            _ => plain.prior_belief(),
-        };
+        // Encode first: a bad frame leaves the belief as it was.
         let a = self
             .model
             .encode(frame)
             .map_err(|e| ekvae_planner::Error::Estimator(format!("{e:#}")))?;
+        let predicted = match (&self.belief, last_action) {
+            (Some(b), Some(u)) => plain.predict(b, u),
+            // First frame of an episode (or no action known): the prior.
+            _ => plain.prior_belief(),
+        };
         let b = plain
             .update(&predicted, &a)
             .map_err(|e| ekvae_planner::Error::Estimator(e.to_string()))?;
@@ -405,6 +419,56 @@ mod tests {
                 Jacobians::Seed => assert!(worst > 1e-3, "seed A should differ here, by {worst}"),
             }
         }
+    }
+
+    /// The estimator on a constructed case: its first frame updates the prior with the
+    /// encoder's mean; later frames predict with the applied action first; `reset` starts
+    /// over; the goal is the filtered mean after the upright frames with zero torque.
+    #[test]
+    fn pixel_filter_is_encoder_then_ekf() {
+        let device = Device::flex();
+        let cfg = TrainConfig::default();
+        let mut mcfg = cfg.model.clone();
+        mcfg.image_size = 8;
+        mcfg.channels = 4;
+        mcfg.hidden = 8;
+        let model = LearnedModel::from_model(mcfg.init(&device).unwrap(), cfg, 0).unwrap();
+        let (f1, f2) = (render(2.0, 8), render(2.3, 8));
+        let plain = &model.plain;
+        let want1 = plain
+            .update(&plain.prior_belief(), &model.encode(&f1).unwrap())
+            .unwrap();
+        let want2 = plain
+            .update(&plain.predict(&want1, &[0.5]), &model.encode(&f2).unwrap())
+            .unwrap();
+        let mut filter = PixelFilter::new(&model);
+        assert_eq!(filter.observe(&f1, None).unwrap(), want1.mean);
+        assert_eq!(filter.belief().unwrap(), &want1);
+        assert_eq!(filter.observe(&f2, Some(&[0.5])).unwrap(), want2.mean);
+        filter.reset();
+        assert!(filter.belief().is_none());
+        assert_eq!(filter.observe(&f1, None).unwrap(), want1.mean);
+        // The goal latent: the same filter over upright frames with zero torque.
+        let up = render(0.0, 8);
+        let mut b = plain
+            .update(&plain.prior_belief(), &model.encode(&up).unwrap())
+            .unwrap();
+        for _ in 1..5 {
+            b = plain
+                .update(&plain.predict(&b, &[0.0]), &model.encode(&up).unwrap())
+                .unwrap();
+        }
+        assert_eq!(model.goal_latent(5).unwrap(), b.mean);
+        assert!(model.goal_latent(0).is_err());
+        // A frame of the wrong size is an estimator error, not a panic.
+        let before = filter.belief().cloned();
+        assert!(matches!(
+            filter.observe(&[0u8; 10], Some(&[0.0])),
+            Err(ekvae_planner::Error::Estimator(_))
+        ));
+        assert_eq!(filter.belief().cloned(), before);
+        // Decoding gives a frame of the model's size.
+        assert_eq!(model.decode(&b.mean).unwrap().len(), 64);
     }
 
     #[test]
