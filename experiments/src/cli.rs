@@ -21,6 +21,8 @@ pub enum Command {
     Inspect(crate::inspect::InspectArgs),
     /// Swing the pendulum up with iLQR model-predictive control and score it (returns, success, plan times).
     Mpc(crate::mpc::MpcArgs),
+    /// The whole pipeline on built-in defaults: collect → train → eval → swing up from pixels.
+    Demo(crate::demo::DemoArgs),
     /// Train an EKVAE world model on a collected dataset.
     Train(crate::train::TrainArgs),
     /// Evaluate a trained run: latent-space identification (R²) and the latent-space figure.
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collect(args) => crate::collect::run(args),
         Command::Inspect(args) => crate::inspect::run(args),
         Command::Mpc(args) => crate::mpc::run(args),
+        Command::Demo(args) => crate::demo::run(args),
         Command::Train(args) => crate::train::run(args),
         Command::Eval(args) => crate::eval::run(args),
     }

@@ -2,7 +2,9 @@
 
 pub mod cli;
 pub mod collect;
+pub mod demo;
 pub mod eval;
 pub mod inspect;
+pub mod learned;
 pub mod mpc;
 pub mod train;

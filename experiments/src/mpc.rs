@@ -7,7 +7,13 @@
 //!   `near_upright_fraction`, `plan_ms_median`, `plan_ms_p95` and one entry per episode;
 //! - `trajectories.png`: θ(t) (wrapped), θ̇(t), u(t) of every episode;
 //! - `swingup.gif`: an animation of one swing-up (the successful episode that started
-//!   farthest from upright, else episode 0), one frame per step at the real 50 ms per step.
+//!   farthest from upright, else episode 0), one frame per step at the real 50 ms per step;
+//! - with a learned model (`--model RUN_DIR`) also `belief.gif`: the same episode's true
+//!   frames side by side with the frames the decoder draws from the filter's belief (`H z`).
+//!
+//! The episode loop, CSV, summary, plots and animations are shared by both models: the true
+//! model plans on the state, a learned one ([`crate::learned`]) on the latent its filter
+//! estimates from the rendered frames; both are a [`Controller`].
 //!
 //! Success: |angle_normalize(θ)| < 0.3 rad at each of the last 50 steps. Near-upright
 //! fraction: the share of steps with |angle_normalize(θ)| < π/6.
@@ -18,7 +24,8 @@ use ekvae_envs::pendulum::{Pendulum, angle_normalize};
 use ekvae_envs::render::render;
 use ekvae_envs::{Env, ResetTo};
 use ekvae_planner::{
-    ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, PendulumCost, TruePendulum,
+    ControlBounds, Cost, Dynamics, ExactState, Mpc, MpcAgent, MpcConfig, MpcStep, PendulumCost,
+    TruePendulum,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
@@ -81,7 +88,8 @@ fn parse_start(s: &str) -> std::result::Result<[f64; 2], String> {
 /// Swing the pendulum up with iLQR-MPC and score it on the environment.
 #[derive(Debug, Args)]
 pub struct MpcArgs {
-    /// Dynamics to plan with: `true` (exact pendulum physics); a trained run directory comes with issue 6.
+    /// Dynamics to plan with: `true` (exact pendulum physics) or a run directory of `ekvae train`
+    /// (plan in its latent space from rendered frames, e.g. results/pixmpc-model).
     #[arg(long, default_value = "true")]
     pub model: ModelSource,
     /// Number of episodes.
@@ -90,9 +98,10 @@ pub struct MpcArgs {
     /// Seed of the random starting states (Gymnasium's reset distribution) and the planner's random starts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Planning horizon in steps (50 ms each).
-    #[arg(long, default_value_t = 40)]
-    pub horizon: usize,
+    /// Planning horizon in steps (50 ms each) [default: 40 for `--model true`, 30 for a learned
+    /// model, whose open-loop predictions drift over long horizons].
+    #[arg(long)]
+    pub horizon: Option<usize>,
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -123,6 +132,19 @@ pub struct MpcArgs {
     /// Side of the animation frames in pixels.
     #[arg(long, default_value_t = 64)]
     pub gif_size: usize,
+    /// Learned model: Jacobians of the latent transition given to iLQR (`seed`: F(z,u), B(z,u);
+    /// `exact`: including the mixing weights' derivative).
+    #[arg(long, value_enum, default_value_t = crate::learned::Jacobians::Seed)]
+    pub jacobians: crate::learned::Jacobians,
+    /// Learned model: weight of |z − z_goal|² per step in the latent cost [default: 1].
+    #[arg(long)]
+    pub state_weight: Option<f64>,
+    /// Learned model: weight of u² per step in the latent cost [default: 0.01].
+    #[arg(long)]
+    pub control_weight: Option<f64>,
+    /// Learned model: upright frames filtered (zero torque) to find the goal latent.
+    #[arg(long, default_value_t = 20)]
+    pub goal_steps: usize,
 }
 
 /// The resolved settings, saved in `summary.json`.
@@ -133,16 +155,45 @@ struct Settings {
     seed: u64,
     steps: usize,
     start: Option<[f64; 2]>,
-    cost: CostSettings,
+    /// The planning cost's settings (pendulum or latent).
+    cost: serde_json::Value,
+    /// What else defines the controller (for a learned model: checkpoint, goal, Jacobians).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    controller: Option<serde_json::Value>,
     mpc: MpcConfig,
 }
 
-#[derive(Debug, Serialize)]
-struct CostSettings {
-    w_theta: f64,
-    w_theta_dot: f64,
-    w_u: f64,
-    w_final: f64,
+/// What the episode loop drives: plans a control from the environment's state (the true
+/// model uses it directly; a learned model renders it and filters the frame).
+pub trait Controller {
+    /// Starts a new episode.
+    fn reset(&mut self);
+    /// The step planned for the environment in `state` = [θ, θ̇].
+    fn act(&mut self, state: [f64; 2]) -> ekvae_planner::Result<MpcStep>;
+}
+
+impl<D: Dynamics, C: Cost> Controller for MpcAgent<ExactState, D, C> {
+    fn reset(&mut self) {
+        MpcAgent::reset(self);
+    }
+    fn act(&mut self, state: [f64; 2]) -> ekvae_planner::Result<MpcStep> {
+        MpcAgent::act(self, &state)
+    }
+}
+
+/// A learned model's extras for the report: its name, the planning cost's and controller's
+/// settings, and the decoder that draws a frame from a belief state.
+pub struct Report<'a> {
+    /// The model as given on the command line.
+    pub model: String,
+    /// The cost settings for `summary.json`.
+    pub cost: serde_json::Value,
+    /// Further controller settings for `summary.json`.
+    pub controller: Option<serde_json::Value>,
+    /// Draws the model's frame (side `belief_frame_size`) of a planner state, for `belief.gif`.
+    pub decode: Option<&'a dyn Fn(&[f64]) -> Result<Vec<u8>>>,
+    /// Side of the decoded frames.
+    pub belief_frame_size: usize,
 }
 
 /// One step of one episode (a CSV row).
@@ -195,7 +246,10 @@ struct Environment {
 
 impl Environment {
     fn new(seed: u64) -> Self {
-        Self { env: Pendulum::default(), seed: Some(seed) }
+        Self {
+            env: Pendulum::default(),
+            seed: Some(seed),
+        }
     }
     /// Gymnasium's reset distribution (θ ~ U(−π, π), θ̇ ~ U(−1, 1)), or a given state.
     fn reset(&mut self, start: Option<[f64; 2]>) -> [f64; 2] {
@@ -233,15 +287,8 @@ fn sorted(v: impl IntoIterator<Item = f64>) -> Vec<f64> {
     v
 }
 
-/// Runs `ekvae mpc`.
-pub fn run(args: MpcArgs) -> Result<()> {
-    let model = match &args.model {
-        ModelSource::True => "true".to_string(),
-        ModelSource::Run(dir) => bail!(
-            "--model {}: learned-model MPC is not implemented yet (issue 6); use --model true",
-            dir.display()
-        ),
-    };
+/// The checks shared by both models; errors name the flag.
+fn check_args(args: &MpcArgs) -> Result<()> {
     if args.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
@@ -257,25 +304,94 @@ pub fn run(args: MpcArgs) -> Result<()> {
             args.gif_size
         );
     }
-    let dynamics = TruePendulum::default();
-    let (lower, upper) = dynamics.control_limits();
+    Ok(())
+}
+
+/// Default horizon of the true-model MPC.
+pub const TRUE_HORIZON: usize = 40;
+/// Default horizon of the learned-model MPC.
+pub const LEARNED_HORIZON: usize = 30;
+
+/// The MPC settings from the flags, with the pendulum's torque limits; `default_horizon`
+/// applies when `--horizon` is not given.
+pub fn mpc_config(args: &MpcArgs, default_horizon: usize) -> MpcConfig {
+    let (lower, upper) = TruePendulum::default().control_limits();
     let mut mpc_cfg = MpcConfig::with_bounds(ControlBounds { lower, upper });
-    mpc_cfg.horizon = args.horizon;
+    mpc_cfg.horizon = args.horizon.unwrap_or(default_horizon);
     mpc_cfg.iterations_per_step = args.iterations;
     mpc_cfg.replan_every = (args.replan_every > 0).then_some(args.replan_every);
     mpc_cfg.multistart_iterations = args.multistart_iterations;
     mpc_cfg.random_starts = args.random_starts;
     mpc_cfg.short_horizon_start = !args.no_short_horizon_start;
     mpc_cfg.seed = args.seed;
-    let cost = PendulumCost {
-        w_final: args.terminal_weight,
-        ..PendulumCost::default()
-    };
-    cost.check().context("--terminal-weight")?;
-    let mpc = Mpc::new(dynamics, cost, mpc_cfg.clone())
-        .context("invalid MPC settings (check --horizon and the iteration options)")?;
-    let mut agent = MpcAgent::new(ExactState, mpc);
+    mpc_cfg
+}
 
+/// Runs `ekvae mpc`.
+pub fn run(args: MpcArgs) -> Result<()> {
+    check_args(&args)?;
+    let dir = match &args.model {
+        ModelSource::True => None,
+        ModelSource::Run(dir) => Some(dir.clone()),
+    };
+    if let Some(dir) = dir {
+        crate::learned::run_mpc(&args, &dir).map(|_| ())
+    } else {
+        if args.state_weight.is_some() || args.control_weight.is_some() {
+            bail!(
+                "--state-weight and --control-weight set the latent cost of a learned model; --model true plans on the Pendulum-v1 cost (see --terminal-weight)"
+            );
+        }
+        let mpc_cfg = mpc_config(&args, TRUE_HORIZON);
+        let cost = PendulumCost {
+            w_final: args.terminal_weight,
+            ..PendulumCost::default()
+        };
+        cost.check().context("--terminal-weight")?;
+        let mpc = Mpc::new(TruePendulum::default(), cost, mpc_cfg.clone())
+            .context("invalid MPC settings (check --horizon and the iteration options)")?;
+        let mut agent = MpcAgent::new(ExactState, mpc);
+        let report = Report {
+            model: "true".into(),
+            cost: serde_json::json!({
+                "w_theta": cost.w_theta,
+                "w_theta_dot": cost.w_theta_dot,
+                "w_u": cost.w_u,
+                "w_final": cost.w_final,
+            }),
+            controller: None,
+            decode: None,
+            belief_frame_size: 0,
+        };
+        execute(&args, mpc_cfg, &mut agent, &report).map(|_| ())
+    }
+}
+
+/// The headline figures of a finished `ekvae mpc` run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// Mean Pendulum-v1 return.
+    pub mean_return: f64,
+    /// Share of successful episodes.
+    pub success_rate: f64,
+    /// Share of steps within π/6 of upright.
+    pub near_upright_fraction: f64,
+    /// Median and 95th percentile of the per-step controller time (ms).
+    pub plan_ms_median: f64,
+    /// 95th percentile of the per-step controller time (ms).
+    pub plan_ms_p95: f64,
+}
+
+/// Runs the episodes with `controller` and writes the CSV, summary, plots and animations.
+/// `plan_ms` is the controller's whole time per step (for a learned model: rendering,
+/// encoding, filtering and planning).
+pub fn execute(
+    args: &MpcArgs,
+    mpc_cfg: MpcConfig,
+    controller: &mut dyn Controller,
+    report: &Report<'_>,
+) -> Result<Outcome> {
+    check_args(args)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
 
@@ -286,17 +402,18 @@ pub fn run(args: MpcArgs) -> Result<()> {
     );
     let mut env = Environment::new(args.seed);
     let mut rows: Vec<StepRow> = Vec::with_capacity(args.episodes * args.steps);
+    let mut beliefs: Vec<Vec<f64>> = Vec::with_capacity(args.episodes * args.steps);
     let mut episodes = Vec::with_capacity(args.episodes);
     for ep in 0..args.episodes {
         let start = env.reset(args.start);
-        agent.reset();
+        controller.reset();
         let mut ret = 0.0;
         let first_row = rows.len();
         for t in 0..args.steps {
             let x = env.state();
             let t0 = Instant::now();
-            let plan = agent
-                .act(&x)
+            let plan = controller
+                .act(x)
                 .with_context(|| format!("planning failed at episode {ep}, step {t}"))?;
             let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
             let reward = env.step(plan.u[0]);
@@ -311,6 +428,7 @@ pub fn run(args: MpcArgs) -> Result<()> {
                 plan_ms,
                 iterations: plan.iterations,
             });
+            beliefs.push(plan.state);
         }
         let ep_rows = &rows[first_row..];
         let angles: Vec<f64> = ep_rows
@@ -349,17 +467,13 @@ pub fn run(args: MpcArgs) -> Result<()> {
     let times = sorted(rows.iter().map(|r| r.plan_ms));
     let summary = Summary {
         settings: Settings {
-            model,
+            model: report.model.clone(),
             episodes: args.episodes,
             seed: args.seed,
             steps: args.steps,
             start: args.start,
-            cost: CostSettings {
-                w_theta: cost.w_theta,
-                w_theta_dot: cost.w_theta_dot,
-                w_u: cost.w_u,
-                w_final: cost.w_final,
-            },
+            cost: report.cost.clone(),
+            controller: report.controller.clone(),
             mpc: mpc_cfg,
         },
         mean_return,
@@ -400,10 +514,35 @@ pub fn run(args: MpcArgs) -> Result<()> {
         .filter(|r| r.episode == shown)
         .map(|r| r.theta)
         .collect();
-    animate(&args.out.join("swingup.gif"), &thetas, args.gif_size)?;
+    let size = args.gif_size;
+    animate(
+        &args.out.join("swingup.gif"),
+        (size, size),
+        thetas.iter().map(|th| Ok(render(*th, size))),
+    )?;
+    if let Some(decode) = report.decode {
+        let shown_beliefs = rows
+            .iter()
+            .zip(&beliefs)
+            .filter(|(r, _)| r.episode == shown);
+        let s = report.belief_frame_size;
+        animate(
+            &args.out.join("belief.gif"),
+            (2 * size + BELIEF_GAP, size),
+            shown_beliefs.map(|(r, z)| {
+                let decoded = decode(z)?;
+                Ok(side_by_side(
+                    &render(r.theta, size),
+                    &upscale(&decoded, s, size),
+                    size,
+                ))
+            }),
+        )?;
+    }
 
     println!(
-        "mpc: {} episodes, mean return {:.2} ± {:.2}, success {:.0}%, near-upright {:.1}%, plan ms median {:.4} p95 {:.4} max {:.3}; wrote {}",
+        "mpc ({}): {} episodes, mean return {:.2} ± {:.2}, success {:.0}%, near-upright {:.1}%, plan ms median {:.4} p95 {:.4} max {:.3}; wrote {}",
+        report.model,
         args.episodes,
         summary.mean_return,
         summary.std_return,
@@ -414,7 +553,40 @@ pub fn run(args: MpcArgs) -> Result<()> {
         summary.plan_ms_max,
         args.out.display()
     );
-    Ok(())
+    Ok(Outcome {
+        mean_return: summary.mean_return,
+        success_rate: summary.success_rate,
+        near_upright_fraction: summary.near_upright_fraction,
+        plan_ms_median: summary.plan_ms_median,
+        plan_ms_p95: summary.plan_ms_p95,
+    })
+}
+
+/// Pixels between the two halves of `belief.gif` (drawn mid-gray).
+const BELIEF_GAP: usize = 2;
+
+/// Nearest-neighbour resize of a square `from × from` frame to `to × to`.
+fn upscale(frame: &[u8], from: usize, to: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(to * to);
+    for y in 0..to {
+        let sy = y * from / to;
+        for x in 0..to {
+            out.push(frame[sy * from + x * from / to]);
+        }
+    }
+    out
+}
+
+/// Two `size × size` frames next to each other with a gray gap: `[size, 2·size + gap]`.
+fn side_by_side(left: &[u8], right: &[u8], size: usize) -> Vec<u8> {
+    let width = 2 * size + BELIEF_GAP;
+    let mut out = Vec::with_capacity(width * size);
+    for y in 0..size {
+        out.extend_from_slice(&left[y * size..(y + 1) * size]);
+        out.extend(std::iter::repeat_n(128u8, BELIEF_GAP));
+        out.extend_from_slice(&right[y * size..(y + 1) * size]);
+    }
+    out
 }
 
 /// A temporary sibling of `path` (same folder, so the final rename is atomic); keeps the
@@ -511,22 +683,27 @@ fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usiz
     finish_atomic(&tmp, path)
 }
 
-/// Writes the rollout's angles as an animated grayscale GIF, one frame per step at the real
-/// 50 ms per step, looping.
-fn animate(path: &Path, thetas: &[f64], size: usize) -> Result<()> {
+/// Writes grayscale frames (`width × height` bytes each, row-major) as an animated GIF, one
+/// frame per step at the real 50 ms per step, looping.
+fn animate(
+    path: &Path,
+    (width, height): (usize, usize),
+    frames: impl Iterator<Item = Result<Vec<u8>>>,
+) -> Result<()> {
     let tmp = temp_sibling(path);
-    let side = u16::try_from(size).context("frame size too large for a GIF")?;
+    let w = u16::try_from(width).context("frame size too large for a GIF")?;
+    let h = u16::try_from(height).context("frame size too large for a GIF")?;
     let palette: Vec<u8> = (0..=255u8).flat_map(|v| [v, v, v]).collect();
     {
         let file = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut enc = gif::Encoder::new(std::io::BufWriter::new(file), side, side, &palette)
+        let mut enc = gif::Encoder::new(std::io::BufWriter::new(file), w, h, &palette)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         enc.set_repeat(gif::Repeat::Infinite)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
-        for th in thetas {
-            let pixels = render(*th, size);
-            let mut frame = gif::Frame::from_indexed_pixels(side, side, &pixels, None);
+        for pixels in frames {
+            let pixels = pixels?;
+            let mut frame = gif::Frame::from_indexed_pixels(w, h, &pixels, None);
             frame.delay = 5; // hundredths of a second: dt = 50 ms
             enc.write_frame(&frame)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;

@@ -27,6 +27,7 @@ pub mod linalg;
 pub mod metrics;
 pub mod nets;
 pub mod objective;
+pub mod plain;
 pub mod ssm;
 pub mod train;
 

@@ -2,4 +2,5 @@
 
 mod envs;
 mod mpc;
+mod pixmpc;
 mod model;

@@ -112,7 +112,7 @@ fn bad_arguments_fail_with_one_clear_line() {
     for (args, needle) in [
         (vec!["--start", "1"], "THETA,THETADOT"),
         (vec!["--start", "0,nan"], "not a finite number"),
-        (vec!["--model", "no/such/run"], "use --model true"),
+        (vec!["--model", "no/such/run"], "run directory does not exist"),
         (vec!["--horizon", "0"], "horizon"),
         (vec!["--episodes", "0"], "--episodes"),
     ] {

@@ -1,0 +1,495 @@
+//! MPC on a trained EKVAE: the planner runs in the model's latent space.
+//!
+//! - [`LearnedModel`]: a trained run loaded from its directory — the burn model (encoder and
+//!   decoder, used once per frame) and its linear-Gaussian parts exported to plain `f64`
+//!   ([`PlainModel`]) for the planner's inner loop and the filter.
+//! - [`LatentDynamics`]: the transition mean `z' = F(z,u) z + B(z,u) u` as a planner
+//!   [`Dynamics`], with the seed's Jacobians `(F(z,u), B(z,u))` or the exact ones
+//!   ([`Jacobians`]).
+//! - [`PixelFilter`]: the planner's [`StateEstimator`]: each rendered frame goes through the
+//!   encoder (its mean is the auxiliary observation `a_t`) and, with the applied action, one
+//!   step of the model's extended Kalman filter; the filtered mean is the state planned from.
+//! - [`LearnedModel::goal_latent`]: the latent of the pendulum upright at rest, and
+//!   [`latent_cost`], the quadratic cost around it.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor, TensorData};
+use ekvae_envs::render::{render, render_into};
+use ekvae_model::Ekvae;
+use ekvae_model::plain::{Belief, PlainModel};
+use ekvae_model::train::{RunDir, TrainConfig};
+use ekvae_planner::{Dynamics, Mpc, MpcAgent, MpcStep, QuadraticCost, StateEstimator};
+
+use crate::mpc::{Controller, LEARNED_HORIZON, MpcArgs, Outcome, Report, execute, mpc_config};
+use serde::Serialize;
+
+/// Which Jacobians [`LatentDynamics`] gives the planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Jacobians {
+    /// `A = F(z,u)`, `B = B(z,u)`: the locally-linear model taken as its own linearisation,
+    /// as the seed and the EKVAE's filter do (ignores `∂α/∂(z,u)`).
+    #[default]
+    Seed,
+    /// The exact derivatives of the transition mean, including the mixing weights' `∂α/∂(z,u)`.
+    Exact,
+}
+
+/// The learned transition mean as planner dynamics (plain Rust, no burn).
+#[derive(Debug, Clone)]
+pub struct LatentDynamics {
+    model: Rc<PlainModel>,
+    jacobians: Jacobians,
+}
+
+impl LatentDynamics {
+    /// Dynamics over `model`'s transition with the chosen Jacobians.
+    pub fn new(model: Rc<PlainModel>, jacobians: Jacobians) -> Self {
+        Self { model, jacobians }
+    }
+}
+
+impl Dynamics for LatentDynamics {
+    fn state_dim(&self) -> usize {
+        self.model.transition.state_dim()
+    }
+    fn control_dim(&self) -> usize {
+        self.model.transition.action_dim()
+    }
+    fn step(&self, x: &[f64], u: &[f64], x_next: &mut [f64]) {
+        self.model.transition.mean(x, u, x_next);
+    }
+    fn linearize(&self, x: &[f64], u: &[f64], x_next: &mut [f64], a: &mut [f64], b: &mut [f64]) {
+        match self.jacobians {
+            Jacobians::Seed => self.model.transition.linearize(x, u, x_next, a, b),
+            Jacobians::Exact => self.model.transition.linearize_exact(x, u, x_next, a, b),
+        }
+    }
+}
+
+/// A trained EKVAE loaded from a run directory.
+#[derive(Debug)]
+pub struct LearnedModel {
+    /// The burn model (CPU).
+    pub ekvae: Ekvae,
+    /// Its transition, observation and prior in plain `f64`.
+    pub plain: Rc<PlainModel>,
+    /// The run's resolved config.
+    pub config: TrainConfig,
+    /// Epoch of the loaded checkpoint.
+    pub epoch: usize,
+    device: Device,
+}
+
+impl LearnedModel {
+    /// Loads the last checkpoint of the run in `dir` (made by `ekvae train`).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let run = RunDir::new(dir);
+        let config = run
+            .read_config()
+            .with_context(|| format!("--model {}", dir.display()))?;
+        let state = run
+            .read_state()
+            .with_context(|| format!("--model {}", dir.display()))?;
+        let device = Device::flex();
+        let ekvae = run
+            .load_model(&config, &state, &device)
+            .with_context(|| format!("--model {}: cannot load the checkpoint", dir.display()))?;
+        if ekvae.action_dim() != 1 {
+            bail!(
+                "--model {}: the model takes {}-dimensional actions; the pendulum has 1",
+                dir.display(),
+                ekvae.action_dim()
+            );
+        }
+        let plain = PlainModel::from_ekvae(&ekvae)
+            .with_context(|| format!("--model {}: cannot export the transition", dir.display()))?;
+        Ok(Self {
+            ekvae,
+            plain: Rc::new(plain),
+            config,
+            epoch: state.epoch,
+            device,
+        })
+    }
+
+    /// Wraps an in-memory model (e.g. freshly initialised, for tests) with its run config.
+    pub fn from_model(ekvae: Ekvae, config: TrainConfig, epoch: usize) -> Result<Self> {
+        let plain = PlainModel::from_ekvae(&ekvae).context("cannot export the transition")?;
+        let device = ekvae.device();
+        Ok(Self {
+            ekvae,
+            plain: Rc::new(plain),
+            config,
+            epoch,
+            device,
+        })
+    }
+
+    /// Image side S the model was trained on.
+    pub fn image_size(&self) -> usize {
+        self.ekvae.image_size()
+    }
+
+    /// The encoder's mean of q(a | x) for one grayscale frame (`S·S` bytes, row-major).
+    pub fn encode(&self, frame: &[u8]) -> Result<Vec<f64>> {
+        let s = self.image_size();
+        if frame.len() != s * s {
+            bail!("frame has {} pixels, the model takes {s}×{s}", frame.len());
+        }
+        let x: Vec<f32> = frame.iter().map(|&v| f32::from(v) / 255.0).collect();
+        let x = Tensor::<3>::from_data(TensorData::new(x, [1, s, s]), &self.device);
+        let (mean, _) = self.ekvae.encoder.forward(x);
+        mean.into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .map_err(|e| anyhow::anyhow!("cannot read the encoder output: {e:?}"))
+    }
+
+    /// The frame the decoder draws for latent `z` (through `a = H z`): Bernoulli means
+    /// `sigmoid(logits)` as grayscale bytes, `S·S`, row-major.
+    pub fn decode(&self, z: &[f64]) -> Result<Vec<u8>> {
+        let a: Vec<f32> = self.plain.observe(z).iter().map(|v| *v as f32).collect();
+        let m = a.len();
+        let a = Tensor::<2>::from_data(TensorData::new(a, [1, m]), &self.device);
+        let p = sigmoid(self.ekvae.decoder.forward(a));
+        let v = p
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read the decoder output: {e:?}"))?;
+        Ok(v.iter()
+            .map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect())
+    }
+
+    /// The latent of the pendulum upright at rest: `steps` rendered upright frames (θ = 0)
+    /// through the encoder and the filter with zero actions; the last filtered mean.
+    pub fn goal_latent(&self, steps: usize) -> Result<Vec<f64>> {
+        if steps == 0 {
+            bail!("--goal-steps must be at least 1");
+        }
+        let frame = render(0.0, self.image_size());
+        let mut filter = PixelFilter::new(self);
+        let mut z = Vec::new();
+        for t in 0..steps {
+            let last = (t > 0).then_some([0.0]);
+            z = filter
+                .observe(&frame, last.as_ref().map(|u| u.as_slice()))
+                .context("filtering the upright frames")?;
+        }
+        Ok(z)
+    }
+}
+
+/// Online state estimation from frames: the model's encoder and extended Kalman filter.
+#[derive(Debug)]
+pub struct PixelFilter<'a> {
+    model: &'a LearnedModel,
+    belief: Option<Belief>,
+}
+
+impl<'a> PixelFilter<'a> {
+    /// A filter that starts each episode from the model's prior p(z_1).
+    pub fn new(model: &'a LearnedModel) -> Self {
+        Self {
+            model,
+            belief: None,
+        }
+    }
+
+    /// The current belief (after the last frame), if any.
+    pub fn belief(&self) -> Option<&Belief> {
+        self.belief.as_ref()
+    }
+}
+
+impl StateEstimator for PixelFilter<'_> {
+    type Observation = [u8];
+    fn reset(&mut self) {
+        self.belief = None;
+    }
+    fn observe(
+        &mut self,
+        frame: &[u8],
+        last_action: Option<&[f64]>,
+    ) -> ekvae_planner::Result<Vec<f64>> {
+        let plain = &self.model.plain;
+        // Encode first: a bad frame leaves the belief as it was.
+        let a = self
+            .model
+            .encode(frame)
+            .map_err(|e| ekvae_planner::Error::Estimator(format!("{e:#}")))?;
+        let predicted = match (&self.belief, last_action) {
+            (Some(b), Some(u)) => plain.predict(b, u),
+            // First frame of an episode (or no action known): the prior.
+            _ => plain.prior_belief(),
+        };
+        let b = plain
+            .update(&predicted, &a)
+            .map_err(|e| ekvae_planner::Error::Estimator(e.to_string()))?;
+        let z = b.mean.clone();
+        self.belief = Some(b);
+        Ok(z)
+    }
+}
+
+/// The learned model's controller for the episode loop: renders the environment's state at
+/// the model's image size and hands the frame to the filter-then-plan agent.
+pub struct PixelController<'a> {
+    /// Filter and MPC.
+    pub agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>,
+    size: usize,
+    frame: Vec<u8>,
+}
+
+impl Controller for PixelController<'_> {
+    fn reset(&mut self) {
+        self.agent.reset();
+    }
+    fn act(&mut self, state: [f64; 2]) -> ekvae_planner::Result<MpcStep> {
+        render_into(state[0], self.size, &mut self.frame);
+        self.agent.act(&self.frame)
+    }
+}
+
+/// `ekvae mpc --model RUN_DIR`: loads the run, finds the goal latent, and runs the shared
+/// episode loop ([`crate::mpc::execute`]) with a [`PixelController`].
+pub fn run_mpc(args: &MpcArgs, dir: &Path) -> Result<Outcome> {
+    let model = LearnedModel::load(dir)?;
+    let weights = LatentCostWeights {
+        state: args
+            .state_weight
+            .unwrap_or(LatentCostWeights::default().state),
+        control: args
+            .control_weight
+            .unwrap_or(LatentCostWeights::default().control),
+        terminal: args.terminal_weight,
+    };
+    let goal = model.goal_latent(args.goal_steps)?;
+    let cost = latent_cost(goal.clone(), weights, 1)
+        .context("--state-weight/--control-weight/--terminal-weight")?;
+    let mpc_cfg = mpc_config(args, LEARNED_HORIZON);
+    let dynamics = LatentDynamics::new(model.plain.clone(), args.jacobians);
+    let mpc = Mpc::new(dynamics, cost, mpc_cfg.clone())
+        .context("invalid MPC settings (check --horizon and the iteration options)")?;
+    let size = model.image_size();
+    let mut controller = PixelController {
+        agent: MpcAgent::new(PixelFilter::new(&model), mpc),
+        size,
+        frame: vec![0; size * size],
+    };
+    let decode = |z: &[f64]| model.decode(z);
+    let report = Report {
+        model: dir.display().to_string(),
+        cost: serde_json::json!({
+            "kind": "latent quadratic",
+            "state_weight": weights.state,
+            "control_weight": weights.control,
+            "terminal_weight": weights.terminal,
+            "goal_latent": goal,
+        }),
+        controller: Some(serde_json::json!({
+            "checkpoint_epoch": model.epoch,
+            "image_size": size,
+            "state_dim": model.plain.state_dim(),
+            "aux_dim": model.plain.aux_dim(),
+            "num_bases": model.plain.transition.num_bases(),
+            "jacobians": args.jacobians,
+            "goal_steps": args.goal_steps,
+            "estimator": "encoder mean → extended Kalman filter (plain f64)",
+        })),
+        decode: Some(&decode),
+        belief_frame_size: size,
+    };
+    execute(args, mpc_cfg, &mut controller, &report)
+}
+
+/// Weights of the quadratic latent cost `Σ_t w_s |z_t − z̄|² + w_u |u_t|² + w_s w_f |z_T − z̄|²`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatentCostWeights {
+    /// State weight `w_s` (running).
+    pub state: f64,
+    /// Control weight `w_u`.
+    pub control: f64,
+    /// Terminal weight `w_f`, relative to one running step's state weight.
+    pub terminal: f64,
+}
+
+impl Default for LatentCostWeights {
+    fn default() -> Self {
+        Self {
+            state: 1.0,
+            control: 0.01,
+            terminal: 1.0,
+        }
+    }
+}
+
+/// The quadratic cost around `goal` with isotropic weights.
+pub fn latent_cost(
+    goal: Vec<f64>,
+    w: LatentCostWeights,
+    action_dim: usize,
+) -> Result<QuadraticCost> {
+    if !(w.state >= 0.0 && w.control > 0.0 && w.terminal >= 0.0)
+        || ![w.state, w.control, w.terminal]
+            .iter()
+            .all(|v| v.is_finite())
+    {
+        bail!(
+            "latent cost weights must be finite with state ≥ 0, control > 0, terminal ≥ 0 (got {}, {}, {})",
+            w.state,
+            w.control,
+            w.terminal
+        );
+    }
+    let n = goal.len();
+    let eye = |s: f64, d: usize| -> Vec<f64> {
+        (0..d * d)
+            .map(|i| if i % (d + 1) == 0 { s } else { 0.0 })
+            .collect()
+    };
+    Ok(QuadraticCost::new(
+        goal,
+        eye(w.state, n),
+        eye(w.control, action_dim),
+        eye(w.state * w.terminal, n),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekvae_model::plain::PlainTransition;
+
+    /// Dynamics delegate to the plain transition: `step` is the mean, `linearize` gives the
+    /// seed's or the exact Jacobians; the exact `A` matches a finite difference of `step`.
+    #[test]
+    fn latent_dynamics_delegate_to_the_plain_transition() {
+        // Two bases that differ; a mixing network that depends on z.
+        let t = PlainTransition::new(
+            2,
+            1,
+            vec![1.5, -0.7, 0.4, 0.9, -1.2, 0.3],
+            vec![0.1, -0.2],
+            vec![2.0, -1.0, -1.5, 1.0],
+            vec![0.0, 0.3],
+            vec![1.0, 0.1, -0.1, 1.0, 0.8, 0.0, 0.0, 0.9],
+            vec![0.0, 1.0, 0.5, 0.2],
+            vec![0.01; 4],
+        )
+        .unwrap();
+        let plain = Rc::new(PlainModel {
+            transition: t,
+            h: vec![1.0, 0.0, 0.0, 1.0],
+            r: vec![0.1, 0.1],
+            prior_mean: vec![0.0; 2],
+            prior_var: vec![1.0; 2],
+            jitter: 0.0,
+        });
+        let (z, u) = ([0.4, -0.9], [0.7]);
+        for jac in [Jacobians::Seed, Jacobians::Exact] {
+            let d = LatentDynamics::new(plain.clone(), jac);
+            assert_eq!((d.state_dim(), d.control_dim()), (2, 1));
+            let mut next = [0.0; 2];
+            d.step(&z, &u, &mut next);
+            let (mut n2, mut a, mut b) = ([0.0; 2], [0.0; 4], [0.0; 2]);
+            d.linearize(&z, &u, &mut n2, &mut a, &mut b);
+            assert_eq!(next, n2);
+            let h = 1e-6;
+            let mut worst: f64 = 0.0;
+            for j in 0..2 {
+                let (mut zp, mut zm) = (z, z);
+                zp[j] += h;
+                zm[j] -= h;
+                let (mut p, mut m) = ([0.0; 2], [0.0; 2]);
+                d.step(&zp, &u, &mut p);
+                d.step(&zm, &u, &mut m);
+                for r in 0..2 {
+                    worst = worst.max(((p[r] - m[r]) / (2.0 * h) - a[r * 2 + j]).abs());
+                }
+            }
+            match jac {
+                Jacobians::Exact => assert!(worst < 1e-7, "exact A off by {worst}"),
+                Jacobians::Seed => assert!(worst > 1e-3, "seed A should differ here, by {worst}"),
+            }
+        }
+    }
+
+    /// The estimator on a constructed case: its first frame updates the prior with the
+    /// encoder's mean; later frames predict with the applied action first; `reset` starts
+    /// over; the goal is the filtered mean after the upright frames with zero torque.
+    #[test]
+    fn pixel_filter_is_encoder_then_ekf() {
+        let device = Device::flex();
+        let cfg = TrainConfig::default();
+        let mut mcfg = cfg.model.clone();
+        mcfg.image_size = 8;
+        mcfg.channels = 4;
+        mcfg.hidden = 8;
+        let model = LearnedModel::from_model(mcfg.init(&device).unwrap(), cfg, 0).unwrap();
+        let (f1, f2) = (render(2.0, 8), render(2.3, 8));
+        let plain = &model.plain;
+        let want1 = plain
+            .update(&plain.prior_belief(), &model.encode(&f1).unwrap())
+            .unwrap();
+        let want2 = plain
+            .update(&plain.predict(&want1, &[0.5]), &model.encode(&f2).unwrap())
+            .unwrap();
+        let mut filter = PixelFilter::new(&model);
+        assert_eq!(filter.observe(&f1, None).unwrap(), want1.mean);
+        assert_eq!(filter.belief().unwrap(), &want1);
+        assert_eq!(filter.observe(&f2, Some(&[0.5])).unwrap(), want2.mean);
+        filter.reset();
+        assert!(filter.belief().is_none());
+        assert_eq!(filter.observe(&f1, None).unwrap(), want1.mean);
+        // The goal latent: the same filter over upright frames with zero torque.
+        let up = render(0.0, 8);
+        let mut b = plain
+            .update(&plain.prior_belief(), &model.encode(&up).unwrap())
+            .unwrap();
+        for _ in 1..5 {
+            b = plain
+                .update(&plain.predict(&b, &[0.0]), &model.encode(&up).unwrap())
+                .unwrap();
+        }
+        assert_eq!(model.goal_latent(5).unwrap(), b.mean);
+        assert!(model.goal_latent(0).is_err());
+        // A frame of the wrong size is an estimator error, not a panic.
+        let before = filter.belief().cloned();
+        assert!(matches!(
+            filter.observe(&[0u8; 10], Some(&[0.0])),
+            Err(ekvae_planner::Error::Estimator(_))
+        ));
+        assert_eq!(filter.belief().cloned(), before);
+        // Decoding gives a frame of the model's size.
+        assert_eq!(model.decode(&b.mean).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn latent_cost_checks_weights() {
+        let goal = vec![1.0, 0.0];
+        assert!(latent_cost(goal.clone(), LatentCostWeights::default(), 1).is_ok());
+        for w in [
+            LatentCostWeights {
+                control: 0.0,
+                ..Default::default()
+            },
+            LatentCostWeights {
+                state: -1.0,
+                ..Default::default()
+            },
+            LatentCostWeights {
+                terminal: f64::NAN,
+                ..Default::default()
+            },
+        ] {
+            assert!(latent_cost(goal.clone(), w, 1).is_err());
+        }
+    }
+}
