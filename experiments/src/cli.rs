@@ -19,14 +19,14 @@ pub enum Command {
     Collect(crate::collect::CollectArgs),
     /// Describe a dataset file and write a contact sheet of its frames.
     Inspect(crate::inspect::InspectArgs),
-    /// Swing the pendulum up with iLQR model-predictive control and score it (returns, success, plan times).
-    Mpc(crate::mpc::MpcArgs),
-    /// The whole pipeline on built-in defaults: collect → train → eval → swing up from pixels.
-    Demo(crate::demo::DemoArgs),
     /// Train an EKVAE world model on a collected dataset.
     Train(crate::train::TrainArgs),
     /// Evaluate a trained run: latent-space identification (R²) and the latent-space figure.
     Eval(crate::eval::EvalArgs),
+    /// Swing the pendulum up with iLQR model-predictive control and score it (returns, success, plan times).
+    Mpc(crate::mpc::MpcArgs),
+    /// The whole pipeline on built-in defaults: collect → train → eval → swing up from pixels.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Parse the command line, run the subcommand, print any error as one line and exit non-zero.
@@ -46,9 +46,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Collect(args) => crate::collect::run(args),
         Command::Inspect(args) => crate::inspect::run(args),
-        Command::Mpc(args) => crate::mpc::run(args),
-        Command::Demo(args) => crate::demo::run(args),
         Command::Train(args) => crate::train::run(args),
         Command::Eval(args) => crate::eval::run(args),
+        Command::Mpc(args) => crate::mpc::run(args),
+        Command::Demo(args) => crate::demo::run(args),
     }
 }
