@@ -119,6 +119,14 @@ fn pca_2d(z: &[f64], n: usize) -> Vec<(f64, f64)> {
     let mut axes: Vec<Vec<f64>> = Vec::new();
     for k in 0..2.min(n) {
         let mut v: Vec<f64> = (0..n).map(|i| if i == k { 1.0 } else { 0.1 }).collect();
+        // Start orthogonal to the axes found so far (kept if the remaining variance is zero).
+        for a in &axes {
+            let d: f64 = v.iter().zip(a).map(|(x, y)| x * y).sum();
+            v.iter_mut().zip(a).for_each(|(x, y)| *x -= d * y);
+        }
+        let norm0 = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
+        v.iter_mut().for_each(|x| *x /= norm0);
+        let trace: f64 = (0..n).map(|i| cov[i * n + i]).sum();
         for _ in 0..500 {
             let mut w = vec![0.0; n];
             for i in 0..n {
@@ -131,7 +139,7 @@ fn pca_2d(z: &[f64], n: usize) -> Vec<(f64, f64)> {
                 w.iter_mut().zip(a).for_each(|(x, y)| *x -= d * y);
             }
             let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if norm < 1e-300 {
+            if norm <= 1e-12 * trace.max(1e-300) {
                 break;
             }
             v = w.into_iter().map(|x| x / norm).collect();

@@ -20,6 +20,9 @@ type ModelResult<T> = crate::Result<T>;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
+/// Serialises model initialisation (see [`EkvaeConfig::init_seeded`]).
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Sizes and initialisation of an [`Ekvae`]. The defaults are the ones the README's results
 /// were obtained with (see `model/NOTES-FOR-README.md`).
 #[derive(Config, Debug, PartialEq)]
@@ -88,8 +91,37 @@ impl EkvaeConfig {
         Ok(())
     }
 
-    /// Build the model (after [`check`](Self::check)).
+    /// Build the model (after [`check`](Self::check)) with the device's random number
+    /// generator as it is (see [`init_seeded`](Self::init_seeded)).
     pub fn init(&self, device: &Device) -> ModelResult<Ekvae> {
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        self.init_unlocked(device)
+    }
+
+    /// Seed the device's random number generator with `seed` and build the model, atomically
+    /// with respect to other initialisations in this process: burn's layer initialisers draw
+    /// from a process-wide generator, so without the lock two models built at the same time
+    /// (e.g. parallel tests) would interleave their draws and not be reproducible.
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> ModelResult<Ekvae> {
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(seed);
+        self.init_unlocked(device)
+    }
+
+    fn init_unlocked(&self, device: &Device) -> ModelResult<Ekvae> {
+        /// burn initialises parameters lazily, at first use: draw them now, under the lock.
+        struct Materialize;
+        impl burn::module::ModuleVisitor for Materialize {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        let model = self.build(device)?;
+        model.visit(&mut Materialize);
+        Ok(model)
+    }
+
+    fn build(&self, device: &Device) -> ModelResult<Ekvae> {
         self.check()?;
         Ok(Ekvae {
             encoder: EncoderConfig::new(self.image_size, self.aux_dim)

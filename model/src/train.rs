@@ -332,8 +332,7 @@ impl Trainer {
     pub fn new(config: TrainConfig, device: &Device) -> Result<Self> {
         config.check()?;
         let device = device.clone().autodiff();
-        device.seed(config.seed);
-        let model = with_positional_ids(config.model.init(&device)?);
+        let model = with_positional_ids(config.model.init_seeded(&device, config.seed)?);
         let schedule = LambdaSchedule::new(match config.objective {
             Objective::Constrained => config.lambda,
             Objective::Elbo => LambdaConfig { init: 1.0, min: 1.0, max: 1.0, ..config.lambda },
