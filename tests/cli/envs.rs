@@ -2,15 +2,8 @@
 
 use ekvae::envs::Dataset;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ekvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ekvae")).args(args).output().expect("run ekvae")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use super::{assert_clean_failure, ekvae, stderr};
+use std::process::Command;
 
 /// A small collection into `dir/name`, asserting success.
 fn collect_small(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
@@ -33,16 +26,6 @@ fn collect_small(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
     let o = ekvae(&args);
     assert!(o.status.success(), "collect failed: {}", stderr(&o));
     out
-}
-
-/// A failed command: non-zero exit, one `error:` line naming `needle`, no panic.
-fn assert_clean_failure(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error:"), "no error line: {err}");
-    assert!(last.contains(needle), "error line does not mention '{needle}': {last}");
 }
 
 #[test]

@@ -1,24 +1,8 @@
 //! `ekvae train` and `ekvae eval` end to end on a tiny budget, `--resume`, and bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn ekvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ekvae")).args(args).output().expect("run ekvae")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_clean_failure(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error:"), "no error line: {err}");
-    assert!(last.contains(needle), "error line does not mention '{needle}': {last}");
-}
+use super::{assert_clean_failure, ekvae, stderr};
+use std::process::Output;
 
 fn collect(dir: &Path, name: &str, size: usize, seed: u64) -> PathBuf {
     let out = dir.join(name);

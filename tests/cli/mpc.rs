@@ -1,16 +1,12 @@
 //! `ekvae mpc` end to end: one short episode from hanging at rest, and bad input.
 
-use std::process::Command;
-
-fn ekvae() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ekvae"))
-}
+use super::{ekvae_cmd, read_steps_csv};
 
 #[test]
 fn one_short_episode_writes_csv_summary_plot_and_animation() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let status = ekvae()
+    let status = ekvae_cmd()
         .args([
             "mpc",
             "--model",
@@ -40,15 +36,7 @@ fn one_short_episode_writes_csv_summary_plot_and_animation() {
         String::from_utf8_lossy(&status.stderr)
     );
 
-    let csv = std::fs::read_to_string(out.join("steps.csv")).unwrap();
-    let mut lines = csv.lines();
-    assert_eq!(
-        lines.next(),
-        Some("episode,t,theta,theta_dot,u,reward,plan_ms,iterations")
-    );
-    let rows: Vec<Vec<f64>> = lines
-        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
-        .collect();
+    let rows = read_steps_csv(&out.join("steps.csv"));
     assert_eq!(rows.len(), 60);
     assert_eq!(&rows[0][..4], &[0.0, 0.0, std::f64::consts::PI, 0.0]);
     for (t, r) in rows.iter().enumerate() {
@@ -116,7 +104,7 @@ fn bad_arguments_fail_with_one_clear_line() {
         (vec!["--horizon", "0"], "horizon"),
         (vec!["--episodes", "0"], "--episodes"),
     ] {
-        let out = ekvae()
+        let out = ekvae_cmd()
             .arg("mpc")
             .args(&args)
             .arg("--out")

@@ -2,11 +2,8 @@
 //! episodes, train one small epoch, then one short pixel-MPC episode; and bad input.
 
 use std::path::Path;
+use super::{ekvae_cmd, read_steps_csv};
 use std::process::Command;
-
-fn ekvae() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ekvae"))
-}
 
 fn ok(cmd: &mut Command) {
     let out = cmd.output().unwrap();
@@ -20,7 +17,7 @@ fn ok(cmd: &mut Command) {
 /// A tiny EKVAE run (8×8 frames, small networks, two minibatches) in `dir/run`.
 fn tiny_run(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data.npz");
-    ok(ekvae()
+    ok(ekvae_cmd()
         .args([
             "collect",
             "--episodes",
@@ -43,7 +40,7 @@ fn tiny_run(dir: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     let run = dir.join("run");
-    ok(ekvae()
+    ok(ekvae_cmd()
         .args(["train", "--quiet", "--data"])
         .arg(&data)
         .arg("--config")
@@ -58,7 +55,7 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let run = tiny_run(dir.path());
     let out = dir.path().join("mpc");
-    ok(ekvae()
+    ok(ekvae_cmd()
         .args(["mpc", "--model"])
         .arg(&run)
         .args([
@@ -86,15 +83,7 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
         ])
         .arg(&out));
 
-    let csv = std::fs::read_to_string(out.join("steps.csv")).unwrap();
-    let mut lines = csv.lines();
-    assert_eq!(
-        lines.next(),
-        Some("episode,t,theta,theta_dot,u,reward,plan_ms,iterations")
-    );
-    let rows: Vec<Vec<f64>> = lines
-        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
-        .collect();
+    let rows = read_steps_csv(&out.join("steps.csv"));
     assert_eq!(rows.len(), 100);
     for r in &rows {
         assert!((-2.0..=2.0).contains(&r[4]), "torque {} out of range", r[4]);
@@ -156,7 +145,7 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
         ),
         (vec!["--model", dir.path().to_str().unwrap()], "config.toml"),
     ] {
-        let o = ekvae()
+        let o = ekvae_cmd()
             .arg("mpc")
             .args(&args)
             .arg("--out")
@@ -178,7 +167,7 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
 fn demo_rejects_zero_epochs_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = ekvae()
+    let o = ekvae_cmd()
         .args(["demo", "--quick", "--epochs", "0", "--out"])
         .arg(&out)
         .output()
