@@ -34,12 +34,7 @@ impl BurnDynamics<'_> {
         let step = self.t.linearize(z.clone(), uu.clone());
         let mean = step.f.clone().matmul(z.reshape([1, n, 1]))
             + step.b.clone().matmul(uu.reshape([1, 1, 1]));
-        let v = |t: Tensor<3>| {
-            t.into_data()
-                .convert::<f64>()
-                .try_into_vec::<f64>()
-                .unwrap()
-        };
+        let v = |t: Tensor<3>| t.into_data().convert::<f64>().try_into_vec::<f64>().unwrap();
         (v(mean), v(step.f), v(step.b))
     }
 }
@@ -68,19 +63,14 @@ fn bench(c: &mut Criterion) {
     let n = model.plain.state_dim();
     let goal = model.goal_latent(20).unwrap();
     let mut filter = PixelFilter::new(&model);
-    let hanging = filter
-        .observe(&render(std::f64::consts::PI, model.image_size()), None)
-        .unwrap();
+    let hanging = filter.observe(&render(std::f64::consts::PI, model.image_size()), None).unwrap();
     let u = [0.7];
     let device = Device::flex();
 
     let mut g = c.benchmark_group("transition");
     let plain = LatentDynamics::new(model.plain.clone(), Jacobians::Seed);
     let exact = LatentDynamics::new(model.plain.clone(), Jacobians::Exact);
-    let burn = BurnDynamics {
-        t: &model.ekvae.transition,
-        device: device.clone(),
-    };
+    let burn = BurnDynamics { t: &model.ekvae.transition, device: device.clone() };
     let (mut zn, mut a, mut b) = (vec![0.0; n], vec![0.0; n * n], vec![0.0; n]);
     g.bench_function("plain_seed_jacobians", |bch| {
         bch.iter(|| plain.linearize(black_box(&hanging), &u, &mut zn, &mut a, &mut b))
@@ -92,9 +82,7 @@ fn bench(c: &mut Criterion) {
         bch.iter(|| burn.linearize(black_box(&hanging), &u, &mut zn, &mut a, &mut b))
     });
     // A whole horizon of 40 in one burn call (what an overridden linearize_trajectory could do).
-    let zs: Vec<f32> = (0..40)
-        .flat_map(|_| hanging.iter().map(|v| *v as f32))
-        .collect();
+    let zs: Vec<f32> = (0..40).flat_map(|_| hanging.iter().map(|v| *v as f32)).collect();
     g.bench_function("burn_batch40", |bch| {
         bch.iter(|| {
             let z = Tensor::<2>::from_data(TensorData::new(zs.clone(), [40, n]), &device);
@@ -113,14 +101,10 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     let mut mpc_plain = Mpc::new(plain.clone(), cost.clone(), cfg.clone()).unwrap();
     mpc_plain.step(&hanging).unwrap();
-    g.bench_function("plain", |bch| {
-        bch.iter(|| mpc_plain.step(black_box(&hanging)).unwrap())
-    });
+    g.bench_function("plain", |bch| bch.iter(|| mpc_plain.step(black_box(&hanging)).unwrap()));
     let mut mpc_burn = Mpc::new(burn, cost, cfg).unwrap();
     mpc_burn.step(&hanging).unwrap();
-    g.bench_function("burn_batch1", |bch| {
-        bch.iter(|| mpc_burn.step(black_box(&hanging)).unwrap())
-    });
+    g.bench_function("burn_batch1", |bch| bch.iter(|| mpc_burn.step(black_box(&hanging)).unwrap()));
     g.finish();
 
     let frame = render(2.0, model.image_size());

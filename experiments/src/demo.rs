@@ -136,9 +136,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let config = out.join("demo-config.toml");
     ekvae_model::train::write_atomic(&config, DEMO_TRAIN_CONFIG.as_bytes())
         .with_context(|| format!("cannot write {}", config.display()))?;
-    let resume = ekvae_model::train::RunDir::new(&run_dir)
-        .state_path()
-        .is_file();
+    let resume = ekvae_model::train::RunDir::new(&run_dir).state_path().is_file();
     stage(
         "train",
         &format!(
@@ -174,11 +172,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
     stage(
         "eval",
-        &format!(
-            "ekvae eval --run {} --data {}",
-            run_dir.display(),
-            test_data.display()
-        ),
+        &format!("ekvae eval --run {} --data {}", run_dir.display(), test_data.display()),
     );
     crate::eval::run(EvalArgs {
         run: run_dir.clone(),
@@ -274,10 +268,7 @@ mod tests {
     fn demo_mpc_uses_the_subcommand_defaults() {
         let a = mpc_args("r".into(), 3, 7, "o".into());
         assert_eq!(a.model, ModelSource::Run("r".into()));
-        assert_eq!(
-            (a.episodes, a.seed, a.horizon, a.steps, a.goal_steps),
-            (3, 7, None, 200, 20)
-        );
+        assert_eq!((a.episodes, a.seed, a.horizon, a.steps, a.goal_steps), (3, 7, None, 200, 20));
         assert_eq!(a.start, None);
     }
 

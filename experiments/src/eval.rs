@@ -53,7 +53,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let state = run.read_state()?;
     let model = run.load_model(&config, &state, &device)?;
     let train_path = args.train_data.clone().unwrap_or_else(|| PathBuf::from(&config.data));
-    let train = load_dataset(&train_path).context("loading the training data (override with --train-data)")?;
+    let train = load_dataset(&train_path)
+        .context("loading the training data (override with --train-data)")?;
     let test = load_dataset(&args.data)?;
     for (what, path, d) in [("training", &train_path, &train), ("test", &args.data, &test)] {
         let s = sequences(d);
@@ -92,7 +93,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     println!(
         "R²(cos θ, sin θ) = {:.4}   R²(θ̇) = {:.4}   (test {} frames; train fit {:.4} / {:.4})",
-        report.r2_cos_sin, report.r2_theta_dot, report.test_frames, report.train_r2_cos_sin, report.train_r2_theta_dot
+        report.r2_cos_sin,
+        report.r2_theta_dot,
+        report.test_frames,
+        report.train_r2_cos_sin,
+        report.train_r2_theta_dot
     );
     println!("wrote {} and {}", path.display(), figure.display());
     Ok(())
@@ -156,7 +161,12 @@ fn pca_2d(z: &[f64], n: usize) -> Vec<(f64, f64)> {
 
 /// The blog's figure: the latent space (two leading principal axes of the smoothed means)
 /// coloured by the true angle (cyclic hue) and by the angular velocity (viridis).
-fn plot_latents(path: &Path, z: &[f64], n: usize, data: &ekvae_model::data::Sequences) -> Result<()> {
+fn plot_latents(
+    path: &Path,
+    z: &[f64],
+    n: usize,
+    data: &ekvae_model::data::Sequences,
+) -> Result<()> {
     let pts = pca_2d(z, n);
     let rows = pts.len();
     // At most 20 000 points keep the PNG readable.
@@ -175,7 +185,11 @@ fn plot_latents(path: &Path, z: &[f64], n: usize, data: &ekvae_model::data::Sequ
         root.fill(&WHITE)?;
         let panels = root.split_evenly((1, 2));
         for (i, panel) in panels.iter().enumerate() {
-            let title = if i == 0 { "latent space coloured by angle θ" } else { "coloured by angular velocity dθ/dt" };
+            let title = if i == 0 {
+                "latent space coloured by angle θ"
+            } else {
+                "coloured by angular velocity dθ/dt"
+            };
             let mut chart = ChartBuilder::on(panel)
                 .caption(title, ("sans-serif", 20))
                 .margin(10)

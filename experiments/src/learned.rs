@@ -89,12 +89,8 @@ impl LearnedModel {
     /// Loads the last checkpoint of the run in `dir` (made by `ekvae train`).
     pub fn load(dir: &Path) -> Result<Self> {
         let run = RunDir::new(dir);
-        let config = run
-            .read_config()
-            .with_context(|| format!("--model {}", dir.display()))?;
-        let state = run
-            .read_state()
-            .with_context(|| format!("--model {}", dir.display()))?;
+        let config = run.read_config().with_context(|| format!("--model {}", dir.display()))?;
+        let state = run.read_state().with_context(|| format!("--model {}", dir.display()))?;
         let device = Device::flex();
         let ekvae = run
             .load_model(&config, &state, &device)
@@ -108,26 +104,14 @@ impl LearnedModel {
         }
         let plain = PlainModel::from_ekvae(&ekvae)
             .with_context(|| format!("--model {}: cannot export the transition", dir.display()))?;
-        Ok(Self {
-            ekvae,
-            plain: Rc::new(plain),
-            config,
-            epoch: state.epoch,
-            device,
-        })
+        Ok(Self { ekvae, plain: Rc::new(plain), config, epoch: state.epoch, device })
     }
 
     /// Wraps an in-memory model (e.g. freshly initialised, for tests) with its run config.
     pub fn from_model(ekvae: Ekvae, config: TrainConfig, epoch: usize) -> Result<Self> {
         let plain = PlainModel::from_ekvae(&ekvae).context("cannot export the transition")?;
         let device = ekvae.device();
-        Ok(Self {
-            ekvae,
-            plain: Rc::new(plain),
-            config,
-            epoch,
-            device,
-        })
+        Ok(Self { ekvae, plain: Rc::new(plain), config, epoch, device })
     }
 
     /// Image side S the model was trained on.
@@ -162,9 +146,7 @@ impl LearnedModel {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read the decoder output: {e:?}"))?;
-        Ok(v.iter()
-            .map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
-            .collect())
+        Ok(v.iter().map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect())
     }
 
     /// The latent of the pendulum upright at rest: `steps` rendered upright frames (θ = 0)
@@ -196,10 +178,7 @@ pub struct PixelFilter<'a> {
 impl<'a> PixelFilter<'a> {
     /// A filter that starts each episode from the model's prior p(z_1).
     pub fn new(model: &'a LearnedModel) -> Self {
-        Self {
-            model,
-            belief: None,
-        }
+        Self { model, belief: None }
     }
 
     /// The current belief (after the last frame), if any.
@@ -262,12 +241,8 @@ impl Controller for PixelController<'_> {
 pub fn run_mpc(args: &MpcArgs, dir: &Path) -> Result<Outcome> {
     let model = LearnedModel::load(dir)?;
     let weights = LatentCostWeights {
-        state: args
-            .state_weight
-            .unwrap_or(LatentCostWeights::default().state),
-        control: args
-            .control_weight
-            .unwrap_or(LatentCostWeights::default().control),
+        state: args.state_weight.unwrap_or(LatentCostWeights::default().state),
+        control: args.control_weight.unwrap_or(LatentCostWeights::default().control),
         terminal: args.terminal_weight,
     };
     let goal = model.goal_latent(args.goal_steps)?;
@@ -322,11 +297,7 @@ pub struct LatentCostWeights {
 
 impl Default for LatentCostWeights {
     fn default() -> Self {
-        Self {
-            state: 1.0,
-            control: 0.01,
-            terminal: 1.0,
-        }
+        Self { state: 1.0, control: 0.01, terminal: 1.0 }
     }
 }
 
@@ -337,9 +308,7 @@ pub fn latent_cost(
     action_dim: usize,
 ) -> Result<QuadraticCost> {
     if !(w.state >= 0.0 && w.control > 0.0 && w.terminal >= 0.0)
-        || ![w.state, w.control, w.terminal]
-            .iter()
-            .all(|v| v.is_finite())
+        || ![w.state, w.control, w.terminal].iter().all(|v| v.is_finite())
     {
         bail!(
             "latent cost weights must be finite with state ≥ 0, control > 0, terminal ≥ 0 (got {}, {}, {})",
@@ -350,9 +319,7 @@ pub fn latent_cost(
     }
     let n = goal.len();
     let eye = |s: f64, d: usize| -> Vec<f64> {
-        (0..d * d)
-            .map(|i| if i % (d + 1) == 0 { s } else { 0.0 })
-            .collect()
+        (0..d * d).map(|i| if i % (d + 1) == 0 { s } else { 0.0 }).collect()
     };
     Ok(QuadraticCost::new(
         goal,
@@ -435,12 +402,9 @@ mod tests {
         let model = LearnedModel::from_model(mcfg.init(&device).unwrap(), cfg, 0).unwrap();
         let (f1, f2) = (render(2.0, 8), render(2.3, 8));
         let plain = &model.plain;
-        let want1 = plain
-            .update(&plain.prior_belief(), &model.encode(&f1).unwrap())
-            .unwrap();
-        let want2 = plain
-            .update(&plain.predict(&want1, &[0.5]), &model.encode(&f2).unwrap())
-            .unwrap();
+        let want1 = plain.update(&plain.prior_belief(), &model.encode(&f1).unwrap()).unwrap();
+        let want2 =
+            plain.update(&plain.predict(&want1, &[0.5]), &model.encode(&f2).unwrap()).unwrap();
         let mut filter = PixelFilter::new(&model);
         assert_eq!(filter.observe(&f1, None).unwrap(), want1.mean);
         assert_eq!(filter.belief().unwrap(), &want1);
@@ -450,13 +414,9 @@ mod tests {
         assert_eq!(filter.observe(&f1, None).unwrap(), want1.mean);
         // The goal latent: the same filter over upright frames with zero torque.
         let up = render(0.0, 8);
-        let mut b = plain
-            .update(&plain.prior_belief(), &model.encode(&up).unwrap())
-            .unwrap();
+        let mut b = plain.update(&plain.prior_belief(), &model.encode(&up).unwrap()).unwrap();
         for _ in 1..5 {
-            b = plain
-                .update(&plain.predict(&b, &[0.0]), &model.encode(&up).unwrap())
-                .unwrap();
+            b = plain.update(&plain.predict(&b, &[0.0]), &model.encode(&up).unwrap()).unwrap();
         }
         assert_eq!(model.goal_latent(5).unwrap(), b.mean);
         assert!(model.goal_latent(0).is_err());
@@ -476,18 +436,9 @@ mod tests {
         let goal = vec![1.0, 0.0];
         assert!(latent_cost(goal.clone(), LatentCostWeights::default(), 1).is_ok());
         for w in [
-            LatentCostWeights {
-                control: 0.0,
-                ..Default::default()
-            },
-            LatentCostWeights {
-                state: -1.0,
-                ..Default::default()
-            },
-            LatentCostWeights {
-                terminal: f64::NAN,
-                ..Default::default()
-            },
+            LatentCostWeights { control: 0.0, ..Default::default() },
+            LatentCostWeights { state: -1.0, ..Default::default() },
+            LatentCostWeights { terminal: f64::NAN, ..Default::default() },
         ] {
             assert!(latent_cost(goal.clone(), w, 1).is_err());
         }

@@ -66,9 +66,7 @@ impl FromStr for ModelSource {
 fn parse_start(s: &str) -> std::result::Result<[f64; 2], String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     let [th, thd] = parts.as_slice() else {
-        return Err(format!(
-            "expected THETA,THETADOT (two numbers, e.g. 3.14159,0), got `{s}`"
-        ));
+        return Err(format!("expected THETA,THETADOT (two numbers, e.g. 3.14159,0), got `{s}`"));
     };
     let parse = |v: &str, what: &str| {
         v.parse::<f64>()
@@ -78,9 +76,7 @@ fn parse_start(s: &str) -> std::result::Result<[f64; 2], String> {
     };
     let (th, thd) = (parse(th, "THETA")?, parse(thd, "THETADOT")?);
     if thd.abs() > 8.0 {
-        return Err(format!(
-            "THETADOT {thd} is outside the pendulum's speed limit [-8, 8]"
-        ));
+        return Err(format!("THETADOT {thd} is outside the pendulum's speed limit [-8, 8]"));
     }
     Ok([th, thd])
 }
@@ -246,10 +242,7 @@ struct Environment {
 
 impl Environment {
     fn new(seed: u64) -> Self {
-        Self {
-            env: Pendulum::default(),
-            seed: Some(seed),
-        }
+        Self { env: Pendulum::default(), seed: Some(seed) }
     }
     /// Gymnasium's reset distribution (θ ~ U(−π, π), θ̇ ~ U(−1, 1)), or a given state.
     fn reset(&mut self, start: Option<[f64; 2]>) -> [f64; 2] {
@@ -299,10 +292,7 @@ fn check_args(args: &MpcArgs) -> Result<()> {
         );
     }
     if !(16..=1024).contains(&args.gif_size) {
-        bail!(
-            "--gif-size {} is out of range; use 16 to 1024",
-            args.gif_size
-        );
+        bail!("--gif-size {} is out of range; use 16 to 1024", args.gif_size);
     }
     Ok(())
 }
@@ -343,10 +333,7 @@ pub fn run(args: MpcArgs) -> Result<()> {
             );
         }
         let mpc_cfg = mpc_config(&args, TRUE_HORIZON);
-        let cost = PendulumCost {
-            w_final: args.terminal_weight,
-            ..PendulumCost::default()
-        };
+        let cost = PendulumCost { w_final: args.terminal_weight, ..PendulumCost::default() };
         cost.check().context("--terminal-weight")?;
         let mpc = Mpc::new(TruePendulum::default(), cost, mpc_cfg.clone())
             .context("invalid MPC settings (check --horizon and the iteration options)")?;
@@ -431,13 +418,8 @@ pub fn execute(
             beliefs.push(plan.state);
         }
         let ep_rows = &rows[first_row..];
-        let angles: Vec<f64> = ep_rows
-            .iter()
-            .map(|r| angle_normalize(r.theta).abs())
-            .collect();
-        let success = angles[angles.len() - SUCCESS_WINDOW..]
-            .iter()
-            .all(|a| *a < SUCCESS_ANGLE);
+        let angles: Vec<f64> = ep_rows.iter().map(|r| angle_normalize(r.theta).abs()).collect();
+        let success = angles[angles.len() - SUCCESS_WINDOW..].iter().all(|a| *a < SUCCESS_ANGLE);
         let near =
             angles.iter().filter(|a| **a < NEAR_UPRIGHT).count() as f64 / angles.len() as f64;
         let times = sorted(ep_rows.iter().map(|r| r.plan_ms));
@@ -458,12 +440,8 @@ pub fn execute(
 
     let n = episodes.len() as f64;
     let mean_return = episodes.iter().map(|e| e.ret).sum::<f64>() / n;
-    let std_return = (episodes
-        .iter()
-        .map(|e| (e.ret - mean_return).powi(2))
-        .sum::<f64>()
-        / n)
-        .sqrt();
+    let std_return =
+        (episodes.iter().map(|e| (e.ret - mean_return).powi(2)).sum::<f64>() / n).sqrt();
     let times = sorted(rows.iter().map(|r| r.plan_ms));
     let summary = Summary {
         settings: Settings {
@@ -479,11 +457,7 @@ pub fn execute(
         mean_return,
         std_return,
         success_rate: episodes.iter().filter(|e| e.success).count() as f64 / n,
-        near_upright_fraction: episodes
-            .iter()
-            .map(|e| e.near_upright_fraction)
-            .sum::<f64>()
-            / n,
+        near_upright_fraction: episodes.iter().map(|e| e.near_upright_fraction).sum::<f64>() / n,
         plan_ms_median: quantile(&times, 0.5),
         plan_ms_p95: quantile(&times, 0.95),
         plan_ms_max: *times.last().expect("rows non-empty"),
@@ -493,27 +467,16 @@ pub fn execute(
     write_csv(&args.out.join("steps.csv"), &rows)?;
     let json = serde_json::to_string_pretty(&summary).context("serialising the summary")?;
     write_atomic(&args.out.join("summary.json"), json.as_bytes())?;
-    plot_trajectories(
-        &args.out.join("trajectories.png"),
-        &rows,
-        args.episodes,
-        args.steps,
-    )?;
+    plot_trajectories(&args.out.join("trajectories.png"), &rows, args.episodes, args.steps)?;
     let shown = summary
         .episodes
         .iter()
         .filter(|e| e.success)
         .max_by(|a, b| {
-            angle_normalize(a.start[0])
-                .abs()
-                .total_cmp(&angle_normalize(b.start[0]).abs())
+            angle_normalize(a.start[0]).abs().total_cmp(&angle_normalize(b.start[0]).abs())
         })
         .map_or(0, |e| e.episode);
-    let thetas: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.episode == shown)
-        .map(|r| r.theta)
-        .collect();
+    let thetas: Vec<f64> = rows.iter().filter(|r| r.episode == shown).map(|r| r.theta).collect();
     let size = args.gif_size;
     animate(
         &args.out.join("swingup.gif"),
@@ -521,21 +484,14 @@ pub fn execute(
         thetas.iter().map(|th| Ok(render(*th, size))),
     )?;
     if let Some(decode) = report.decode {
-        let shown_beliefs = rows
-            .iter()
-            .zip(&beliefs)
-            .filter(|(r, _)| r.episode == shown);
+        let shown_beliefs = rows.iter().zip(&beliefs).filter(|(r, _)| r.episode == shown);
         let s = report.belief_frame_size;
         animate(
             &args.out.join("belief.gif"),
             (2 * size + BELIEF_GAP, size),
             shown_beliefs.map(|(r, z)| {
                 let decoded = decode(z)?;
-                Ok(side_by_side(
-                    &render(r.theta, size),
-                    &upscale(&decoded, s, size),
-                    size,
-                ))
+                Ok(side_by_side(&render(r.theta, size), &upscale(&decoded, s, size), size))
             }),
         )?;
     }
@@ -592,10 +548,7 @@ fn side_by_side(left: &[u8], right: &[u8], size: usize) -> Vec<u8> {
 /// A temporary sibling of `path` (same folder, so the final rename is atomic); keeps the
 /// extension last because image encoders pick the format from it.
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
 }
 
@@ -615,11 +568,9 @@ fn write_csv(path: &Path, rows: &[StepRow]) -> Result<()> {
     let mut w =
         csv::Writer::from_path(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     for r in rows {
-        w.serialize(r)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        w.serialize(r).with_context(|| format!("cannot write {}", tmp.display()))?;
     }
-    w.flush()
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    w.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
     drop(w);
     finish_atomic(&tmp, path)
 }
@@ -635,13 +586,7 @@ fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usiz
         root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
         let panels = root.split_evenly((3, 1));
         let series: [Panel; 3] = [
-            (
-                "θ (wrapped, rad)",
-                -PI,
-                PI,
-                |r| angle_normalize(r.theta),
-                true,
-            ),
+            ("θ (wrapped, rad)", -PI, PI, |r| angle_normalize(r.theta), true),
             ("θ̇ (rad/s)", -8.0, 8.0, |r| r.theta_dot, false),
             ("u (torque)", -2.2, 2.2, |r| r.u, false),
         ];
@@ -660,11 +605,8 @@ fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usiz
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             for ep in 0..episodes {
                 let color = Palette99::pick(ep).mix(0.8);
-                let pts: Vec<(f64, f64)> = rows
-                    .iter()
-                    .filter(|r| r.episode == ep)
-                    .map(|r| (r.t as f64, f(r)))
-                    .collect();
+                let pts: Vec<(f64, f64)> =
+                    rows.iter().filter(|r| r.episode == ep).map(|r| (r.t as f64, f(r))).collect();
                 // Break the line where the wrapped angle jumps between ±π.
                 for segment in pts.chunk_by(|a, b| !wrapped || (b.1 - a.1).abs() < PI) {
                     chart
@@ -705,8 +647,7 @@ fn animate(
             let pixels = pixels?;
             let mut frame = gif::Frame::from_indexed_pixels(w, h, &pixels, None);
             frame.delay = 5; // hundredths of a second: dt = 50 ms
-            enc.write_frame(&frame)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            enc.write_frame(&frame).with_context(|| format!("cannot write {}", tmp.display()))?;
         }
     }
     finish_atomic(&tmp, path)
@@ -726,10 +667,7 @@ mod tests {
         assert!(parse_start("0,NaN").is_err());
         assert!(parse_start("0,9").is_err());
         assert_eq!("true".parse::<ModelSource>().unwrap(), ModelSource::True);
-        assert_eq!(
-            "runs/x".parse::<ModelSource>().unwrap(),
-            ModelSource::Run("runs/x".into())
-        );
+        assert_eq!("runs/x".parse::<ModelSource>().unwrap(), ModelSource::Run("runs/x".into()));
     }
 
     #[test]

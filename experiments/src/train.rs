@@ -81,7 +81,11 @@ pub fn sequences(d: &Dataset) -> Sequences<'_> {
         episodes: d.episodes,
         steps: d.steps,
         size: d.size,
-        action_dim: if d.episodes * d.steps == 0 { 1 } else { d.actions.len() / (d.episodes * d.steps) },
+        action_dim: if d.episodes * d.steps == 0 {
+            1
+        } else {
+            d.actions.len() / (d.episodes * d.steps)
+        },
     }
 }
 
@@ -91,8 +95,9 @@ pub fn resolve_config(args: &TrainArgs, data: &Dataset) -> Result<TrainConfig> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config {}", path.display()))?;
-            TrainConfig::from_toml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: invalid config: {}", path.display(), e.message()))?
+            TrainConfig::from_toml(&text).map_err(|e| {
+                anyhow::anyhow!("{}: invalid config: {}", path.display(), e.message())
+            })?
         }
         None => {
             let mut c = TrainConfig::default();
@@ -154,9 +159,11 @@ impl Progress for Bar {
         }
         let bar = ProgressBar::new(steps as u64);
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(format!("{epoch}/{epochs}"));
         self.bar = Some(bar);
@@ -167,7 +174,10 @@ impl Progress for Bar {
         self.sum_loss += s.loss;
         self.n += 1;
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("λ {:.2} D {:.2} R {:.2} |g| {:.1}", s.lambda, s.distortion, s.rate, s.grad_norm));
+            bar.set_message(format!(
+                "λ {:.2} D {:.2} R {:.2} |g| {:.1}",
+                s.lambda, s.distortion, s.rate, s.grad_norm
+            ));
             bar.inc(1);
         }
     }
@@ -200,7 +210,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         resolve_config(&args, &data)?
     };
     if !args.resume && ekvae_model::train::RunDir::new(&args.out).holds_run() {
-        bail!("{} already holds a run; use --resume to continue it or choose another --out", args.out.display());
+        bail!(
+            "{} already holds a run; use --resume to continue it or choose another --out",
+            args.out.display()
+        );
     }
     if !args.quiet {
         eprintln!(
@@ -219,7 +232,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .with_context(|| format!("training into {}", args.out.display()))?;
     if !args.quiet {
         match rows.last() {
-            Some(r) => eprintln!("done: epoch {}, validation -ELBO {:.3} nats/frame", r.epoch, r.val_neg_elbo),
+            Some(r) => eprintln!(
+                "done: epoch {}, validation -ELBO {:.3} nats/frame",
+                r.epoch, r.val_neg_elbo
+            ),
             None => eprintln!("nothing to do: the run already has all its epochs"),
         }
     }

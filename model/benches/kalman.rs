@@ -23,9 +23,7 @@ fn ten<const D: usize>(v: Vec<f64>, shape: [usize; D], device: &Device) -> Tenso
 }
 
 fn pseudo(len: usize, scale: f64, phase: f64) -> Vec<f64> {
-    (0..len)
-        .map(|i| (0.37 * i as f64 + phase).sin() * scale)
-        .collect()
+    (0..len).map(|i| (0.37 * i as f64 + phase).sin() * scale).collect()
 }
 
 /// The EKVAE transition's shape of work: `BASES` base matrices mixed by a
@@ -59,31 +57,16 @@ struct Inputs {
 
 fn inputs(device: &Device) -> Inputs {
     let grad = |t: Tensor<2>| {
-        if device.is_autodiff() {
-            t.require_grad()
-        } else {
-            t
-        }
+        if device.is_autodiff() { t.require_grad() } else { t }
     };
     let grad1 = |t: Tensor<1>| {
-        if device.is_autodiff() {
-            t.require_grad()
-        } else {
-            t
-        }
+        if device.is_autodiff() { t.require_grad() } else { t }
     };
     let grad3 = |t: Tensor<3>| {
-        if device.is_autodiff() {
-            t.require_grad()
-        } else {
-            t
-        }
+        if device.is_autodiff() { t.require_grad() } else { t }
     };
     Inputs {
-        prior: Prior {
-            mean: ten(vec![0.0; N], [N], device),
-            var: ten(vec![1.0; N], [N], device),
-        },
+        prior: Prior { mean: ten(vec![0.0; N], [N], device), var: ten(vec![1.0; N], [N], device) },
         emission: Emission {
             h: grad(ten(pseudo(M * N, 0.8, 0.1), [M, N], device)),
             r_diag: grad1(ten(vec![0.1; M], [M], device)),
@@ -133,28 +116,16 @@ fn bench(c: &mut Criterion) {
             q_diag: ten(vec![0.05; N], [N], &plain),
         };
         bench.iter(|| {
-            filter(
-                &x.prior,
-                &lin,
-                &x.emission,
-                x.obs.clone(),
-                x.actions.clone(),
-            )
-            .unwrap()
-            .log_likelihood
+            filter(&x.prior, &lin, &x.emission, x.obs.clone(), x.actions.clone())
+                .unwrap()
+                .log_likelihood
         })
     });
     group.bench_function("filter_ffbs_fwd_bwd_linear", |bench| {
         let x = inputs(&device);
         bench.iter(|| {
-            let out = filter(
-                &x.prior,
-                &lin,
-                &x.emission,
-                x.obs.clone(),
-                x.actions.clone(),
-            )
-            .unwrap();
+            let out =
+                filter(&x.prior, &lin, &x.emission, x.obs.clone(), x.actions.clone()).unwrap();
             let s = sample_posterior(&out, x.eps.clone()).unwrap();
             let loss = (out.log_likelihood + s.log_q).sum() + s.z.sum();
             loss.backward()
@@ -163,14 +134,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("filter_ffbs_fwd_bwd_mixture3", |bench| {
         let x = inputs(&device);
         bench.iter(|| {
-            let out = filter(
-                &x.prior,
-                &mix,
-                &x.emission,
-                x.obs.clone(),
-                x.actions.clone(),
-            )
-            .unwrap();
+            let out =
+                filter(&x.prior, &mix, &x.emission, x.obs.clone(), x.actions.clone()).unwrap();
             let s = sample_posterior(&out, x.eps.clone()).unwrap();
             let loss = (out.log_likelihood + s.log_q).sum() + s.z.sum();
             loss.backward()
@@ -179,14 +144,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("filter_smooth_fwd_bwd_linear", |bench| {
         let x = inputs(&device);
         bench.iter(|| {
-            let out = filter(
-                &x.prior,
-                &lin,
-                &x.emission,
-                x.obs.clone(),
-                x.actions.clone(),
-            )
-            .unwrap();
+            let out =
+                filter(&x.prior, &lin, &x.emission, x.obs.clone(), x.actions.clone()).unwrap();
             let sm = smooth(&out).unwrap();
             let loss = out.log_likelihood.sum() + sm.mean_smooth.sum() + sm.cov_smooth.sum();
             loss.backward()

@@ -30,7 +30,10 @@ fn frames(b: usize, t: usize, s: usize, device: &Device) -> (Tensor<4>, Tensor<3
 fn bench(c: &mut Criterion) {
     let (b, t) = (32, 50);
     for size in [16, 32] {
-        let cfg = TrainConfig { model: EkvaeConfig::new().with_image_size(size), ..TrainConfig::default() };
+        let cfg = TrainConfig {
+            model: EkvaeConfig::new().with_image_size(size),
+            ..TrainConfig::default()
+        };
         let mut trainer = Trainer::new(cfg, &Device::flex()).unwrap();
         let device = trainer.device().clone();
         let (x, u) = frames(b, t, size, &device);
@@ -62,9 +65,12 @@ fn bench(c: &mut Criterion) {
                 let (mean, _) = model.encoder.forward_blocks(blocks.clone());
                 let logits = model.decoder.forward_blocks(mean);
                 let [_, c, h, w] = logits.dims();
-                ekvae_model::Ekvae::bernoulli_nll(logits.reshape([b * t, c, h * w]), blocks.reshape([b * t, c, h * w]))
-                    .mean()
-                    .backward()
+                ekvae_model::Ekvae::bernoulli_nll(
+                    logits.reshape([b * t, c, h * w]),
+                    blocks.reshape([b * t, c, h * w]),
+                )
+                .mean()
+                .backward()
             })
         });
         group.bench_function("kalman_forward_backward", |bench| {
@@ -79,11 +85,14 @@ fn bench(c: &mut Criterion) {
                     u.clone(),
                 )
                 .unwrap();
-                let sample = ekvae_model::kalman::sample_posterior(&filtered, noise.eps_z.clone()).unwrap();
+                let sample =
+                    ekvae_model::kalman::sample_posterior(&filtered, noise.eps_z.clone()).unwrap();
                 (sample.log_q.sum() + sample.z.sum()).backward()
             })
         });
-        group.bench_function("step", |bench| bench.iter(|| trainer.step(x.clone(), u.clone(), &noise).unwrap()));
+        group.bench_function("step", |bench| {
+            bench.iter(|| trainer.step(x.clone(), u.clone(), &noise).unwrap())
+        });
         group.finish();
     }
 }

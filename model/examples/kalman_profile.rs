@@ -11,16 +11,11 @@ fn ten<const D: usize>(v: Vec<f64>, shape: [usize; D], device: &Device) -> Tenso
     Tensor::from_data(TensorData::new(v, shape), (device, DType::F32))
 }
 fn pseudo(len: usize, scale: f64, phase: f64) -> Vec<f64> {
-    (0..len)
-        .map(|i| (0.37 * i as f64 + phase).sin() * scale)
-        .collect()
+    (0..len).map(|i| (0.37 * i as f64 + phase).sin() * scale).collect()
 }
 fn main() {
     let (b, t, n, m, k) = (32, 50, 4, 2, 1);
-    let iters: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let iters: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let d = Device::flex().autodiff();
     let mut f = pseudo(n * n, 0.05, 0.3);
     for i in 0..n {
@@ -31,10 +26,7 @@ fn main() {
         b: ten(pseudo(n * k, 0.3, 0.7), [n, k], &d).require_grad(),
         q_diag: ten(vec![0.05; n], [n], &d).require_grad(),
     };
-    let prior = Prior {
-        mean: ten(vec![0.0; n], [n], &d),
-        var: ten(vec![1.0; n], [n], &d),
-    };
+    let prior = Prior { mean: ten(vec![0.0; n], [n], &d), var: ten(vec![1.0; n], [n], &d) };
     let em = Emission {
         h: ten(pseudo(m * n, 0.8, 0.1), [m, n], &d).require_grad(),
         r_diag: ten(vec![0.1; m], [m], &d).require_grad(),
@@ -61,10 +53,5 @@ fn main() {
         tb += (t3 - t2).as_secs_f64();
     }
     let k = 1e3 / iters as f64;
-    println!(
-        "filter fwd {:.2} ms, ffbs fwd {:.2} ms, backward {:.2} ms",
-        tf * k,
-        ts * k,
-        tb * k
-    );
+    println!("filter fwd {:.2} ms, ffbs fwd {:.2} ms, backward {:.2} ms", tf * k, ts * k, tb * k);
 }

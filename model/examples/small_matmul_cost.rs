@@ -37,9 +37,7 @@ fn soa(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
     // a, b: [p, q, N] -> [p, r, N]
     let [p, q, n] = a.dims();
     let r = b.dims()[1];
-    (a.reshape([p, q, 1, n]) * b.reshape([1, q, r, n]))
-        .sum_dim(1)
-        .reshape([p, r, n])
+    (a.reshape([p, q, 1, n]) * b.reshape([1, q, r, n])).sum_dim(1).reshape([p, r, n])
 }
 fn soa_unrolled(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
     let q = a.dims()[1];
@@ -58,10 +56,7 @@ fn bmm(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
     let [nb, _, r] = b.dims();
     let a_s = a.permute([1, 2, 0]).unsqueeze_dim::<4>(2);
     let b_s = b.permute([1, 2, 0]).unsqueeze_dim::<4>(0);
-    (a_s * b_s)
-        .sum_dim(1)
-        .reshape([p, r, na.max(nb)])
-        .permute([2, 0, 1])
+    (a_s * b_s).sum_dim(1).reshape([p, r, na.max(nb)]).permute([2, 0, 1])
 }
 fn main() {
     let d = Device::flex().autodiff();
@@ -74,15 +69,8 @@ fn main() {
         time("matmul", || a.clone().matmul(b.clone()));
         time("unrolled over k", || unrolled(a.clone(), b.clone()));
         time("bmm permute", || bmm(a.clone(), b.clone()));
-        time("bmm permute x3", || {
-            bmm(bmm(bmm(a.clone(), b.clone()), b.clone()), b.clone())
-        });
-        time("matmul x3", || {
-            a.clone()
-                .matmul(b.clone())
-                .matmul(b.clone())
-                .matmul(b.clone())
-        });
+        time("bmm permute x3", || bmm(bmm(bmm(a.clone(), b.clone()), b.clone()), b.clone()));
+        time("matmul x3", || a.clone().matmul(b.clone()).matmul(b.clone()).matmul(b.clone()));
         time("soa bcast", || soa(sa.clone(), sb.clone()));
         time("soa unrolled", || soa_unrolled(sa.clone(), sb.clone()));
         time("add", || a.clone() + b.clone());

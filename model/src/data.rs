@@ -64,7 +64,12 @@ impl<'a> Sequences<'a> {
     ///
     /// # Shapes
     /// - returns frames `[B, len, S, S]` in [0, 1] and actions `[B, len, k]`
-    pub fn batch(&self, windows: &[(usize, usize)], len: usize, device: &Device) -> (Tensor<4>, Tensor<3>) {
+    pub fn batch(
+        &self,
+        windows: &[(usize, usize)],
+        len: usize,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<3>) {
         let (t, s, k) = (self.steps, self.size, self.action_dim);
         let px = s * s;
         let mut frames = Vec::with_capacity(windows.len() * len * px);
@@ -72,7 +77,8 @@ impl<'a> Sequences<'a> {
         for &(ep, start) in windows {
             let img = &self.images[(ep * t + start) * px..(ep * t + start + len) * px];
             frames.extend(img.iter().map(|&v| f32::from(v) / 255.0));
-            actions.extend_from_slice(&self.actions[(ep * t + start) * k..(ep * t + start + len) * k]);
+            actions
+                .extend_from_slice(&self.actions[(ep * t + start) * k..(ep * t + start + len) * k]);
         }
         let b = windows.len();
         (

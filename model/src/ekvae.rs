@@ -6,13 +6,13 @@ use burn::module::Module;
 use burn::tensor::activation::softplus;
 use burn::tensor::{Device, Tensor};
 
+use crate::Error;
 use crate::kalman::{self, Transition as _};
 use crate::nets::{Decoder, DecoderConfig, Encoder, EncoderConfig};
 use crate::ssm::{
     AuxObservation, AuxObservationConfig, InitialPrior, InitialPriorConfig,
     LocallyLinearTransition, TransitionConfig,
 };
-use crate::Error;
 
 /// This module's result type (named so as not to clash with the `Result` that burn's `Config`
 /// derive expects in scope).
@@ -67,7 +67,10 @@ impl EkvaeConfig {
     pub fn check(&self) -> ModelResult<()> {
         let bad = |what: &str| Err(Error::InvalidConfig(what.to_string()));
         if self.image_size < 8 || self.image_size % 8 != 0 {
-            return bad(&format!("image_size must be a multiple of 8 (8, 16, 32, 48, 64, ...), got {}", self.image_size));
+            return bad(&format!(
+                "image_size must be a multiple of 8 (8, 16, 32, 48, 64, ...), got {}",
+                self.image_size
+            ));
         }
         for (name, v) in [
             ("action_dim", self.action_dim),
@@ -187,7 +190,11 @@ pub struct RateDistortion {
 ///
 /// # Shapes
 /// - `x`, `mean`, `var`: `[.., d]` (`var` broadcastable); returns `[..]` with the last dim kept as 1
-fn diag_gaussian_log_prob<const D: usize>(x: Tensor<D>, mean: Tensor<D>, var: Tensor<D>) -> Tensor<D> {
+fn diag_gaussian_log_prob<const D: usize>(
+    x: Tensor<D>,
+    mean: Tensor<D>,
+    var: Tensor<D>,
+) -> Tensor<D> {
     let d = x.dims()[D - 1] as f64;
     let diff = x - mean;
     let maha = (diff.clone() * diff / var.clone()).sum_dim(D - 1);
@@ -203,10 +210,7 @@ impl Ekvae {
     /// - `logits`, `x`: `[N, H, W]` (any layout of the pixels); returns `[N]`
     pub fn bernoulli_nll(logits: Tensor<3>, x: Tensor<3>) -> Tensor<1> {
         let [n, _, _] = x.dims();
-        (softplus(logits.clone(), 1.0) - x * logits)
-            .reshape([n as i32, -1])
-            .sum_dim(1)
-            .reshape([n])
+        (softplus(logits.clone(), 1.0) - x * logits).reshape([n as i32, -1]).sum_dim(1).reshape([n])
     }
 
     /// Check that a batch fits the model: image side and action dimension.
@@ -306,22 +310,23 @@ impl Ekvae {
         // Distortion.
         let logits = self.decoder.forward_blocks(a.clone().reshape([b * t, m])); // [B·T, r², 8, 8]
         let [_, c, h, w] = logits.dims();
-        let nll = Self::bernoulli_nll(logits.reshape([b * t, c, h * w]), blocks.reshape([b * t, c, h * w])); // [B·T]
+        let nll = Self::bernoulli_nll(
+            logits.reshape([b * t, c, h * w]),
+            blocks.reshape([b * t, c, h * w]),
+        ); // [B·T]
         let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
 
         // Extended Kalman filter over a_{1:T}, then a joint FFBS sample of z_{1:T}.
         let emission = self.observation.emission();
         let prior = self.prior.prior();
-        let filtered = kalman::filter(&prior, &self.transition, &emission, a.clone(), actions.clone())?;
+        let filtered =
+            kalman::filter(&prior, &self.transition, &emission, a.clone(), actions.clone())?;
         let sample = kalman::sample_posterior(&filtered, noise.eps_z.clone())?;
         let z = sample.z; // [B, T, n]
 
         // log p(a_t | z_t) = N(a_t; H z_t, R).
-        let hz = z
-            .clone()
-            .reshape([b * t, n])
-            .matmul(emission.h.clone().transpose())
-            .reshape([b, t, m]); // [B, T, m]
+        let hz =
+            z.clone().reshape([b * t, n]).matmul(emission.h.clone().transpose()).reshape([b, t, m]); // [B, T, m]
         let r = emission.r_diag.clone().reshape([1, 1, m]);
         let log_p_a = diag_gaussian_log_prob(a, hz, r).reshape([b, t]).sum_dim(1).reshape([b]);
 
@@ -339,10 +344,8 @@ impl Ekvae {
         let u_prev = actions.narrow(1, 0, t - 1).reshape([b * (t - 1), k]);
         let z_next = z.narrow(1, 1, t - 1).reshape([b * (t - 1), n]);
         let (mean, var) = self.transition.mean_and_var(z_prev, u_prev); // [B(T−1), n]
-        let log_p_trans = diag_gaussian_log_prob(z_next, mean, var)
-            .reshape([b, t - 1])
-            .sum_dim(1)
-            .reshape([b]);
+        let log_p_trans =
+            diag_gaussian_log_prob(z_next, mean, var).reshape([b, t - 1]).sum_dim(1).reshape([b]);
 
         let rate = log_q_a - log_p_a + sample.log_q - log_p_z1 - log_p_trans;
         Ok(RateDistortion { distortion, rate })

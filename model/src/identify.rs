@@ -11,14 +11,23 @@ use crate::{Error, Result};
 
 /// Smoothed latent means E[z_t | a_{1:T}] of the given episodes, row-major `[N, T, n]`,
 /// computed in chunks of `chunk` episodes on `model`'s device.
-pub fn smoothed_latents(model: &Ekvae, data: &Sequences, episodes: &[usize], chunk: usize) -> Result<Vec<f64>> {
+pub fn smoothed_latents(
+    model: &Ekvae,
+    data: &Sequences,
+    episodes: &[usize],
+    chunk: usize,
+) -> Result<Vec<f64>> {
     let device = model.device();
     let mut out = Vec::with_capacity(episodes.len() * data.steps * model.state_dim());
     for eps in episodes.chunks(chunk.max(1)) {
         let windows: Vec<(usize, usize)> = eps.iter().map(|&e| (e, 0)).collect();
         let (frames, actions) = data.batch(&windows, data.steps, &device);
         let z = model.smoothed_means(frames, actions)?;
-        let v = z.into_data().convert::<f64>().try_to_vec::<f64>().map_err(|e| Error::Numerical(format!("{e:?}")))?;
+        let v = z
+            .into_data()
+            .convert::<f64>()
+            .try_to_vec::<f64>()
+            .map_err(|e| Error::Numerical(format!("{e:?}")))?;
         if v.iter().any(|x| !x.is_finite()) {
             return Err(Error::Numerical("smoothed latent means contain NaN or infinity".into()));
         }

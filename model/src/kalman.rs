@@ -161,23 +161,11 @@ pub struct PosteriorSample {
 }
 
 fn shape_err(what: &'static str, expected: String, got: &[usize]) -> Error {
-    Error::Shape {
-        what,
-        expected,
-        got: got.to_vec(),
-    }
+    Error::Shape { what, expected, got: got.to_vec() }
 }
 
 fn check_dtype(what: &'static str, expected: DType, got: DType) -> Result<()> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(Error::DType {
-            what,
-            expected,
-            got,
-        })
-    }
+    if expected == got { Ok(()) } else { Err(Error::DType { what, expected, got }) }
 }
 
 /// Runs the extended Kalman filter with the default [`KalmanConfig`].
@@ -201,14 +189,7 @@ pub fn filter(
     obs: Tensor<3>,
     actions: Tensor<3>,
 ) -> Result<FilterOutput> {
-    filter_with_config(
-        prior,
-        trans,
-        emission,
-        obs,
-        actions,
-        KalmanConfig::default(),
-    )
+    filter_with_config(prior, trans, emission, obs, actions, KalmanConfig::default())
 }
 
 /// [`filter`] with explicit numerical settings.
@@ -234,18 +215,10 @@ pub fn filter_with_config(
         return Err(shape_err("prior.var", format!("[{n}]"), &prior.var.dims()));
     }
     if emission.h.dims() != [m, n] {
-        return Err(shape_err(
-            "emission.h",
-            format!("[m, n] = [{m}, {n}]"),
-            &emission.h.dims(),
-        ));
+        return Err(shape_err("emission.h", format!("[m, n] = [{m}, {n}]"), &emission.h.dims()));
     }
     if emission.r_diag.dims() != [m] {
-        return Err(shape_err(
-            "emission.r_diag",
-            format!("[{m}]"),
-            &emission.r_diag.dims(),
-        ));
+        return Err(shape_err("emission.r_diag", format!("[{m}]"), &emission.r_diag.dims()));
     }
     let [ab, at, k] = actions.dims();
     if ab != batch || at != steps {
@@ -338,18 +311,10 @@ pub fn filter_with_config(
             innovation_vars.push(s);
         }
 
-        qs.push(if q_t.dims()[0] == batch {
-            q_t
-        } else {
-            q_t.expand([batch, n])
-        });
+        qs.push(if q_t.dims()[0] == batch { q_t } else { q_t.expand([batch, n]) });
         mean_pred.push(m_p);
         cov_pred.push(p_p);
-        fs.push(if f_t.dims()[0] == batch {
-            f_t
-        } else {
-            f_t.expand([batch, n, n])
-        });
+        fs.push(if f_t.dims()[0] == batch { f_t } else { f_t.expand([batch, n, n]) });
         mean_filt.push(m_f.clone());
         cov_filt.push(p_f.clone());
         m_prev = Some(m_f);
@@ -441,37 +406,13 @@ fn backward_kernel(filtered: &FilterOutput) -> Result<Option<BackwardKernel>> {
     }
     let jitter = filtered.config.jitter_for(filtered.mean_filt.dtype());
     let rows = batch * (steps - 1);
-    let p_f = filtered
-        .cov_filt
-        .clone()
-        .narrow(1, 0, steps - 1)
-        .reshape([rows, n, n]); // P_{t|t}
-    let p_p = filtered
-        .cov_pred
-        .clone()
-        .narrow(1, 1, steps - 1)
-        .reshape([rows, n, n]); // P_{t+1|t}
-    let f = filtered
-        .f
-        .clone()
-        .narrow(1, 1, steps - 1)
-        .reshape([rows, n, n]); // F_{t+1}
-    let m_f = filtered
-        .mean_filt
-        .clone()
-        .narrow(1, 0, steps - 1)
-        .reshape([rows, n, 1]);
-    let m_p = filtered
-        .mean_pred
-        .clone()
-        .narrow(1, 1, steps - 1)
-        .reshape([rows, n, 1]);
+    let p_f = filtered.cov_filt.clone().narrow(1, 0, steps - 1).reshape([rows, n, n]); // P_{t|t}
+    let p_p = filtered.cov_pred.clone().narrow(1, 1, steps - 1).reshape([rows, n, n]); // P_{t+1|t}
+    let f = filtered.f.clone().narrow(1, 1, steps - 1).reshape([rows, n, n]); // F_{t+1}
+    let m_f = filtered.mean_filt.clone().narrow(1, 0, steps - 1).reshape([rows, n, 1]);
+    let m_p = filtered.mean_pred.clone().narrow(1, 1, steps - 1).reshape([rows, n, 1]);
 
-    let q_row = filtered
-        .q_diag
-        .clone()
-        .narrow(1, 1, steps - 1)
-        .reshape([rows, 1, n]); // q_{t+1}
+    let q_row = filtered.q_diag.clone().narrow(1, 1, steps - 1).reshape([rows, 1, n]); // q_{t+1}
     let cross = linalg::bmm(p_f.clone(), f.clone().transpose()); // C = P_{t|t} F_{t+1}ᵀ, [rows, n, n]
     let chol_p = linalg::try_cholesky(p_p, jitter, "predicted covariance")?;
     let linv = linalg::tril_inverse(&chol_p);
@@ -562,11 +503,7 @@ pub fn smooth(filtered: &FilterOutput) -> Result<SmootherOutput> {
         });
     };
     let gain = padded_gain(&kernel);
-    let m_last = filtered
-        .mean_filt
-        .clone()
-        .narrow(1, steps - 1, 1)
-        .reshape([batch, 1, n, 1]);
+    let m_last = filtered.mean_filt.clone().narrow(1, steps - 1, 1).reshape([batch, 1, n, 1]);
     let p_last = filtered.cov_filt.clone().narrow(1, steps - 1, 1);
     let offset = Tensor::cat(vec![kernel.offset, m_last], 1);
     let cov = Tensor::cat(vec![kernel.cond_cov, p_last], 1);
@@ -602,39 +539,19 @@ pub fn smooth(filtered: &FilterOutput) -> Result<SmootherOutput> {
 pub fn sample_posterior(filtered: &FilterOutput, eps: Tensor<3>) -> Result<PosteriorSample> {
     let [batch, steps, n] = filtered.mean_filt.dims();
     if eps.dims() != [batch, steps, n] {
-        return Err(shape_err(
-            "eps",
-            format!("[{batch}, {steps}, {n}]"),
-            &eps.dims(),
-        ));
+        return Err(shape_err("eps", format!("[{batch}, {steps}, {n}]"), &eps.dims()));
     }
     check_dtype("eps", filtered.mean_filt.dtype(), eps.dtype())?;
     let (chol, kernel) = conditional_factors(filtered)?;
     // L_t ε_t for all t at once.
-    let noise = linalg::mat_vec(
-        chol.factor.clone(),
-        eps.clone().reshape([batch * steps, n, 1]),
-    )
-    .reshape([batch, steps, n, 1]);
-    let log_q = (eps
-        .square()
-        .mul_scalar(0.5)
-        .sum_dims(&[1, 2])
-        .reshape([batch])
-        + chol
-            .diag
-            .log()
-            .reshape([batch, steps * n])
-            .sum_dim(1)
-            .reshape([batch]))
+    let noise = linalg::mat_vec(chol.factor.clone(), eps.clone().reshape([batch * steps, n, 1]))
+        .reshape([batch, steps, n, 1]);
+    let log_q = (eps.square().mul_scalar(0.5).sum_dims(&[1, 2]).reshape([batch])
+        + chol.diag.log().reshape([batch, steps * n]).sum_dim(1).reshape([batch]))
     .neg()
     .sub_scalar(0.5 * (steps * n) as f64 * LN_2PI);
 
-    let m_last = filtered
-        .mean_filt
-        .clone()
-        .narrow(1, steps - 1, 1)
-        .reshape([batch, 1, n, 1]);
+    let m_last = filtered.mean_filt.clone().narrow(1, steps - 1, 1).reshape([batch, 1, n, 1]);
     let z = match kernel {
         None => m_last + noise,
         Some(kernel) => {
@@ -644,10 +561,7 @@ pub fn sample_posterior(filtered: &FilterOutput, eps: Tensor<3>) -> Result<Poste
             affine_suffix_scan(gain, offset, None).0
         }
     };
-    Ok(PosteriorSample {
-        z: z.reshape([batch, steps, n]),
-        log_q,
-    })
+    Ok(PosteriorSample { z: z.reshape([batch, steps, n]), log_q })
 }
 
 /// Cholesky factors `[B·T, n, n]` of the backward conditional covariances
@@ -678,26 +592,15 @@ fn conditional_factors(filtered: &FilterOutput) -> Result<(Cholesky, Option<Back
 pub fn posterior_log_prob(filtered: &FilterOutput, z: Tensor<3>) -> Result<Tensor<1>> {
     let [batch, steps, n] = filtered.mean_filt.dims();
     if z.dims() != [batch, steps, n] {
-        return Err(shape_err(
-            "z",
-            format!("[{batch}, {steps}, {n}]"),
-            &z.dims(),
-        ));
+        return Err(shape_err("z", format!("[{batch}, {steps}, {n}]"), &z.dims()));
     }
     check_dtype("z", filtered.mean_filt.dtype(), z.dtype())?;
     let (chol, kernel) = conditional_factors(filtered)?;
     let z4 = z.clone().reshape([batch, steps, n, 1]);
-    let m_last = filtered
-        .mean_filt
-        .clone()
-        .narrow(1, steps - 1, 1)
-        .reshape([batch, 1, n, 1]);
+    let m_last = filtered.mean_filt.clone().narrow(1, steps - 1, 1).reshape([batch, 1, n, 1]);
     let mean = match kernel {
         Some(k) => Tensor::cat(
-            vec![
-                k.offset + linalg::mat_vec4(k.gain, z4.clone().narrow(1, 1, steps - 1)),
-                m_last,
-            ],
+            vec![k.offset + linalg::mat_vec4(k.gain, z4.clone().narrow(1, 1, steps - 1)), m_last],
             1,
         ),
         None => m_last,

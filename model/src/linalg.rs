@@ -66,10 +66,7 @@ pub fn bmm(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
     let [nb, _, r] = b.dims();
     let a_s = a.permute([1, 2, 0]).unsqueeze_dim::<4>(2); // [p, q, 1, Na]
     let b_s = b.permute([1, 2, 0]).unsqueeze_dim::<4>(0); // [1, q, r, Nb]
-    (a_s * b_s)
-        .sum_dim(1)
-        .reshape([p, r, na.max(nb)])
-        .permute([2, 0, 1])
+    (a_s * b_s).sum_dim(1).reshape([p, r, na.max(nb)]).permute([2, 0, 1])
 }
 
 /// Batched matrix–vector product `[N, p, q] × [N, q, 1] → [N, p, 1]`
@@ -112,11 +109,7 @@ pub struct Cholesky {
 /// use [`try_cholesky`] for a checked version.
 pub fn cholesky(a: Tensor<3>, jitter: f64) -> Cholesky {
     let [_, n, _] = a.dims();
-    let mut a = if jitter != 0.0 {
-        a.clone() + eye_like(n, &a).mul_scalar(jitter)
-    } else {
-        a
-    };
+    let mut a = if jitter != 0.0 { a.clone() + eye_like(n, &a).mul_scalar(jitter) } else { a };
     let mut cols = Vec::with_capacity(n);
     let mut diag = Vec::with_capacity(n);
     for j in 0..n {
@@ -129,10 +122,7 @@ pub fn cholesky(a: Tensor<3>, jitter: f64) -> Cholesky {
         cols.push(l);
         diag.push(pivot);
     }
-    Cholesky {
-        factor: Tensor::cat(cols, 2).tril(0),
-        diag: Tensor::cat(diag, 1),
-    }
+    Cholesky { factor: Tensor::cat(cols, 2).tril(0), diag: Tensor::cat(diag, 1) }
 }
 
 /// [`cholesky`], then a check (one read-back of the `[N, n]` diagonal) that
@@ -158,11 +148,7 @@ pub(crate) fn all_finite<const D: usize>(t: Tensor<D>) -> bool {
 
 /// The elements of a float tensor as `f64` (reads back; detached).
 pub fn values_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.detach()
-        .into_data()
-        .convert::<f64>()
-        .try_to_vec::<f64>()
-        .unwrap_or_default()
+    t.detach().into_data().convert::<f64>().try_to_vec::<f64>().unwrap_or_default()
 }
 
 /// The inverse `L⁻¹` of a batch of lower-triangular factors.
@@ -180,11 +166,7 @@ pub fn tril_inverse(chol: &Cholesky) -> Tensor<3> {
     let nil = chol.factor.clone() * dinv.clone() - eye.clone(); // D⁻¹L − I, [N, n, n]
     let mut x = eye.clone();
     for k in 1..n {
-        x = if k == 1 {
-            eye.clone() - nil.clone()
-        } else {
-            eye.clone() - bmm(nil.clone(), x)
-        };
+        x = if k == 1 { eye.clone() - nil.clone() } else { eye.clone() - bmm(nil.clone(), x) };
     }
     // Columns scaled by D⁻¹; broadcasting makes the [1, n, n] identity (n = 1) batched.
     x * dinv.transpose()
@@ -205,12 +187,7 @@ pub fn cholesky_solve(chol: &Cholesky, b: Tensor<3>) -> Tensor<3> {
 /// `log det A = 2 Σ log L_ii`, `[N]`.
 pub fn log_det(chol: &Cholesky) -> Tensor<1> {
     let [batch, _, _] = chol.diag.dims();
-    chol.diag
-        .clone()
-        .log()
-        .sum_dim(1)
-        .mul_scalar(2.0)
-        .reshape([batch])
+    chol.diag.clone().log().sum_dim(1).mul_scalar(2.0).reshape([batch])
 }
 
 /// Element-wise log-density of independent normals `N(x; mean, var)`, same
@@ -362,16 +339,8 @@ mod tests {
     #[test]
     fn bmm_matches_matmul() {
         let d = Device::flex();
-        let a = ten(
-            (0..24).map(|i| (i as f64 * 0.37).sin()).collect(),
-            [2, 3, 4],
-            &d,
-        );
-        let b = ten(
-            (0..8).map(|i| (i as f64 * 0.91).cos()).collect(),
-            [1, 4, 2],
-            &d,
-        );
+        let a = ten((0..24).map(|i| (i as f64 * 0.37).sin()).collect(), [2, 3, 4], &d);
+        let b = ten((0..8).map(|i| (i as f64 * 0.91).cos()).collect(), [1, 4, 2], &d);
         let got = values_f64(bmm(a.clone(), b.clone()));
         let want = values_f64(a.clone().matmul(b));
         assert_eq!(got.len(), 12);
@@ -446,14 +415,10 @@ mod tests {
     fn cholesky_gradient_matches_finite_differences() {
         let n = 4;
         let a = spd_from(
-            &[
-                0.9, -0.3, 0.4, 0.2, 0.1, 1.1, -0.5, 0.3, -0.2, 0.4, 0.8, 0.1, 0.3, -0.1, 0.2, 1.2,
-            ],
+            &[0.9, -0.3, 0.4, 0.2, 0.1, 1.1, -0.5, 0.3, -0.2, 0.4, 0.8, 0.1, 0.3, -0.1, 0.2, 1.2],
             n,
         );
-        let w: Vec<f64> = (0..n * n)
-            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0)
-            .collect();
+        let w: Vec<f64> = (0..n * n).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
         let f = |a: Tensor<3>, d: &Device| -> Tensor<1> {
             let chol = cholesky(a, 0.0);
             let x = ten(vec![0.5, -1.0, 0.3, 2.0], [1, n], d);

@@ -62,7 +62,9 @@ impl LinearRegression {
     /// (`rows × inputs`, row-major).
     pub fn fit(x: &[f64], inputs: usize, y: &[f64], outputs: usize) -> Result<Self> {
         if inputs == 0 || outputs == 0 || x.len() % inputs != 0 || y.len() % outputs != 0 {
-            return Err(Error::ShapeMismatch("regression needs at least one input and output".into()));
+            return Err(Error::ShapeMismatch(
+                "regression needs at least one input and output".into(),
+            ));
         }
         let rows = x.len() / inputs;
         if y.len() / outputs != rows {
@@ -122,8 +124,9 @@ impl LinearRegression {
         for o in 0..outputs {
             let mut a = gram.clone();
             let mut b = rhs[o * p..(o + 1) * p].to_vec();
-            cholesky_solve(&mut a, p, &mut b)
-                .ok_or_else(|| Error::Numerical("regression normal equations are singular".into()))?;
+            cholesky_solve(&mut a, p, &mut b).ok_or_else(|| {
+                Error::Numerical("regression normal equations are singular".into())
+            })?;
             let mut c = b[0];
             for j in 0..inputs {
                 let w = b[j + 1] / scale[j];

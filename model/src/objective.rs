@@ -46,9 +46,7 @@ impl std::str::FromStr for Objective {
 
 /// −ELBO per time step, averaged over the batch: mean_b (R_b + D_b) / T. A scalar `[1]`.
 pub fn neg_elbo(terms: &RateDistortion, steps: usize) -> Tensor<1> {
-    (terms.rate.clone() + terms.distortion.clone())
-        .mean()
-        .div_scalar(steps as f64)
+    (terms.rate.clone() + terms.distortion.clone()).mean().div_scalar(steps as f64)
 }
 
 /// The constrained Lagrangian per time step, averaged over the batch:
@@ -100,7 +98,9 @@ impl LambdaConfig {
             && self.d0 > 0.0
             && self.ema > 0.0
             && self.ema <= 1.0
-            && [self.init, self.d0, self.nu, self.ema, self.min, self.max].iter().all(|v| v.is_finite());
+            && [self.init, self.d0, self.nu, self.ema, self.min, self.max]
+                .iter()
+                .all(|v| v.is_finite());
         if ok {
             Ok(())
         } else {

@@ -117,9 +117,7 @@ impl PlainTransition {
             ("q", &q, bases * n),
         ];
         if n == 0 || k == 0 || hidden == 0 || bases == 0 {
-            return Err(Error::ShapeMismatch(
-                "transition sizes must be positive".into(),
-            ));
+            return Err(Error::ShapeMismatch("transition sizes must be positive".into()));
         }
         for (what, v, len) in checks {
             if v.len() != len {
@@ -129,34 +127,14 @@ impl PlainTransition {
                 )));
             }
         }
-        for (what, v) in [
-            ("w1", &w1),
-            ("b1", &b1),
-            ("w2", &w2),
-            ("b2", &b2),
-            ("f", &f),
-            ("b", &b),
-            ("q", &q),
-        ] {
+        for (what, v) in
+            [("w1", &w1), ("b1", &b1), ("w2", &w2), ("b2", &b2), ("f", &f), ("b", &b), ("q", &q)]
+        {
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::Numerical(format!(
-                    "transition weight {what} is not finite"
-                )));
+                return Err(Error::Numerical(format!("transition weight {what} is not finite")));
             }
         }
-        Ok(Self {
-            n,
-            k,
-            hidden,
-            bases,
-            w1,
-            b1,
-            w2,
-            b2,
-            f,
-            b,
-            q,
-        })
+        Ok(Self { n, k, hidden, bases, w1, b1, w2, b2, f, b, q })
     }
 
     /// State size n.
@@ -357,11 +335,7 @@ impl PlainModel {
     /// Export the linear-Gaussian parts of a trained model (the conversions of `R` and the
     /// prior variance are the model's own: softplus + 10⁻⁴).
     pub fn from_ekvae(model: &Ekvae) -> Result<Self> {
-        let plus = |v: Vec<f64>| {
-            v.into_iter()
-                .map(|x| softplus(x) + 1e-4)
-                .collect::<Vec<_>>()
-        };
+        let plus = |v: Vec<f64>| v.into_iter().map(|x| softplus(x) + 1e-4).collect::<Vec<_>>();
         let out = Self {
             transition: PlainTransition::from_burn(&model.transition)?,
             h: values(model.observation.h.val())?,
@@ -390,12 +364,7 @@ impl PlainModel {
                 self.prior_var.len()
             )));
         }
-        let all = self
-            .h
-            .iter()
-            .chain(&self.r)
-            .chain(&self.prior_mean)
-            .chain(&self.prior_var);
+        let all = self.h.iter().chain(&self.r).chain(&self.prior_mean).chain(&self.prior_var);
         if all.clone().any(|v| !v.is_finite())
             || self.r.iter().chain(&self.prior_var).any(|v| *v <= 0.0)
         {
@@ -423,10 +392,7 @@ impl PlainModel {
         for i in 0..n {
             cov[i * n + i] = self.prior_var[i];
         }
-        Belief {
-            mean: self.prior_mean.clone(),
-            cov,
-        }
+        Belief { mean: self.prior_mean.clone(), cov }
     }
 
     /// The EKF prediction `p(z_t | a_{1:t−1})` from the filtered `belief` of step `t − 1` and the
@@ -496,9 +462,8 @@ impl PlainModel {
         let mut cov = matmul_bt(&matmul(&ikh, &belief.cov, n, n, n), &ikh, n, n, n);
         for i in 0..n {
             for j in 0..n {
-                cov[i * n + j] += (0..m)
-                    .map(|c| gain[i * m + c] * self.r[c] * gain[j * m + c])
-                    .sum::<f64>();
+                cov[i * n + j] +=
+                    (0..m).map(|c| gain[i * m + c] * self.r[c] * gain[j * m + c]).sum::<f64>();
             }
         }
         symmetrize(&mut cov, n);
@@ -627,11 +592,9 @@ mod tests {
         use crate::kalman::Transition as _;
         let (t, p) = transition();
         let device = Device::flex();
-        for (z, u) in [
-            ([0.3, -0.7, 1.1], [0.5]),
-            ([-1.0, 0.2, 0.0], [-2.0]),
-            ([2.0, 1.5, -0.4], [1.3]),
-        ] {
+        for (z, u) in
+            [([0.3, -0.7, 1.1], [0.5]), ([-1.0, 0.2, 0.0], [-2.0]), ([2.0, 1.5, -0.4], [1.3])]
+        {
             let zt = burn_row(&z, &device);
             let ut = burn_row(&u, &device);
             let step = t.linearize(zt.clone(), ut.clone());
@@ -663,11 +626,9 @@ mod tests {
         let (_, p) = transition();
         let (n, k) = (3, 1);
         let h = 1e-6;
-        for (z, u) in [
-            ([0.3, -0.7, 1.1], [0.5]),
-            ([-1.0, 0.2, 0.0], [-2.0]),
-            ([2.0, 1.5, -0.4], [1.3]),
-        ] {
+        for (z, u) in
+            [([0.3, -0.7, 1.1], [0.5]), ([-1.0, 0.2, 0.0], [-2.0]), ([2.0, 1.5, -0.4], [1.3])]
+        {
             let (mut zn, mut a, mut b) = ([0.0; 3], [0.0; 9], [0.0; 3]);
             p.linearize_exact(&z, &u, &mut zn, &mut a, &mut b);
             let mut seed = ([0.0; 3], [0.0; 9], [0.0; 3]);
@@ -728,10 +689,7 @@ mod tests {
             prior_var: vec![1.0, 1.0],
             jitter: 0.0,
         };
-        let b0 = Belief {
-            mean: vec![1.0, -2.0],
-            cov: vec![0.2, 0.0, 0.0, 0.2],
-        };
+        let b0 = Belief { mean: vec![1.0, -2.0], cov: vec![0.2, 0.0, 0.0, 0.2] };
         let pred = model.predict(&b0, &[0.7]);
         let pp = 0.2 + 0.3 + 1e-4;
         assert_eq!(pred.mean, vec![1.0, -2.0]);
@@ -751,11 +709,8 @@ mod tests {
     fn plain_filter_matches_burn_filter() {
         use crate::kalman;
         let device = Device::flex();
-        let model = crate::EkvaeConfig::new()
-            .with_image_size(8)
-            .with_state_dim(3)
-            .init(&device)
-            .unwrap();
+        let model =
+            crate::EkvaeConfig::new().with_image_size(8).with_state_dim(3).init(&device).unwrap();
         let plain = PlainModel::from_ekvae(&model).unwrap();
         let steps = 6;
         let obs: Vec<f32> = (0..steps * 2).map(|i| ((i as f32) * 0.37).sin()).collect();

@@ -76,10 +76,7 @@ impl AuxObservationConfig {
 impl AuxObservation {
     /// The emission in the form the Kalman filter takes.
     pub fn emission(&self) -> Emission {
-        Emission {
-            h: self.h.val(),
-            r_diag: softplus(self.r_raw.val(), 1.0).add_scalar(1e-4),
-        }
+        Emission { h: self.h.val(), r_diag: softplus(self.r_raw.val(), 1.0).add_scalar(1e-4) }
     }
 }
 
@@ -192,9 +189,7 @@ impl Transition for LocallyLinearTransition {
         let alpha = self.alpha(z, u); // [B, K]
         let f = alpha.clone().matmul(self.f_bases.val()).reshape([b, n, n]); // [B, n, n]
         let bm = alpha.clone().matmul(self.b_bases.val()).reshape([b, n, k]); // [B, n, k]
-        let q = alpha
-            .matmul(softplus(self.q_bases.val(), 1.0))
-            .add_scalar(1e-4); // [B, n]
+        let q = alpha.matmul(softplus(self.q_bases.val(), 1.0)).add_scalar(1e-4); // [B, n]
         LinearGaussianStep { f, b: bm, q_diag: q }
     }
 }
@@ -232,9 +227,6 @@ impl InitialPriorConfig {
 impl InitialPrior {
     /// The prior in the form the Kalman filter takes.
     pub fn prior(&self) -> Prior {
-        Prior {
-            mean: self.mean.val(),
-            var: softplus(self.var_raw.val(), 1.0).add_scalar(1e-4),
-        }
+        Prior { mean: self.mean.val(), var: softplus(self.var_raw.val(), 1.0).add_scalar(1e-4) }
     }
 }

@@ -159,7 +159,8 @@ impl TrainConfig {
             }
         }
         let over: toml::Value = toml::from_str(text)?;
-        let mut base = toml::Value::try_from(Self::default()).expect("the default config serialises");
+        let mut base =
+            toml::Value::try_from(Self::default()).expect("the default config serialises");
         merge(&mut base, over);
         base.try_into()
     }
@@ -212,7 +213,13 @@ impl EpochRow {
     fn csv(&self) -> String {
         format!(
             "{},{},{},{},{},{},{:.3}",
-            self.epoch, self.lambda, self.distortion, self.rate, self.neg_elbo, self.val_neg_elbo, self.seconds
+            self.epoch,
+            self.lambda,
+            self.distortion,
+            self.rate,
+            self.neg_elbo,
+            self.val_neg_elbo,
+            self.seconds
         )
     }
 }
@@ -296,7 +303,13 @@ pub fn normal_tensor(rng: &mut ChaCha8Rng, shape: [usize; 3], device: &Device) -
 }
 
 /// Noise for a batch of `b` sequences of length `t`.
-pub fn draw_noise(model: &Ekvae, rng: &mut ChaCha8Rng, b: usize, t: usize, device: &Device) -> ObjectiveNoise {
+pub fn draw_noise(
+    model: &Ekvae,
+    rng: &mut ChaCha8Rng,
+    b: usize,
+    t: usize,
+    device: &Device,
+) -> ObjectiveNoise {
     ObjectiveNoise {
         eps_a: normal_tensor(rng, [b, t, model.aux_dim()], device),
         eps_z: normal_tensor(rng, [b, t, model.state_dim()], device),
@@ -337,7 +350,14 @@ impl Trainer {
             Objective::Constrained => config.lambda,
             Objective::Elbo => LambdaConfig { init: 1.0, min: 1.0, max: 1.0, ..config.lambda },
         });
-        Ok(Self { optim: AdamConfig::new().init(), model: Some(model), schedule, epoch: 0, config, device })
+        Ok(Self {
+            optim: AdamConfig::new().init(),
+            model: Some(model),
+            schedule,
+            epoch: 0,
+            config,
+            device,
+        })
     }
 
     /// The model being trained (on the autodiff device).
@@ -356,14 +376,24 @@ impl Trainer {
     }
 
     /// The rate and distortion of a batch under the current model (with gradients).
-    pub fn rate_distortion(&self, frames: Tensor<4>, actions: Tensor<3>, noise: &ObjectiveNoise) -> Result<RateDistortion> {
+    pub fn rate_distortion(
+        &self,
+        frames: Tensor<4>,
+        actions: Tensor<3>,
+        noise: &ObjectiveNoise,
+    ) -> Result<RateDistortion> {
         self.model().rate_distortion(frames, actions, noise)
     }
 
     /// One Adam step on a batch: loss, backward, global-norm clipping, update, λ update.
     /// Returns [`Error::NonFinite`] (without changing the model) if the loss or the gradient
     /// is NaN or infinite.
-    pub fn step(&mut self, frames: Tensor<4>, actions: Tensor<3>, noise: &ObjectiveNoise) -> Result<StepStats> {
+    pub fn step(
+        &mut self,
+        frames: Tensor<4>,
+        actions: Tensor<3>,
+        noise: &ObjectiveNoise,
+    ) -> Result<StepStats> {
         let [_, t, s, _] = frames.dims();
         let terms = self.model().rate_distortion(frames, actions, noise)?;
         let lambda = self.schedule.lambda;
@@ -374,7 +404,8 @@ impl Trainer {
         let distortion = scalar(terms.distortion.clone().mean()) / t as f64;
         let rate = scalar(terms.rate.clone().mean()) / t as f64;
         let loss_value = scalar(loss.clone());
-        let non_finite = |what: &str| Error::NonFinite { what: what.into(), epoch: self.epoch + 1, step: 0 };
+        let non_finite =
+            |what: &str| Error::NonFinite { what: what.into(), epoch: self.epoch + 1, step: 0 };
         if !loss_value.is_finite() || !distortion.is_finite() || !rate.is_finite() {
             return Err(non_finite("loss"));
         }
@@ -427,11 +458,15 @@ impl Trainer {
             let (frames, actions) = data.batch(&windows, len, &self.device);
             let noise = draw_noise(self.model(), &mut rng, b, len, &self.device);
             let stats = self.step(frames, actions, &noise).map_err(|e| match e {
-                Error::NonFinite { what, epoch, .. } => Error::NonFinite { what, epoch, step: step + 1 },
-                // The filter found NaN/inf or a lost positive definiteness: the same guard.
-                Error::NotPositiveDefinite { what } => {
-                    Error::NonFinite { what: format!("Kalman filter ({what})"), epoch, step: step + 1 }
+                Error::NonFinite { what, epoch, .. } => {
+                    Error::NonFinite { what, epoch, step: step + 1 }
                 }
+                // The filter found NaN/inf or a lost positive definiteness: the same guard.
+                Error::NotPositiveDefinite { what } => Error::NonFinite {
+                    what: format!("Kalman filter ({what})"),
+                    epoch,
+                    step: step + 1,
+                },
                 other => other,
             })?;
             sum_d += stats.distortion;
@@ -542,12 +577,15 @@ impl RunDir {
         if !self.root.is_dir() {
             return Err(Error::Checkpoint {
                 path: self.root.clone(),
-                message: "run directory does not exist; train one with `ekvae train --out DIR`".into(),
+                message: "run directory does not exist; train one with `ekvae train --out DIR`"
+                    .into(),
             });
         }
         let text = fs::read_to_string(&path).map_err(|e| Error::Checkpoint {
             path: path.clone(),
-            message: format!("cannot read the run config ({e}); is this a run directory made by `ekvae train`?"),
+            message: format!(
+                "cannot read the run config ({e}); is this a run directory made by `ekvae train`?"
+            ),
         })?;
         let cfg = TrainConfig::from_toml(&text).map_err(|e| Error::Checkpoint {
             path: path.clone(),
@@ -564,10 +602,8 @@ impl RunDir {
             path: path.clone(),
             message: format!("no checkpoint state ({e}); the run has not finished an epoch"),
         })?;
-        serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
-            path,
-            message: format!("corrupt run state: {e}"),
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Checkpoint { path, message: format!("corrupt run state: {e}") })
     }
 
     /// Save model and optimizer of `trainer` as the checkpoint of its current epoch, then
@@ -575,7 +611,11 @@ impl RunDir {
     pub fn save_checkpoint(&self, trainer: &Trainer) -> Result<()> {
         let rel = format!("checkpoints/epoch-{:04}", trainer.epoch);
         let dir = self.root.join(&rel);
-        let tmp = self.root.join(format!("checkpoints/.epoch-{:04}.tmp-{}", trainer.epoch, std::process::id()));
+        let tmp = self.root.join(format!(
+            "checkpoints/.epoch-{:04}.tmp-{}",
+            trainer.epoch,
+            std::process::id()
+        ));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
@@ -595,8 +635,12 @@ impl RunDir {
             fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         }
         fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
-        let state = RunState { epoch: trainer.epoch, checkpoint: rel.clone(), schedule: trainer.schedule };
-        write_atomic(&self.state_path(), serde_json::to_string_pretty(&state).expect("serialisable").as_bytes())?;
+        let state =
+            RunState { epoch: trainer.epoch, checkpoint: rel.clone(), schedule: trainer.schedule };
+        write_atomic(
+            &self.state_path(),
+            serde_json::to_string_pretty(&state).expect("serialisable").as_bytes(),
+        )?;
         // Remove older checkpoints (best effort: they are no longer referenced).
         if let Ok(entries) = fs::read_dir(self.root.join("checkpoints")) {
             for entry in entries.flatten() {
@@ -610,7 +654,12 @@ impl RunDir {
     }
 
     /// Load the model of the last checkpoint onto `device` (which decides autodiff).
-    pub fn load_model(&self, config: &TrainConfig, state: &RunState, device: &Device) -> Result<Ekvae> {
+    pub fn load_model(
+        &self,
+        config: &TrainConfig,
+        state: &RunState,
+        device: &Device,
+    ) -> Result<Ekvae> {
         let path = self.root.join(&state.checkpoint).join("model.safetensors");
         load_model_file(&config.model, &path, device)
     }
@@ -624,7 +673,10 @@ impl RunDir {
         trainer.set_model(model);
         let optim_path = self.root.join(&state.checkpoint).join("optimizer.bpk");
         if !optim_path.is_file() {
-            return Err(Error::Checkpoint { path: optim_path, message: "optimizer state missing".into() });
+            return Err(Error::Checkpoint {
+                path: optim_path,
+                message: "optimizer state missing".into(),
+            });
         }
         let optim = std::mem::replace(&mut trainer.optim, AdamConfig::new().init());
         trainer.optim = optim.load(&optim_path).map_err(|e| Error::Checkpoint {
@@ -658,7 +710,8 @@ impl RunDir {
     pub fn append_metrics(&self, row: &EpochRow) -> Result<()> {
         let path = self.metrics_path();
         let new = !path.exists();
-        let mut f = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let mut f =
+            fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
         let mut line = String::new();
         if new {
             line.push_str(METRICS_HEADER);
@@ -674,7 +727,10 @@ impl RunDir {
 /// checking that every tensor is present with the right shape.
 pub fn load_model_file(config: &EkvaeConfig, path: &Path, device: &Device) -> Result<Ekvae> {
     if !path.is_file() {
-        return Err(Error::Checkpoint { path: path.to_path_buf(), message: "checkpoint file missing".into() });
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "checkpoint file missing".into(),
+        });
     }
     let mut model = config.init(device)?;
     let mut store = SafetensorsStore::from_file(path).allow_partial(false).validate(true);
@@ -732,7 +788,8 @@ pub fn train(
         if run.holds_run() {
             return Err(Error::Checkpoint {
                 path: out.to_path_buf(),
-                message: "already holds a run; use --resume to continue it or choose another --out".into(),
+                message: "already holds a run; use --resume to continue it or choose another --out"
+                    .into(),
             });
         }
         fs::create_dir_all(out).map_err(io_err(out))?;

@@ -65,7 +65,13 @@ impl ModuleVisitor for Grads<'_> {
     }
 }
 
-fn loss(model: &Ekvae, x: &Tensor<4>, u: &Tensor<3>, noise: &ObjectiveNoise, constrained: bool) -> Tensor<1> {
+fn loss(
+    model: &Ekvae,
+    x: &Tensor<4>,
+    u: &Tensor<3>,
+    noise: &ObjectiveNoise,
+    constrained: bool,
+) -> Tensor<1> {
     let [_, t, s, _] = x.dims();
     let terms = model.rate_distortion(x.clone(), u.clone(), noise).unwrap();
     if constrained { lagrangian(&terms, 3.5, 0.05, t, s * s) } else { neg_elbo(&terms, t) }
@@ -95,7 +101,8 @@ fn check(constrained: bool) {
 
     let valid = model.valid();
     let (xv, uv) = (x.clone().inner(), u.clone().inner());
-    let noise_v = ObjectiveNoise { eps_a: noise.eps_a.clone().inner(), eps_z: noise.eps_z.clone().inner() };
+    let noise_v =
+        ObjectiveNoise { eps_a: noise.eps_a.clone().inner(), eps_z: noise.eps_z.clone().inner() };
     let mut values = Collect(Vec::new());
     valid.visit(&mut values);
     let eval = |id: ParamId, index: usize, delta: f64| -> f64 {

@@ -63,7 +63,8 @@ fn checkpoint_round_trip_gives_identical_outputs_and_resume_continues_exactly() 
 
     // Two epochs in one go.
     let straight = dir.path().join("straight");
-    let rows_straight = train(tiny_config(), &seqs, &straight, false, &device, &mut NoProgress).unwrap();
+    let rows_straight =
+        train(tiny_config(), &seqs, &straight, false, &device, &mut NoProgress).unwrap();
     assert_eq!(rows_straight.len(), 2);
 
     // One epoch, then resume to two.
@@ -86,7 +87,10 @@ fn checkpoint_round_trip_gives_identical_outputs_and_resume_continues_exactly() 
     assert_eq!(rows2[0].epoch, 2, "resume continues at the saved epoch");
     // Same seed, same data: resuming (model, Adam state, λ) reproduces the straight run.
     let (a, b) = (rows_straight[1], rows2[0]);
-    assert_eq!((a.lambda, a.distortion, a.rate, a.val_neg_elbo), (b.lambda, b.distortion, b.rate, b.val_neg_elbo));
+    assert_eq!(
+        (a.lambda, a.distortion, a.rate, a.val_neg_elbo),
+        (b.lambda, b.distortion, b.rate, b.val_neg_elbo)
+    );
     let csv = std::fs::read_to_string(run.metrics_path()).unwrap();
     let epochs: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(epochs, ["1", "2"]);
@@ -111,17 +115,32 @@ fn bad_inputs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     // Image size that does not fit the model.
     let cfg = TrainConfig { model: tiny_config().model.with_image_size(16), ..tiny_config() };
-    let err = train(cfg, &data.view(), &dir.path().join("a"), false, &device, &mut NoProgress).unwrap_err();
+    let err = train(cfg, &data.view(), &dir.path().join("a"), false, &device, &mut NoProgress)
+        .unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch(_)), "{err}");
     assert!(!dir.path().join("a").exists(), "nothing written on bad input");
     // Resuming a run directory that does not exist.
-    let err = train(tiny_config(), &data.view(), &dir.path().join("none"), true, &device, &mut NoProgress)
-        .unwrap_err();
+    let err = train(
+        tiny_config(),
+        &data.view(),
+        &dir.path().join("none"),
+        true,
+        &device,
+        &mut NoProgress,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
     // A checkpoint from another config.
     let run_dir = dir.path().join("b");
-    train(TrainConfig { epochs: 1, ..tiny_config() }, &data.view(), &run_dir, false, &device, &mut NoProgress)
-        .unwrap();
+    train(
+        TrainConfig { epochs: 1, ..tiny_config() },
+        &data.view(),
+        &run_dir,
+        false,
+        &device,
+        &mut NoProgress,
+    )
+    .unwrap();
     let run = RunDir::new(&run_dir);
     let state = run.read_state().unwrap();
     let other = TrainConfig { model: tiny_config().model.with_state_dim(3), ..tiny_config() };
@@ -145,14 +164,18 @@ fn non_finite_loss_stops_the_step_and_leaves_the_model_unchanged() {
     let bad = x.clone().mask_fill(x.clone().greater_elem(0.5), f32::NAN);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let noise = draw_noise(trainer.model(), &mut rng, 2, 6, &dev);
-    let before = trainer.model().valid().smoothed_means(x.clone().inner(), u.clone().inner()).unwrap();
+    let before =
+        trainer.model().valid().smoothed_means(x.clone().inner(), u.clone().inner()).unwrap();
     let err = trainer.step(bad, u.clone(), &noise).unwrap_err();
     assert!(
         matches!(err, Error::NonFinite { .. } | Error::NotPositiveDefinite { .. }),
         "unexpected error {err}"
     );
     let after = trainer.model().valid().smoothed_means(x.inner(), u.inner()).unwrap();
-    assert_eq!(before.into_data().try_to_vec::<f32>().unwrap(), after.into_data().try_to_vec::<f32>().unwrap());
+    assert_eq!(
+        before.into_data().try_to_vec::<f32>().unwrap(),
+        after.into_data().try_to_vec::<f32>().unwrap()
+    );
     // A clean batch still trains afterwards.
     let (x, u) = data.view().batch(&[(0, 0), (1, 0)], 6, &dev);
     assert!(trainer.step(x, u, &noise).unwrap().loss.is_finite());

@@ -41,11 +41,8 @@ fn run(
 fn bench(c: &mut Criterion) {
     for horizon in [30, 40] {
         let mut g = c.benchmark_group(format!("mpc_h{horizon}"));
-        for (name, steps) in [
-            ("warm_swing_t5", 5),
-            ("warm_upright_t105", 105),
-            ("replan_t10", 10),
-        ] {
+        for (name, steps) in [("warm_swing_t5", 5), ("warm_upright_t105", 105), ("replan_t10", 10)]
+        {
             let (mpc, x) = run(controller(horizon), steps);
             g.bench_function(name, |b| {
                 b.iter_batched(

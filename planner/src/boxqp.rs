@@ -250,16 +250,9 @@ mod tests {
                     + h[3] * qp.k[1] * qp.k[1])
                 + g[0] * qp.k[0]
                 + g[1] * qp.k[1];
-            assert!(
-                v <= v_ref + 1e-9,
-                "box-QP value {v} worse than grid {v_ref} at {x_ref:?}"
-            );
+            assert!(v <= v_ref + 1e-9, "box-QP value {v} worse than grid {v_ref} at {x_ref:?}");
             for i in 0..2 {
-                assert!(
-                    (qp.k[i] - x_ref[i]).abs() < 2e-3,
-                    "k={:?} grid={x_ref:?}",
-                    qp.k
-                );
+                assert!((qp.k[i] - x_ref[i]).abs() < 2e-3, "k={:?} grid={x_ref:?}", qp.k);
                 assert!(qp.k[i] >= lo[i] && qp.k[i] <= hi[i]);
             }
         }

@@ -112,14 +112,7 @@ impl QuadraticCost {
                 reason: "must be positive definite".into(),
             });
         }
-        Ok(Self {
-            n,
-            m,
-            goal,
-            q,
-            r,
-            q_final,
-        })
+        Ok(Self { n, m, goal, q, r, q_final })
     }
 
     /// Diagonal weights: `Q = diag(q)`, `R = diag(r)`, `Q_f = diag(q_final)`.
@@ -169,10 +162,7 @@ impl QuadraticCost {
     fn state_derivs(&self, w: &[f64], x: &[f64], q: &mut Quadratization) {
         let n = self.n;
         for i in 0..n {
-            q.lx[i] = 2.0
-                * (0..n)
-                    .map(|j| w[i * n + j] * (x[j] - self.goal[j]))
-                    .sum::<f64>();
+            q.lx[i] = 2.0 * (0..n).map(|j| w[i * n + j] * (x[j] - self.goal[j])).sum::<f64>();
         }
         for (h, wv) in q.lxx.iter_mut().zip(w) {
             *h = 2.0 * wv;
@@ -232,12 +222,7 @@ pub struct PendulumCost {
 impl Default for PendulumCost {
     /// Gymnasium's weights and a terminal multiplier of 1.
     fn default() -> Self {
-        Self {
-            w_theta: 1.0,
-            w_theta_dot: 0.1,
-            w_u: 0.001,
-            w_final: 1.0,
-        }
+        Self { w_theta: 1.0, w_theta_dot: 0.1, w_u: 0.001, w_final: 1.0 }
     }
 }
 
@@ -318,17 +303,11 @@ mod tests {
 
     #[test]
     fn pendulum_cost_derivatives_match_finite_differences() {
-        let c = PendulumCost {
-            w_final: 7.0,
-            ..PendulumCost::default()
-        };
+        let c = PendulumCost { w_final: 7.0, ..PendulumCost::default() };
         // Away from the wrap point θ = π (mod 2π), including wrapped angles.
-        for &(x, u) in &[
-            ([0.3, -1.0], 0.7),
-            ([2.9, 4.0], -1.9),
-            ([-3.5, 0.2], 2.0),
-            ([9.0, -6.0], 0.1),
-        ] {
+        for &(x, u) in
+            &[([0.3, -1.0], 0.7), ([2.9, 4.0], -1.9), ([-3.5, 0.2], 2.0), ([9.0, -6.0], 0.1)]
+        {
             check_cost_derivatives(&c, &x, &[u], 1e-6);
         }
     }

@@ -40,22 +40,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// `Err(NonFinite)` unless every value is finite.
 pub(crate) fn check_finite(what: &'static str, v: &[f64]) -> Result<()> {
-    if v.iter().all(|x| x.is_finite()) {
-        Ok(())
-    } else {
-        Err(Error::NonFinite { what })
-    }
+    if v.iter().all(|x| x.is_finite()) { Ok(()) } else { Err(Error::NonFinite { what }) }
 }
 
 /// `Err(Dimension)` unless `got == expected`.
 pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::Dimension {
-            what,
-            expected,
-            got,
-        })
-    }
+    if got == expected { Ok(()) } else { Err(Error::Dimension { what, expected, got }) }
 }

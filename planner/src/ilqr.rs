@@ -51,12 +51,7 @@ pub struct Regularization {
 
 impl Default for Regularization {
     fn default() -> Self {
-        Self {
-            initial: 1e-6,
-            factor: 10.0,
-            min: 1e-6,
-            max: 1e10,
-        }
+        Self { initial: 1e-6, factor: 10.0, min: 1e-6, max: 1e10 }
     }
 }
 
@@ -75,12 +70,7 @@ pub struct LineSearch {
 
 impl Default for LineSearch {
     fn default() -> Self {
-        Self {
-            initial: 1.0,
-            factor: 0.5,
-            min: 1e-3,
-            min_ratio: 1e-4,
-        }
+        Self { initial: 1.0, factor: 0.5, min: 1e-3, min_ratio: 1e-4 }
     }
 }
 
@@ -127,19 +117,13 @@ impl IlqrConfig {
     /// Checks every invariant documented on the fields, for control size `m`.
     pub fn check(&self, m: usize) -> Result<()> {
         let bad = |field: &'static str, reason: &str| {
-            Err(Error::InvalidConfig {
-                field,
-                reason: reason.into(),
-            })
+            Err(Error::InvalidConfig { field, reason: reason.into() })
         };
         let r = &self.regularization;
         let ls = &self.line_search;
         check_finite("tolerances", &[self.tol_cost, self.tol_grad])?;
         check_finite("regularization", &[r.initial, r.factor, r.min])?;
-        check_finite(
-            "line search",
-            &[ls.initial, ls.factor, ls.min, ls.min_ratio],
-        )?;
+        check_finite("line search", &[ls.initial, ls.factor, ls.min, ls.min_ratio])?;
         if self.max_iterations == 0 {
             return bad("max_iterations", "must be at least 1");
         }
@@ -147,10 +131,7 @@ impl IlqrConfig {
             return bad("tol_cost/tol_grad", "must be >= 0");
         }
         if !(r.factor > 1.0 && r.min > 0.0 && r.initial >= 0.0 && r.max >= r.min) {
-            return bad(
-                "regularization",
-                "need factor > 1, min > 0, initial >= 0, max >= min",
-            );
+            return bad("regularization", "need factor > 1, min > 0, initial >= 0, max >= min");
         }
         if !(ls.initial > 0.0
             && ls.factor > 0.0
@@ -159,18 +140,13 @@ impl IlqrConfig {
             && ls.min <= ls.initial
             && ls.min_ratio >= 0.0)
         {
-            return bad(
-                "line_search",
-                "need initial >= min > 0, 0 < factor < 1, min_ratio >= 0",
-            );
+            return bad("line_search", "need initial >= min > 0, 0 < factor < 1, min_ratio >= 0");
         }
         if let Some(b) = &self.bounds {
             check_len("bounds.lower", m, b.lower.len())?;
             check_len("bounds.upper", m, b.upper.len())?;
             if b.lower.iter().chain(&b.upper).any(|v| v.is_nan()) {
-                return Err(Error::NonFinite {
-                    what: "control bounds",
-                });
+                return Err(Error::NonFinite { what: "control bounds" });
             }
             if b.lower.iter().zip(&b.upper).any(|(l, u)| l > u) {
                 return bad("bounds", "lower must not exceed upper");
@@ -235,9 +211,7 @@ impl InitialGuess {
             InitialGuess::Constant(bounds.upper.clone()),
             InitialGuess::Constant(bounds.lower.clone()),
         ];
-        v.extend((0..n_random as u64).map(|i| InitialGuess::Random {
-            seed: seed.wrapping_add(i),
-        }));
+        v.extend((0..n_random as u64).map(|i| InitialGuess::Random { seed: seed.wrapping_add(i) }));
         v
     }
 }
@@ -367,15 +341,7 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
             });
         }
         config.check(m)?;
-        Ok(Self {
-            dynamics,
-            cost,
-            config,
-            n,
-            m,
-            horizon: 0,
-            ws: Workspace::new(n, m, 0),
-        })
+        Ok(Self { dynamics, cost, config, n, m, horizon: 0, ws: Workspace::new(n, m, 0) })
     }
 
     /// The settings.
@@ -497,18 +463,9 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
         self.ws.k.fill(0.0);
         self.ws.gains.fill(0.0);
         self.ws.xs[..n].copy_from_slice(x0);
-        let mut cost = rollout(
-            &self.dynamics,
-            &self.cost,
-            &mut self.ws.xs,
-            &self.ws.us,
-            n,
-            m,
-        );
+        let mut cost = rollout(&self.dynamics, &self.cost, &mut self.ws.xs, &self.ws.us, n, m);
         if !cost.is_finite() {
-            return Err(Error::NonFinite {
-                what: "cost of the initial rollout",
-            });
+            return Err(Error::NonFinite { what: "cost of the initial rollout" });
         }
         let cfg = self.config.clone();
         let reg = cfg.regularization;
@@ -607,20 +564,14 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
             }
         }
         let (best_index, best) = best.expect("starts is non-empty");
-        Ok(MultiStartSolution {
-            best,
-            best_index,
-            costs,
-            total_iterations: total,
-        })
+        Ok(MultiStartSolution { best, best_index, costs, total_iterations: total })
     }
 
     /// `A_t, B_t` and the cost quadratizations along the current trajectory.
     fn linearize_quadratize(&mut self) {
         let (n, m, horizon) = (self.n, self.m, self.horizon);
         let ws = &mut self.ws;
-        self.dynamics
-            .linearize_trajectory(&ws.xs, &ws.us, &mut ws.a, &mut ws.b);
+        self.dynamics.linearize_trajectory(&ws.xs, &ws.us, &mut ws.a, &mut ws.b);
         for t in 0..horizon {
             self.cost.quadratize(
                 t,
@@ -629,8 +580,7 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
                 &mut ws.quad[t],
             );
         }
-        self.cost
-            .quadratize_terminal(&ws.xs[horizon * n..], &mut ws.quad[horizon]);
+        self.cost.quadratize_terminal(&ws.xs[horizon * n..], &mut ws.quad[horizon]);
     }
 
     /// Riccati-like backward pass with regularisation `mu`; fills `k`, `K` and returns the
@@ -670,9 +620,8 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
             // Box-QP for k_t with bounds relative to u_t.
             let u = &ws.us[t * m..(t + 1) * m];
             for i in 0..m {
-                let (lo, hi) = bounds.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| {
-                    (b.lower[i], b.upper[i])
-                });
+                let (lo, hi) =
+                    bounds.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| (b.lower[i], b.upper[i]));
                 ws.lower[i] = lo - u[i];
                 ws.upper[i] = hi - u[i];
             }
@@ -786,11 +735,8 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
             if new_cost.is_finite() {
                 let expected = -(alpha * dv[0] + alpha * alpha * dv[1]);
                 let actual = cost - new_cost;
-                let ok = if expected > 0.0 {
-                    actual / expected > ls.min_ratio
-                } else {
-                    actual > 0.0
-                };
+                let ok =
+                    if expected > 0.0 { actual / expected > ls.min_ratio } else { actual > 0.0 };
                 if ok && actual >= 0.0 {
                     return Some(new_cost);
                 }
@@ -839,24 +785,13 @@ mod tests {
     }
     fn mul(a: &M, b: &M) -> M {
         let (r, k, c) = (a.len(), b.len(), b[0].len());
-        (0..r)
-            .map(|i| {
-                (0..c)
-                    .map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum())
-                    .collect()
-            })
-            .collect()
+        (0..r).map(|i| (0..c).map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum()).collect()).collect()
     }
     fn tr(a: &M) -> M {
-        (0..a[0].len())
-            .map(|j| (0..a.len()).map(|i| a[i][j]).collect())
-            .collect()
+        (0..a[0].len()).map(|j| (0..a.len()).map(|i| a[i][j]).collect()).collect()
     }
     fn add(a: &M, b: &M) -> M {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect())
-            .collect()
+        a.iter().zip(b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect()).collect()
     }
     /// Inverse by Gauss–Jordan with partial pivoting.
     fn inv(a: &M) -> M {
@@ -871,9 +806,7 @@ mod tests {
             })
             .collect();
         for c in 0..n {
-            let p = (c..n)
-                .max_by(|&x, &y| aug[x][c].abs().total_cmp(&aug[y][c].abs()))
-                .unwrap();
+            let p = (c..n).max_by(|&x, &y| aug[x][c].abs().total_cmp(&aug[y][c].abs())).unwrap();
             aug.swap(c, p);
             let d = aug[c][c];
             for v in aug[c].iter_mut() {
@@ -904,15 +837,8 @@ mod tests {
         let dynamics = LinearDynamics::new(n, m, a_flat.clone(), b_flat.clone()).unwrap();
         let (q, r, qf) = ([1.0, 0.5, 2.0], [0.1, 0.3], [10.0, 5.0, 8.0]);
         let cost = QuadraticCost::diagonal(vec![0.0; n], &q, &r, &qf).unwrap();
-        let reg = Regularization {
-            initial: 0.0,
-            ..Regularization::default()
-        };
-        let cfg = IlqrConfig {
-            regularization: reg,
-            tol_grad: 1e-9,
-            ..IlqrConfig::default()
-        };
+        let reg = Regularization { initial: 0.0, ..Regularization::default() };
+        let cfg = IlqrConfig { regularization: reg, tol_grad: 1e-9, ..IlqrConfig::default() };
         let mut solver = Ilqr::new(dynamics, cost, cfg).unwrap();
         let x0 = [1.0, -2.0, 0.5];
         let sol = solver.solve(&x0, &vec![0.0; horizon * m]).unwrap();
@@ -922,11 +848,7 @@ mod tests {
         let (a, b) = (from_flat(&a_flat, n, n), from_flat(&b_flat, n, m));
         let diag = |d: &[f64]| -> M {
             (0..d.len())
-                .map(|i| {
-                    (0..d.len())
-                        .map(|j| if i == j { d[i] } else { 0.0 })
-                        .collect()
-                })
+                .map(|i| (0..d.len()).map(|j| if i == j { d[i] } else { 0.0 }).collect())
                 .collect()
         };
         let (qm, rm) = (diag(&q), diag(&r));
@@ -935,10 +857,7 @@ mod tests {
         for t in (0..horizon).rev() {
             let bt_p = mul(&tr(&b), &p);
             let k = mul(&inv(&add(&rm, &mul(&bt_p, &b))), &mul(&bt_p, &a));
-            let k: M = k
-                .iter()
-                .map(|row| row.iter().map(|v| -v).collect())
-                .collect();
+            let k: M = k.iter().map(|row| row.iter().map(|v| -v).collect()).collect();
             let at_p = mul(&tr(&a), &p);
             p = add(&add(&qm, &mul(&at_p, &a)), &mul(&mul(&at_p, &b), &k));
             gains[t] = k;
@@ -988,14 +907,8 @@ mod tests {
             .unwrap()
             .solve(&x0, &vec![0.0; horizon * m])
             .unwrap();
-        let bounds = ControlBounds {
-            lower: vec![-1.0, -0.5],
-            upper: vec![1.0, 0.5],
-        };
-        let cfg = IlqrConfig {
-            bounds: Some(bounds.clone()),
-            ..IlqrConfig::default()
-        };
+        let bounds = ControlBounds { lower: vec![-1.0, -0.5], upper: vec![1.0, 0.5] };
+        let cfg = IlqrConfig { bounds: Some(bounds.clone()), ..IlqrConfig::default() };
         let mut solver = Ilqr::new(&dynamics, &cost, cfg).unwrap();
         let sol = solver.solve(&x0, &vec![0.0; horizon * m]).unwrap();
         assert!(
@@ -1004,16 +917,10 @@ mod tests {
             sol.stop
         );
         for (i, u) in sol.us.iter().enumerate() {
-            assert!(
-                *u >= bounds.lower[i % m] && *u <= bounds.upper[i % m],
-                "u[{i}] = {u}"
-            );
+            assert!(*u >= bounds.lower[i % m] && *u <= bounds.upper[i % m], "u[{i}] = {u}");
         }
         assert!(
-            free.us
-                .iter()
-                .enumerate()
-                .any(|(i, u)| u.abs() > bounds.upper[i % m]),
+            free.us.iter().enumerate().any(|(i, u)| u.abs() > bounds.upper[i % m]),
             "limits should bind"
         );
         let clipped: Vec<f64> = free
@@ -1030,10 +937,7 @@ mod tests {
             "box-QP iLQR {} worse than clipped LQR {j_clipped}",
             sol.cost
         );
-        assert!(
-            sol.cost >= free.cost,
-            "constrained cost below the unconstrained optimum"
-        );
+        assert!(sol.cost >= free.cost, "constrained cost below the unconstrained optimum");
     }
 
     fn pendulum_solver(max_iterations: usize) -> Ilqr<TruePendulum, PendulumCost> {
@@ -1050,27 +954,15 @@ mod tests {
     #[test]
     fn non_finite_or_missized_input_is_an_error() {
         let mut s = pendulum_solver(10);
-        assert!(matches!(
-            s.solve(&[f64::NAN, 0.0], &[0.0; 5]),
-            Err(Error::NonFinite { .. })
-        ));
+        assert!(matches!(s.solve(&[f64::NAN, 0.0], &[0.0; 5]), Err(Error::NonFinite { .. })));
         assert!(matches!(
             s.solve(&[0.0, 0.0], &[0.0, f64::INFINITY]),
             Err(Error::NonFinite { .. })
         ));
-        assert!(matches!(
-            s.solve(&[0.0], &[0.0; 5]),
-            Err(Error::Dimension { .. })
-        ));
-        assert!(matches!(
-            s.solve(&[0.0, 0.0], &[]),
-            Err(Error::Dimension { .. })
-        ));
+        assert!(matches!(s.solve(&[0.0], &[0.0; 5]), Err(Error::Dimension { .. })));
+        assert!(matches!(s.solve(&[0.0, 0.0], &[]), Err(Error::Dimension { .. })));
         let bad = IlqrConfig {
-            regularization: Regularization {
-                factor: 0.5,
-                ..Regularization::default()
-            },
+            regularization: Regularization { factor: 0.5, ..Regularization::default() },
             ..IlqrConfig::default()
         };
         assert!(matches!(

@@ -48,20 +48,14 @@ impl MpcConfig {
             random_starts: 2,
             short_horizon_start: true,
             seed: 0,
-            ilqr: IlqrConfig {
-                bounds: Some(bounds),
-                ..IlqrConfig::default()
-            },
+            ilqr: IlqrConfig { bounds: Some(bounds), ..IlqrConfig::default() },
         }
     }
 
     /// Checks the invariants (horizon ≥ 1, budgets ≥ 1, `replan_every ≥ 1`, finite bounds set).
     pub fn check(&self, m: usize) -> Result<()> {
         let bad = |field: &'static str, reason: &str| {
-            Err(Error::InvalidConfig {
-                field,
-                reason: reason.into(),
-            })
+            Err(Error::InvalidConfig { field, reason: reason.into() })
         };
         if self.horizon == 0 {
             return bad("horizon", "must be at least 1");
@@ -121,15 +115,7 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
         config.check(m)?;
         let bounds = config.ilqr.bounds.clone().expect("checked");
         let solver = Ilqr::new(dynamics, cost, config.ilqr.clone())?;
-        Ok(Self {
-            solver,
-            config,
-            bounds,
-            policy: None,
-            warm: None,
-            t: 0,
-            m,
-        })
+        Ok(Self { solver, config, bounds, policy: None, warm: None, t: 0, m })
     }
 
     /// Adds the rollout of `policy` to the multi-start candidates.
@@ -154,10 +140,7 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
         check_finite("MPC state", x)?;
         let (m, horizon) = (self.m, self.config.horizon);
         let replan = self.warm.is_none()
-            || self
-                .config
-                .replan_every
-                .is_some_and(|k| self.t.is_multiple_of(k));
+            || self.config.replan_every.is_some_and(|k| self.t.is_multiple_of(k));
         let (sol, iterations) = if replan {
             let mut starts = InitialGuess::standard_set(
                 &self.bounds,
@@ -187,10 +170,7 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
             (ms.best, ms.total_iterations + extra_iterations)
         } else {
             self.set_budget(self.config.iterations_per_step)?;
-            let warm = self
-                .warm
-                .take()
-                .expect("not replanning implies a warm start");
+            let warm = self.warm.take().expect("not replanning implies a warm start");
             let sol = self.solver.solve(x, &warm)?;
             let it = sol.iterations;
             (sol, it)
@@ -260,11 +240,7 @@ pub struct MpcAgent<E, D, C> {
 impl<E: StateEstimator, D: Dynamics, C: Cost> MpcAgent<E, D, C> {
     /// Combines an estimator and an MPC controller.
     pub fn new(estimator: E, mpc: Mpc<D, C>) -> Self {
-        Self {
-            estimator,
-            mpc,
-            last_action: None,
-        }
+        Self { estimator, mpc, last_action: None }
     }
 
     /// New episode: resets the estimator and the controller's warm start.
@@ -353,12 +329,8 @@ mod tests {
 
     #[test]
     fn estimator_hook_drives_the_loop() {
-        let mpc = Mpc::new(
-            TruePendulum::default(),
-            PendulumCost::default(),
-            default_config(),
-        )
-        .unwrap();
+        let mpc =
+            Mpc::new(TruePendulum::default(), PendulumCost::default(), default_config()).unwrap();
         let mut agent = MpcAgent::new(FromObservation, mpc);
         let p = ekvae_envs::pendulum::PendulumParams::default();
         let mut x = [std::f64::consts::PI, 0.0];
@@ -384,12 +356,8 @@ mod tests {
         cfg.horizon = 40;
         cfg.seed = 1;
         cfg.short_horizon_start = false;
-        let mut without = Mpc::new(
-            TruePendulum::default(),
-            PendulumCost::default(),
-            cfg.clone(),
-        )
-        .unwrap();
+        let mut without =
+            Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg.clone()).unwrap();
         assert!(without.step(&x0).unwrap().cost > 100.0);
         cfg.short_horizon_start = true;
         let mut agent = pendulum_agent(cfg);
@@ -399,8 +367,7 @@ mod tests {
         assert!(
             ths.iter().all(|th| angle_normalize(*th).abs() < 0.2),
             "left upright: max |θ| {}",
-            ths.iter()
-                .fold(0.0f64, |m, t| m.max(angle_normalize(*t).abs()))
+            ths.iter().fold(0.0f64, |m, t| m.max(angle_normalize(*t).abs()))
         );
     }
 
@@ -423,15 +390,9 @@ mod tests {
         cfg.ilqr.bounds = None;
         assert!(Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg).is_err());
         let mut cfg = default_config();
-        cfg.ilqr.bounds = Some(ControlBounds {
-            lower: vec![f64::NEG_INFINITY],
-            upper: vec![2.0],
-        });
+        cfg.ilqr.bounds = Some(ControlBounds { lower: vec![f64::NEG_INFINITY], upper: vec![2.0] });
         assert!(Mpc::new(TruePendulum::default(), PendulumCost::default(), cfg).is_err());
         let mut agent = pendulum_agent(default_config());
-        assert!(matches!(
-            agent.act(&[f64::NAN, 0.0]),
-            Err(Error::NonFinite { .. })
-        ));
+        assert!(matches!(agent.act(&[f64::NAN, 0.0]), Err(Error::NonFinite { .. })));
     }
 }

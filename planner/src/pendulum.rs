@@ -77,16 +77,10 @@ mod tests {
         d.linearize(&x, &[u], &mut xn, &mut a, &mut b);
         let (fa, fb) = fd_dynamics(&d, &x, &[u], 1e-6);
         for (i, (g, w)) in a.iter().zip(&fa).enumerate() {
-            assert!(
-                (g - w).abs() < 1e-6,
-                "A[{i}] at x={x:?} u={u}: analytic {g}, fd {w}"
-            );
+            assert!((g - w).abs() < 1e-6, "A[{i}] at x={x:?} u={u}: analytic {g}, fd {w}");
         }
         for (i, (g, w)) in b.iter().zip(&fb).enumerate() {
-            assert!(
-                (g - w).abs() < 1e-6,
-                "B[{i}] at x={x:?} u={u}: analytic {g}, fd {w}"
-            );
+            assert!((g - w).abs() < 1e-6, "B[{i}] at x={x:?} u={u}: analytic {g}, fd {w}");
         }
         let mut xs = [0.0; 2];
         d.step(&x, &[u], &mut xs);

@@ -63,20 +63,12 @@ pub fn check_cost_derivatives<C: Cost>(c: &C, x: &[f64], u: &[f64], h: f64) {
         c.quadratize(0, &xm, &um, &mut qm);
         for i in 0..n {
             let fd = (qp.lx[i] - qm.lx[i]) / (2.0 * h);
-            let an = if j < n {
-                q.lxx[i * n + j]
-            } else {
-                q.lux[(j - n) * n + i]
-            };
+            let an = if j < n { q.lxx[i * n + j] } else { q.lux[(j - n) * n + i] };
             assert_close(&format!("d2l/dx[{i}]dz[{j}]"), an, fd, 1e-6);
         }
         for i in 0..m {
             let fd = (qp.lu[i] - qm.lu[i]) / (2.0 * h);
-            let an = if j < n {
-                q.lux[i * n + j]
-            } else {
-                q.luu[i * m + (j - n)]
-            };
+            let an = if j < n { q.lux[i * n + j] } else { q.luu[i * m + (j - n)] };
             assert_close(&format!("d2l/du[{i}]dz[{j}]"), an, fd, 1e-6);
         }
     }

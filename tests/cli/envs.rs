@@ -1,8 +1,8 @@
 //! `ekvae collect` and `ekvae inspect` end to end, and numpy reading the dataset file.
 
+use super::{assert_clean_failure, ekvae, stderr};
 use ekvae::envs::Dataset;
 use std::path::Path;
-use super::{assert_clean_failure, ekvae, stderr};
 use std::process::Command;
 
 /// A small collection into `dir/name`, asserting success.

@@ -1,9 +1,9 @@
 //! Tests that run the `ekvae` command line.
 
 mod envs;
+mod model;
 mod mpc;
 mod pixmpc;
-mod model;
 
 use std::process::{Command, Output};
 

@@ -1,14 +1,24 @@
 //! `ekvae train` and `ekvae eval` end to end on a tiny budget, `--resume`, and bad input.
 
-use std::path::{Path, PathBuf};
 use super::{assert_clean_failure, ekvae, stderr};
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn collect(dir: &Path, name: &str, size: usize, seed: u64) -> PathBuf {
     let out = dir.join(name);
     let o = ekvae(&[
-        "collect", "--episodes", "6", "--steps", "12", "--size", &size.to_string(), "--seed", &seed.to_string(),
-        "--quiet", "--out", out.to_str().unwrap(),
+        "collect",
+        "--episodes",
+        "6",
+        "--steps",
+        "12",
+        "--size",
+        &size.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "collect failed: {}", stderr(&o));
     out
@@ -28,8 +38,14 @@ fn tiny_config(dir: &Path) -> PathBuf {
 
 fn train(data: &Path, out: &Path, config: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
-        "train", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config",
-        config.to_str().unwrap(), "--quiet",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--quiet",
     ];
     args.extend_from_slice(extra);
     ekvae(&args)
@@ -43,7 +59,8 @@ fn collect_train_eval_resume() {
     let cfg = tiny_config(dir.path());
     let run = dir.path().join("run");
 
-    let o = train(&train_file, &run, &cfg, &["--epochs", "1", "--seed", "4", "--objective", "elbo"]);
+    let o =
+        train(&train_file, &run, &cfg, &["--epochs", "1", "--seed", "4", "--objective", "elbo"]);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(config.contains("objective = \"elbo\""), "{config}");
@@ -54,7 +71,10 @@ fn collect_train_eval_resume() {
 
     // Training into the same directory again without --resume: refused, nothing overwritten.
     let before = std::fs::read(run.join("state.json")).unwrap();
-    assert_clean_failure(&train(&train_file, &run, &cfg, &["--epochs", "1"]), "already holds a run");
+    assert_clean_failure(
+        &train(&train_file, &run, &cfg, &["--epochs", "1"]),
+        "already holds a run",
+    );
     assert_eq!(std::fs::read(run.join("state.json")).unwrap(), before);
 
     // --resume continues at the saved epoch.
@@ -91,7 +111,8 @@ fn bad_input_is_a_clear_error_and_overwrites_nothing() {
 
     // A run directory that does not exist.
     let missing = dir.path().join("nope");
-    let o = ekvae(&["eval", "--run", missing.to_str().unwrap(), "--data", data16.to_str().unwrap()]);
+    let o =
+        ekvae(&["eval", "--run", missing.to_str().unwrap(), "--data", data16.to_str().unwrap()]);
     assert_clean_failure(&o, "does not exist");
 
     // A trained run, then test data of the wrong size.

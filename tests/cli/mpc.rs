@@ -20,21 +20,11 @@ fn one_short_episode_writes_csv_summary_plot_and_animation() {
             "--steps",
             "60",
         ])
-        .args([
-            "--start",
-            "3.141592653589793,0",
-            "--gif-size",
-            "32",
-            "--out",
-        ])
+        .args(["--start", "3.141592653589793,0", "--gif-size", "32", "--out"])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        status.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert!(status.status.success(), "stderr: {}", String::from_utf8_lossy(&status.stderr));
 
     let rows = read_steps_csv(&out.join("steps.csv"));
     assert_eq!(rows.len(), 60);
@@ -52,23 +42,16 @@ fn one_short_episode_writes_csv_summary_plot_and_animation() {
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    for key in [
-        "mean_return",
-        "success_rate",
-        "near_upright_fraction",
-        "plan_ms_median",
-        "plan_ms_p95",
-    ] {
+    for key in
+        ["mean_return", "success_rate", "near_upright_fraction", "plan_ms_median", "plan_ms_p95"]
+    {
         assert!(summary[key].is_number(), "summary lacks {key}");
     }
     let episodes = summary["episodes"].as_array().unwrap();
     assert_eq!(episodes.len(), 1);
     let ret: f64 = rows.iter().map(|r| r[5]).sum();
     assert!((episodes[0]["return"].as_f64().unwrap() - ret).abs() < 1e-6);
-    assert_eq!(
-        summary["mean_return"].as_f64().unwrap(),
-        episodes[0]["return"].as_f64().unwrap()
-    );
+    assert_eq!(summary["mean_return"].as_f64().unwrap(), episodes[0]["return"].as_f64().unwrap());
     // 60 steps from hanging cannot hold the last 50 upright.
     assert_eq!(summary["success_rate"].as_f64().unwrap(), 0.0);
 
@@ -104,19 +87,10 @@ fn bad_arguments_fail_with_one_clear_line() {
         (vec!["--horizon", "0"], "horizon"),
         (vec!["--episodes", "0"], "--episodes"),
     ] {
-        let out = ekvae_cmd()
-            .arg("mpc")
-            .args(&args)
-            .arg("--out")
-            .arg(dir.path())
-            .output()
-            .unwrap();
+        let out = ekvae_cmd().arg("mpc").args(&args).arg("--out").arg(dir.path()).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(
-            stderr.contains(needle),
-            "{args:?}: stderr lacks `{needle}`: {stderr}"
-        );
+        assert!(stderr.contains(needle), "{args:?}: stderr lacks `{needle}`: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }

@@ -1,17 +1,13 @@
 //! `ekvae mpc --model RUN_DIR` end to end on a tiny trained run: collect a few short
 //! episodes, train one small epoch, then one short pixel-MPC episode; and bad input.
 
-use std::path::Path;
 use super::{ekvae_cmd, read_steps_csv};
+use std::path::Path;
 use std::process::Command;
 
 fn ok(cmd: &mut Command) {
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A tiny EKVAE run (8×8 frames, small networks, two minibatches) in `dir/run`.
@@ -92,13 +88,9 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    for key in [
-        "mean_return",
-        "success_rate",
-        "near_upright_fraction",
-        "plan_ms_median",
-        "plan_ms_p95",
-    ] {
+    for key in
+        ["mean_return", "success_rate", "near_upright_fraction", "plan_ms_median", "plan_ms_p95"]
+    {
         assert!(summary[key].is_number(), "summary lacks {key}");
     }
     let settings = &summary["settings"];
@@ -111,17 +103,13 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
     // belief.gif: true frame | gap | decoded belief, one frame per step of the shown episode.
     let mut opts = gif::DecodeOptions::new();
     opts.set_color_output(gif::ColorOutput::Indexed);
-    let mut dec = opts
-        .read_info(std::fs::File::open(out.join("belief.gif")).unwrap())
-        .unwrap();
+    let mut dec = opts.read_info(std::fs::File::open(out.join("belief.gif")).unwrap()).unwrap();
     assert_eq!((dec.width(), dec.height()), (2 * 16 + 2, 16));
     let mut frames = 0;
     while let Some(f) = dec.read_next_frame().unwrap() {
         assert_eq!(f.buffer.len(), 34 * 16);
         assert!(
-            f.buffer
-                .chunks(34)
-                .all(|row| row[16] == 128 && row[17] == 128),
+            f.buffer.chunks(34).all(|row| row[16] == 128 && row[17] == 128),
             "gap column missing"
         );
         frames += 1;
@@ -131,18 +119,9 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
 
     // Bad input: latent-cost flags with the true model, a bad weight, a run without checkpoint.
     for (args, needle) in [
-        (
-            vec!["--model", "true", "--state-weight", "1"],
-            "learned model",
-        ),
-        (
-            vec!["--model", run.to_str().unwrap(), "--control-weight", "0"],
-            "control > 0",
-        ),
-        (
-            vec!["--model", run.to_str().unwrap(), "--goal-steps", "0"],
-            "--goal-steps",
-        ),
+        (vec!["--model", "true", "--state-weight", "1"], "learned model"),
+        (vec!["--model", run.to_str().unwrap(), "--control-weight", "0"], "control > 0"),
+        (vec!["--model", run.to_str().unwrap(), "--goal-steps", "0"], "--goal-steps"),
         (vec!["--model", dir.path().to_str().unwrap()], "config.toml"),
     ] {
         let o = ekvae_cmd()
@@ -154,10 +133,7 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} succeeded");
-        assert!(
-            stderr.contains(needle),
-            "{args:?}: stderr lacks `{needle}`: {stderr}"
-        );
+        assert!(stderr.contains(needle), "{args:?}: stderr lacks `{needle}`: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
@@ -167,11 +143,8 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
 fn demo_rejects_zero_epochs_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = ekvae_cmd()
-        .args(["demo", "--quick", "--epochs", "0", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o =
+        ekvae_cmd().args(["demo", "--quick", "--epochs", "0", "--out"]).arg(&out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(stderr.contains("--epochs"), "{stderr}");

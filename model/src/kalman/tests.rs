@@ -21,19 +21,11 @@ struct Mat {
 
 impl Mat {
     fn zeros(r: usize, c: usize) -> Self {
-        Mat {
-            r,
-            c,
-            d: vec![0.0; r * c],
-        }
+        Mat { r, c, d: vec![0.0; r * c] }
     }
     fn from(r: usize, c: usize, d: &[f64]) -> Self {
         assert_eq!(d.len(), r * c);
-        Mat {
-            r,
-            c,
-            d: d.to_vec(),
-        }
+        Mat { r, c, d: d.to_vec() }
     }
     fn eye(n: usize) -> Self {
         let mut m = Self::zeros(n, n);
@@ -75,18 +67,10 @@ impl Mat {
         m
     }
     fn add(&self, o: &Mat) -> Mat {
-        Mat {
-            r: self.r,
-            c: self.c,
-            d: self.d.iter().zip(&o.d).map(|(a, b)| a + b).collect(),
-        }
+        Mat { r: self.r, c: self.c, d: self.d.iter().zip(&o.d).map(|(a, b)| a + b).collect() }
     }
     fn sub(&self, o: &Mat) -> Mat {
-        Mat {
-            r: self.r,
-            c: self.c,
-            d: self.d.iter().zip(&o.d).map(|(a, b)| a - b).collect(),
-        }
+        Mat { r: self.r, c: self.c, d: self.d.iter().zip(&o.d).map(|(a, b)| a - b).collect() }
     }
     fn block(&self, i0: usize, j0: usize, r: usize, c: usize) -> Mat {
         let mut m = Mat::zeros(r, c);
@@ -162,11 +146,7 @@ impl Mat {
 
 fn mvn_log_pdf(x: &[f64], mean: &[f64], cov: &Mat) -> f64 {
     let n = x.len();
-    let diff = Mat::from(
-        n,
-        1,
-        &x.iter().zip(mean).map(|(a, b)| a - b).collect::<Vec<_>>(),
-    );
+    let diff = Mat::from(n, 1, &x.iter().zip(mean).map(|(a, b)| a - b).collect::<Vec<_>>());
     let quad = diff.t().mul(&cov.inv()).mul(&diff).at(0, 0);
     -0.5 * (quad + cov.log_det_spd() + n as f64 * crate::linalg::LN_2PI)
 }
@@ -191,11 +171,7 @@ struct Lgm {
 }
 
 fn model_2d(m: usize) -> Lgm {
-    let h = if m == 2 {
-        vec![1.0, 0.5, -0.3, 1.2]
-    } else {
-        vec![1.0, -0.7]
-    };
+    let h = if m == 2 { vec![1.0, 0.5, -0.3, 1.2] } else { vec![1.0, -0.7] };
     Lgm {
         n: 2,
         m,
@@ -212,12 +188,8 @@ fn model_2d(m: usize) -> Lgm {
 
 /// Deterministic pseudo-data `[B, T, m]` and actions `[B, T, k]`.
 fn data(batch: usize, steps: usize, m: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
-    let obs = (0..batch * steps * m)
-        .map(|i| (0.7 * i as f64 + 0.3).sin() * 1.5)
-        .collect();
-    let act = (0..batch * steps * k)
-        .map(|i| (0.45 * i as f64).cos())
-        .collect();
+    let obs = (0..batch * steps * m).map(|i| (0.7 * i as f64 + 0.3).sin() * 1.5).collect();
+    let act = (0..batch * steps * k).map(|i| (0.45 * i as f64).cos()).collect();
     (obs, act)
 }
 
@@ -265,13 +237,7 @@ fn dense_joint(p: &Lgm, act: &[f64], steps: usize) -> Joint {
     let r_big = Mat::diag(&(0..steps).flat_map(|_| p.r.clone()).collect::<Vec<_>>());
     let cov_y = h_big.mul(&cov_z).mul(&h_big.t()).add(&r_big);
     let cov_zy = cov_z.mul(&h_big.t());
-    Joint {
-        mu_z,
-        cov_z,
-        mu_y,
-        cov_y,
-        cov_zy,
-    }
+    Joint { mu_z, cov_z, mu_y, cov_y, cov_zy }
 }
 
 /// `Z | Y_{0:len−1}`: mean `[T·n]` and covariance.
@@ -281,15 +247,8 @@ fn condition(j: &Joint, obs: &[f64], m: usize, len: usize) -> (Vec<f64>, Mat) {
     let syy = j.cov_y.block(0, 0, ly, ly);
     let szy = j.cov_zy.block(0, 0, nz, ly);
     let gain = szy.mul(&syy.inv());
-    let resid = Mat::from(
-        ly,
-        1,
-        &obs[..ly]
-            .iter()
-            .zip(&j.mu_y)
-            .map(|(a, b)| a - b)
-            .collect::<Vec<_>>(),
-    );
+    let resid =
+        Mat::from(ly, 1, &obs[..ly].iter().zip(&j.mu_y).map(|(a, b)| a - b).collect::<Vec<_>>());
     let mean = Mat::from(nz, 1, &j.mu_z).add(&gain.mul(&resid)).d;
     let cov = j.cov_z.sub(&gain.mul(&szy.t()));
     (mean, cov)
@@ -375,11 +334,7 @@ fn check_against_dense(m: usize, steps: usize) {
     let n = p.n;
     let (out, obs, act) = run_filter(&p, batch, steps, &dev(), DType::F64);
     let sm = smooth(&out).expect("smooth");
-    let (mf, pf, ll) = (
-        vals(&out.mean_filt),
-        vals(&out.cov_filt),
-        vals(&out.log_likelihood),
-    );
+    let (mf, pf, ll) = (vals(&out.mean_filt), vals(&out.cov_filt), vals(&out.log_likelihood));
     let (ms, ps) = (vals(&sm.mean_smooth), vals(&sm.cov_smooth));
     for bi in 0..batch {
         let o = &obs[bi * steps * m..(bi + 1) * steps * m];
@@ -418,12 +373,7 @@ fn check_against_dense(m: usize, steps: usize) {
             );
         }
         let want_ll = mvn_log_pdf(o, &joint.mu_y, &joint.cov_y);
-        assert_close(
-            &format!("log_likelihood b{bi}"),
-            &ll[bi..bi + 1],
-            &[want_ll],
-            1e-9,
-        );
+        assert_close(&format!("log_likelihood b{bi}"), &ll[bi..bi + 1], &[want_ll], 1e-9);
     }
 }
 
@@ -460,31 +410,14 @@ fn f32_agrees_with_f64() {
     let (o64, _, _) = run_filter(&p, 2, 8, &dev(), DType::F64);
     let (o32, _, _) = run_filter(&p, 2, 8, &dev(), DType::F32);
     assert_eq!(o32.mean_filt.dtype(), DType::F32);
-    assert_close(
-        "ll",
-        &vals(&o32.log_likelihood),
-        &vals(&o64.log_likelihood),
-        1e-4,
-    );
+    assert_close("ll", &vals(&o32.log_likelihood), &vals(&o64.log_likelihood), 1e-4);
     let (s64, s32) = (smooth(&o64).unwrap(), smooth(&o32).unwrap());
-    assert_close(
-        "mean_smooth",
-        &vals(&s32.mean_smooth),
-        &vals(&s64.mean_smooth),
-        1e-4,
-    );
-    assert_close(
-        "cov_smooth",
-        &vals(&s32.cov_smooth),
-        &vals(&s64.cov_smooth),
-        1e-4,
-    );
+    assert_close("mean_smooth", &vals(&s32.mean_smooth), &vals(&s64.mean_smooth), 1e-4);
+    assert_close("cov_smooth", &vals(&s32.cov_smooth), &vals(&s64.cov_smooth), 1e-4);
     let eps64 = ten(vec![0.3; 2 * 8 * 2], [2, 8, 2], &dev(), DType::F64);
     let eps32 = ten(vec![0.3; 2 * 8 * 2], [2, 8, 2], &dev(), DType::F32);
-    let (q64, q32) = (
-        sample_posterior(&o64, eps64).unwrap(),
-        sample_posterior(&o32, eps32).unwrap(),
-    );
+    let (q64, q32) =
+        (sample_posterior(&o64, eps64).unwrap(), sample_posterior(&o32, eps32).unwrap());
     assert_close("z", &vals(&q32.z), &vals(&q64.z), 1e-4);
     assert_close("log_q", &vals(&q32.log_q), &vals(&q64.log_q), 1e-4);
 }
@@ -527,11 +460,7 @@ fn ffbs_moments_match_dense_posterior() {
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let eps = std_normals(&mut rng, samples * steps * n);
-    let z = vals(
-        &sample_posterior(&out, ten(eps, [samples, steps, n], &d, DType::F64))
-            .unwrap()
-            .z,
-    );
+    let z = vals(&sample_posterior(&out, ten(eps, [samples, steps, n], &d, DType::F64)).unwrap().z);
 
     let joint = dense_joint(&p, &act, steps);
     let (mean, cov) = condition(&joint, &obs, p.m, steps);
@@ -558,17 +487,12 @@ fn ffbs_moments_match_dense_posterior() {
             if i / n != j / n && i / n + 1 != j / n {
                 continue;
             }
-            let emp: f64 = z
-                .chunks(dim)
-                .map(|r| (r[i] - emp_mean[i]) * (r[j] - emp_mean[j]))
-                .sum::<f64>()
-                / (s - 1.0);
+            let emp: f64 =
+                z.chunks(dim).map(|r| (r[i] - emp_mean[i]) * (r[j] - emp_mean[j])).sum::<f64>()
+                    / (s - 1.0);
             let want = cov.at(i, j);
             let se = ((cov.at(i, i) * cov.at(j, j) + want * want) / s).sqrt();
-            assert!(
-                (emp - want).abs() < 5.0 * se,
-                "cov ({i},{j}): {emp} vs {want} (se {se})"
-            );
+            assert!((emp - want).abs() < 5.0 * se, "cov ({i},{j}): {emp} vs {want} (se {se})");
         }
     }
 }
@@ -593,18 +517,8 @@ fn ffbs_log_q_equals_dense_posterior_density() {
             let joint = dense_joint(&p, a, steps);
             let (mean, cov) = condition(&joint, o, m, steps);
             let want = mvn_log_pdf(&z[bi * steps * n..(bi + 1) * steps * n], &mean, &cov);
-            assert_close(
-                &format!("log_q m{m} T{steps} b{bi}"),
-                &[log_q[bi]],
-                &[want],
-                1e-7,
-            );
-            assert_close(
-                &format!("posterior_log_prob b{bi}"),
-                &[direct[bi]],
-                &[want],
-                1e-7,
-            );
+            assert_close(&format!("log_q m{m} T{steps} b{bi}"), &[log_q[bi]], &[want], 1e-7);
+            assert_close(&format!("posterior_log_prob b{bi}"), &[direct[bi]], &[want], 1e-7);
         }
     }
 }
@@ -642,10 +556,8 @@ fn objective(
     let mark = |t: Tensor<3>| if grad { t.require_grad() } else { t };
     // Every parameter as a rank-3 leaf (reshaped to its own rank below), so
     // the gradients come back uniformly.
-    let leaves: Vec<Tensor<3>> = params
-        .iter()
-        .map(|v| mark(ten(v.clone(), [1, 1, v.len()], device, f64t)))
-        .collect();
+    let leaves: Vec<Tensor<3>> =
+        params.iter().map(|v| mark(ten(v.clone(), [1, 1, v.len()], device, f64t))).collect();
     let obs = leaves[0].clone().reshape([batch, steps, 2]);
     let h = leaves[1].clone().reshape([2, 2]);
     let f = leaves[2].clone().reshape([2, 2]);
@@ -655,11 +567,7 @@ fn objective(
         mean: ten(p.mu0.clone(), [2], device, f64t),
         var: ten(p.v0.clone(), [2], device, f64t),
     };
-    let trans = LinearTransition {
-        f,
-        b: ten(p.b.clone(), [2, 1], device, f64t),
-        q_diag: q,
-    };
+    let trans = LinearTransition { f, b: ten(p.b.clone(), [2, 1], device, f64t), q_diag: q };
     let emission = Emission { h, r_diag: r };
     let act_t = ten(act, [batch, steps, 1], device, f64t);
     let out = filter(&prior, &trans, &emission, obs, act_t).unwrap();
@@ -732,56 +640,32 @@ fn bad_shapes_and_non_positive_variances_are_errors() {
     let short = ten(act[..4].to_vec(), [2, 2, 1], &d, DType::F64);
     assert!(matches!(
         filter(&bm.prior, &bm.trans, &bm.emission, obs_t.clone(), short),
-        Err(Error::Shape {
-            what: "actions",
-            ..
-        })
+        Err(Error::Shape { what: "actions", .. })
     ));
     // observations with the wrong m
     let obs3 = ten(vec![0.0; 18], [2, 3, 3], &d, DType::F64);
     assert!(matches!(
         filter(&bm.prior, &bm.trans, &bm.emission, obs3, act_t.clone()),
-        Err(Error::Shape {
-            what: "emission.h",
-            ..
-        })
+        Err(Error::Shape { what: "emission.h", .. })
     ));
     // transition with the wrong k
     let mut bad = to_burn(&p, &d, DType::F64);
     bad.trans.b = ten(vec![0.0; 4], [2, 2], &d, DType::F64);
     assert!(matches!(
-        filter(
-            &bad.prior,
-            &bad.trans,
-            &bad.emission,
-            obs_t.clone(),
-            act_t.clone()
-        ),
-        Err(Error::Shape {
-            what: "transition b",
-            ..
-        })
+        filter(&bad.prior, &bad.trans, &bad.emission, obs_t.clone(), act_t.clone()),
+        Err(Error::Shape { what: "transition b", .. })
     ));
     // mixed dtypes
     let act32 = ten(act.clone(), [2, 3, 1], &d, DType::F32);
     assert!(matches!(
         filter(&bm.prior, &bm.trans, &bm.emission, obs_t.clone(), act32),
-        Err(Error::DType {
-            what: "actions",
-            ..
-        })
+        Err(Error::DType { what: "actions", .. })
     ));
     // a negative observation variance
     let mut neg = to_burn(&p, &d, DType::F64);
     neg.emission.r_diag = ten(vec![-5.0, 0.5], [2], &d, DType::F64);
     assert!(matches!(
-        filter(
-            &neg.prior,
-            &neg.trans,
-            &neg.emission,
-            obs_t.clone(),
-            act_t.clone()
-        ),
+        filter(&neg.prior, &neg.trans, &neg.emission, obs_t.clone(), act_t.clone()),
         Err(Error::NotPositiveDefinite { .. })
     ));
     // eps of the wrong shape

@@ -34,7 +34,8 @@ impl Synthetic {
                 states.extend([th, thd]);
                 actions.push(u as f32);
                 let c = (size as f64 - 1.0) / 2.0;
-                let img = &mut images[(e * steps + t) * size * size..(e * steps + t + 1) * size * size];
+                let img =
+                    &mut images[(e * steps + t) * size * size..(e * steps + t + 1) * size * size];
                 for k in 0..=(4 * size) {
                     let r = k as f64 / (4 * size) as f64 * (size as f64 * 0.45);
                     let (x, y) = (c - r * th.sin(), c - r * th.cos());
