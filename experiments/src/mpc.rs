@@ -466,7 +466,7 @@ pub fn execute(
 
     write_csv(&args.out.join("steps.csv"), &rows)?;
     let json = serde_json::to_string_pretty(&summary).context("serialising the summary")?;
-    write_atomic(&args.out.join("summary.json"), json.as_bytes())?;
+    ekvae_model::train::write_atomic(&args.out.join("summary.json"), json.as_bytes())?;
     plot_trajectories(&args.out.join("trajectories.png"), &rows, args.episodes, args.steps)?;
     let shown = summary
         .episodes
@@ -555,12 +555,6 @@ fn temp_sibling(path: &Path) -> PathBuf {
 fn finish_atomic(tmp: &Path, path: &Path) -> Result<()> {
     std::fs::rename(tmp, path)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_sibling(path);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    finish_atomic(&tmp, path)
 }
 
 fn write_csv(path: &Path, rows: &[StepRow]) -> Result<()> {

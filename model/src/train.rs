@@ -537,15 +537,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
-/// Write `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
+/// Write `bytes` to `path` atomically: [`ekvae_envs::dataset::write_atomic`] (temporary file in
+/// the same folder, fsync, rename; an existing file survives a failure), with its error mapped.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))
+    use std::io::Write as _;
+    ekvae_envs::dataset::write_atomic(path, |w| w.write_all(bytes)).map_err(|e| match e {
+        ekvae_envs::Error::Io { path, source, .. } => Error::Io { path, source },
+        other => {
+            Error::Io { path: path.to_path_buf(), source: std::io::Error::other(other.to_string()) }
+        }
+    })
 }
 
 impl RunDir {
