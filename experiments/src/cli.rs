@@ -19,12 +19,14 @@ pub enum Command {
     Collect(crate::collect::CollectArgs),
     /// Describe a dataset file and write a contact sheet of its frames.
     Inspect(crate::inspect::InspectArgs),
-    /// Train an EKVAE world model on a collected dataset.
+    /// Train an EKVAE world model (or the RNN-inference baseline, --model rnn) on a collected dataset.
     Train(crate::train::TrainArgs),
-    /// Evaluate a trained run: latent-space identification (R²) and the latent-space figure.
+    /// Evaluate a trained run: identification (R²), open-loop prediction errors per horizon, figures.
     Eval(crate::eval::EvalArgs),
     /// Swing the pendulum up with iLQR model-predictive control and score it (returns, success, plan times).
     Mpc(crate::mpc::MpcArgs),
+    /// The prediction-accuracy table: train and evaluate {EKVAE, RNN} × {constrained, ELBO} × seeds, write table.md/table.csv.
+    Reproduce(crate::reproduce::ReproduceArgs),
     /// The whole pipeline on built-in defaults: collect → train → eval → swing up from pixels.
     Demo(crate::demo::DemoArgs),
 }
@@ -49,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => crate::train::run(args),
         Command::Eval(args) => crate::eval::run(args),
         Command::Mpc(args) => crate::mpc::run(args),
+        Command::Reproduce(args) => crate::reproduce::run(args),
         Command::Demo(args) => crate::demo::run(args),
     }
 }

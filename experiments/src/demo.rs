@@ -152,6 +152,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     crate::train::run(TrainArgs {
         data: train_data.clone(),
         out: run_dir.clone(),
+        model: None,
         objective: None,
         epochs: Some(epochs),
         seed: Some(args.seed),
@@ -175,11 +176,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         &format!("ekvae eval --run {} --data {}", run_dir.display(), test_data.display()),
     );
     crate::eval::run(EvalArgs {
-        run: run_dir.clone(),
-        data: test_data.clone(),
         train_data: Some(train_data.clone()),
-        max_train_episodes: 300,
-        device: "cpu".into(),
+        ..EvalArgs::new(run_dir.clone(), test_data.clone())
     })?;
     let r2 = read_r2(&run_dir.join("eval.json"));
 

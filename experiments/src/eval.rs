@@ -1,5 +1,6 @@
 //! `ekvae eval`: latent-space identification of a trained run (R² of [cos θ, sin θ] and θ̇
-//! from the smoothed latent mean) and the blog's latent-space figure.
+//! from the smoothed latent mean), open-loop prediction errors per horizon, and the figures
+//! (latent space, true-vs-predicted frame strips, error against horizon, training curves).
 
 use std::path::{Path, PathBuf};
 
@@ -7,10 +8,14 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use ekvae_model::backend::device_from_name;
 use ekvae_model::identify::{Identification, identify};
+use ekvae_model::predict::{
+    PredictionCurves, PredictionStrip, open_loop_prediction, prediction_windows,
+};
 use ekvae_model::train::{RunDir, write_atomic};
 use plotters::prelude::*;
 use serde::Serialize;
 
+use crate::figures::{Curve, color, gray_grid_png, to_gray};
 use crate::train::{load_dataset, sequences};
 
 /// Arguments of `ekvae eval`.
@@ -28,21 +33,52 @@ pub struct EvalArgs {
     /// At most this many training episodes are used to fit the regressions.
     #[arg(long, default_value_t = 300)]
     pub max_train_episodes: usize,
+    /// Frames conditioned on before open-loop prediction.
+    #[arg(long, default_value_t = 10)]
+    pub condition: usize,
+    /// Prediction horizons reported in eval.json (steps after the last conditioned frame);
+    /// the curves in prediction.csv go up to the largest.
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20,40")]
+    pub horizons: Vec<usize>,
     /// Compute device: cpu, or cuda / wgpu when compiled with that feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
 
-/// What `eval.json` holds.
+impl EvalArgs {
+    /// The arguments with every default, for a run and a test set.
+    pub fn new(run: PathBuf, data: PathBuf) -> Self {
+        Self {
+            run,
+            data,
+            train_data: None,
+            max_train_episodes: 300,
+            condition: 10,
+            horizons: vec![5, 10, 20, 40],
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// What `eval.json` holds besides the per-horizon prediction keys.
 #[derive(Debug, Serialize)]
 struct EvalReport<'a> {
     #[serde(flatten)]
     identification: &'a Identification,
+    model: String,
     epoch: usize,
     objective: String,
     train_data: String,
     test_data: String,
     figure: String,
+    prediction_condition: usize,
+    prediction_windows: usize,
+}
+
+/// The eval.json keys of one horizon h: `pixel_mse_h{h}`, `pixel_mse_last_frame_h{h}` and
+/// `angle_err_deg_h{h}`.
+pub fn prediction_keys(h: usize) -> [String; 3] {
+    [format!("pixel_mse_h{h}"), format!("pixel_mse_last_frame_h{h}"), format!("angle_err_deg_h{h}")]
 }
 
 /// Run `ekvae eval`.
@@ -76,21 +112,90 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let train_seqs = sequences(&train);
     let test_seqs = sequences(&test);
     let train_eps: Vec<usize> = (0..train.episodes.min(args.max_train_episodes)).collect();
-    let (report, z_test) = identify(&model, &train_seqs, &train_eps, &test_seqs)?;
+    let horizon = args.horizons.iter().copied().max().unwrap_or(0);
+    if args.horizons.contains(&0) || horizon == 0 || args.condition == 0 {
+        bail!("--condition and every --horizons value must be positive");
+    }
+    if test.steps < args.condition + horizon {
+        bail!(
+            "{}: test episodes have {} steps, fewer than --condition {} + the largest horizon {horizon}; lower them or collect longer episodes",
+            args.data.display(),
+            test.steps,
+            args.condition
+        );
+    }
+    let ident = identify(&model, &train_seqs, &train_eps, &test_seqs)?;
+    let report = &ident.report;
+    let windows = prediction_windows(test.episodes, test.steps, args.condition + horizon);
+    let (curves, strips) = open_loop_prediction(
+        &model,
+        &test_seqs,
+        &windows,
+        args.condition,
+        horizon,
+        &ident.angle_fit,
+        4,
+    )?;
 
     let figure = args.run.join("latent_space.png");
-    plot_latents(&figure, &z_test, config.model.state_dim, &test_seqs)
+    plot_latents(&figure, &ident.z_test, config.model.state_dim, &test_seqs)
         .with_context(|| format!("drawing {}", figure.display()))?;
+    write_prediction_csv(&args.run.join("prediction.csv"), &curves)?;
+    plot_strips(&args.run.join("prediction_strips.png"), test.size, &strips, &args.horizons)?;
+    let name = config.model.inference.to_string();
+    crate::figures::error_vs_horizon(
+        &args.run.join("prediction_error.png"),
+        &[
+            Curve {
+                label: name.clone(),
+                ys: curves.pixel_mse.clone(),
+                band: None,
+                color: color(0),
+                thin: false,
+            },
+            Curve {
+                label: "last conditioned frame held".into(),
+                ys: curves.pixel_mse_last_frame.clone(),
+                band: None,
+                color: RGBColor(120, 120, 120),
+                thin: true,
+            },
+        ],
+        &[Curve {
+            label: name,
+            ys: curves.angle_error_deg.clone(),
+            band: None,
+            color: color(0),
+            thin: false,
+        }],
+    )?;
+    let metrics = crate::figures::read_metrics(&run.metrics_path())?;
+    crate::figures::training_curves(
+        &args.run.join("training_curves.png"),
+        &[(format!("{} {}", config.model.inference, config.objective), metrics)],
+    )?;
+
     let json = EvalReport {
-        identification: &report,
+        identification: report,
+        model: config.model.inference.to_string(),
         epoch: state.epoch,
         objective: config.objective.to_string(),
         train_data: train_path.display().to_string(),
         test_data: args.data.display().to_string(),
         figure: "latent_space.png".into(),
+        prediction_condition: curves.condition,
+        prediction_windows: curves.windows,
     };
+    let mut value = serde_json::to_value(&json)?;
+    let obj = value.as_object_mut().expect("a struct serialises to an object");
+    for &h in &args.horizons {
+        let [k_mse, k_last, k_angle] = prediction_keys(h);
+        obj.insert(k_mse, curves.pixel_mse[h - 1].into());
+        obj.insert(k_last, curves.pixel_mse_last_frame[h - 1].into());
+        obj.insert(k_angle, curves.angle_error_deg[h - 1].into());
+    }
     let path = args.run.join("eval.json");
-    write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    write_atomic(&path, serde_json::to_string_pretty(&value)?.as_bytes())?;
     println!(
         "R²(cos θ, sin θ) = {:.4}   R²(θ̇) = {:.4}   (test {} frames; train fit {:.4} / {:.4})",
         report.r2_cos_sin,
@@ -99,8 +204,58 @@ pub fn run(args: EvalArgs) -> Result<()> {
         report.train_r2_cos_sin,
         report.train_r2_theta_dot
     );
-    println!("wrote {} and {}", path.display(), figure.display());
+    for &h in &args.horizons {
+        println!(
+            "prediction h = {h:>2}: pixel MSE {:.5} (last frame held {:.5}), angle error {:.1}°",
+            curves.pixel_mse[h - 1],
+            curves.pixel_mse_last_frame[h - 1],
+            curves.angle_error_deg[h - 1]
+        );
+    }
+    println!("wrote {} and the figures in {}", path.display(), args.run.display());
     Ok(())
+}
+
+fn write_prediction_csv(path: &Path, c: &PredictionCurves) -> Result<()> {
+    let mut text = String::from("horizon,pixel_mse,pixel_mse_last_frame,angle_err_deg\n");
+    for h in 0..c.pixel_mse.len() {
+        text.push_str(&format!(
+            "{},{},{},{}\n",
+            h + 1,
+            c.pixel_mse[h],
+            c.pixel_mse_last_frame[h],
+            c.angle_error_deg[h]
+        ));
+    }
+    write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// For each strip: a row of true frames and a row of predicted frames at the last conditioned
+/// frame (h = 0, truth only) and at h = 1, 2, 3 and every reported horizon.
+fn plot_strips(
+    path: &Path,
+    size: usize,
+    strips: &[PredictionStrip],
+    horizons: &[usize],
+) -> Result<()> {
+    let px = size * size;
+    let mut cols: Vec<usize> = vec![0, 1, 2, 3];
+    cols.extend(horizons.iter().copied());
+    cols.sort_unstable();
+    cols.dedup();
+    let mut rows = Vec::new();
+    for s in strips {
+        let hmax = s.predicted.len() / px;
+        let cols: Vec<usize> = cols.iter().copied().filter(|&h| h <= hmax).collect();
+        rows.push(cols.iter().map(|&h| Some(to_gray(&s.truth[h * px..(h + 1) * px]))).collect());
+        rows.push(
+            cols.iter()
+                .map(|&h| (h > 0).then(|| to_gray(&s.predicted[(h - 1) * px..h * px])))
+                .collect(),
+        );
+    }
+    gray_grid_png(path, size, &rows)
 }
 
 /// Two principal axes of the rows of `z` (`rows × n`): returns the projected 2-D points.
@@ -179,10 +334,7 @@ fn plot_latents(
     let pady = (ymax - ymin).max(1e-9) * 0.05;
     let state = |r: usize| data.state(r / data.steps, r % data.steps);
     let vmax = (0..rows).map(|r| state(r)[1].abs()).fold(1e-9, f64::max);
-    let tmp = path.with_file_name(format!(".latent_space.tmp-{}.png", std::process::id()));
-    {
-        let root = BitMapBackend::new(&tmp, (1200, 560)).into_drawing_area();
-        root.fill(&WHITE)?;
+    crate::figures::bitmap(path, (1200, 560), |root| {
         let panels = root.split_evenly((1, 2));
         for (i, panel) in panels.iter().enumerate() {
             let title = if i == 0 {
@@ -209,10 +361,8 @@ fn plot_latents(
                 Circle::new(pts[r], 2, color.filled())
             }))?;
         }
-        root.present()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

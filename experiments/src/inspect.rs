@@ -4,7 +4,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ekvae_envs::Dataset;
 use ekvae_envs::pendulum::angle_normalize;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// Describe a dataset file: shapes, metadata, θ and θ̇ ranges, action and reward statistics;
@@ -145,35 +144,11 @@ pub fn contact_sheet(
 ) -> Result<(Vec<usize>, Vec<usize>)> {
     let eps = spread(d.episodes, rows);
     let steps = spread(d.steps, cols);
-    let scale = 64usize.div_ceil(d.size).max(1);
-    let cell = d.size * scale;
-    const GAP: usize = 2;
-    let width = steps.len() * (cell + GAP) + GAP;
-    let height = eps.len() * (cell + GAP) + GAP;
-    let mut img = vec![96u8; width * height];
-    for (r, &ep) in eps.iter().enumerate() {
-        for (c, &t) in steps.iter().enumerate() {
-            let frame = d.frame(ep, t);
-            let (x0, y0) = (GAP + c * (cell + GAP), GAP + r * (cell + GAP));
-            for y in 0..cell {
-                let src = &frame[(y / scale) * d.size..(y / scale + 1) * d.size];
-                let dst = &mut img[(y0 + y) * width + x0..(y0 + y) * width + x0 + cell];
-                for (x, px) in dst.iter_mut().enumerate() {
-                    *px = src[x / scale];
-                }
-            }
-        }
-    }
-    let (w, h) = (u32::try_from(width)?, u32::try_from(height)?);
-    ekvae_envs::dataset::write_atomic(path, |out| {
-        let mut enc = png::Encoder::new(out, w, h);
-        enc.set_color(png::ColorType::Grayscale);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(io::Error::other)?;
-        writer.write_image_data(&img).map_err(io::Error::other)?;
-        writer.finish().map_err(io::Error::other)
-    })
-    .context("cannot write the contact sheet")?;
+    let grid: Vec<Vec<Option<Vec<u8>>>> = eps
+        .iter()
+        .map(|&ep| steps.iter().map(|&t| Some(d.frame(ep, t).to_vec())).collect())
+        .collect();
+    crate::figures::gray_grid_png(path, d.size, &grid).context("cannot write the contact sheet")?;
     Ok((eps, steps))
 }
 

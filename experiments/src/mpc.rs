@@ -18,6 +18,7 @@
 //! Success: |angle_normalize(θ)| < 0.3 rad at each of the last 50 steps. Near-upright
 //! fraction: the share of steps with |angle_normalize(θ)| < π/6.
 
+use crate::figures::{finish_atomic, temp_sibling};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ekvae_envs::pendulum::{Pendulum, angle_normalize};
@@ -547,16 +548,6 @@ fn side_by_side(left: &[u8], right: &[u8], size: usize) -> Vec<u8> {
 
 /// A temporary sibling of `path` (same folder, so the final rename is atomic); keeps the
 /// extension last because image encoders pick the format from it.
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
-}
-
-fn finish_atomic(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
-}
-
 fn write_csv(path: &Path, rows: &[StepRow]) -> Result<()> {
     let tmp = temp_sibling(path);
     let mut w =

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ekvae_envs::dataset::Dataset;
-use ekvae_model::Objective;
 use ekvae_model::backend::device_from_name;
 use ekvae_model::data::Sequences;
 use ekvae_model::train::{EpochRow, Progress, StepStats, TrainConfig, train};
+use ekvae_model::{Inference, Objective};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `ekvae train`. Precedence: built-in defaults < `--config` file < flags.
@@ -20,6 +20,10 @@ pub struct TrainArgs {
     /// Run directory for config.toml, metrics.csv, checkpoints (must not hold a run unless --resume).
     #[arg(long)]
     pub out: PathBuf,
+    /// Model: `ekvae` (extended Kalman smoother inference) or `rnn` (the RNN-inference
+    /// baseline: backward GRU + combiner, same generative model). Default: ekvae.
+    #[arg(long)]
+    pub model: Option<Inference>,
     /// Objective: `constrained` (R + λ(D − D0), λ adapted) or `elbo` (R + D).
     #[arg(long)]
     pub objective: Option<Objective>,
@@ -106,6 +110,9 @@ pub fn resolve_config(args: &TrainArgs, data: &Dataset) -> Result<TrainConfig> {
             c
         }
     };
+    if let Some(v) = args.model {
+        cfg.model.inference = v;
+    }
     if let Some(v) = args.objective {
         cfg.objective = v;
     }
@@ -217,7 +224,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if !args.quiet {
         eprintln!(
-            "training {} objective on {} ({} episodes × {} steps, {}×{}) → {}",
+            "training {} with the {} objective on {} ({} episodes × {} steps, {}×{}) → {}",
+            cfg.model.inference,
             cfg.objective,
             args.data.display(),
             data.episodes,

@@ -1,14 +1,14 @@
 //! One training step (forward, backward, Adam update) of the default EKVAE at B = 32, T = 50,
 //! for 16×16 and 32×32 frames, plus its parts (forward only; forward + backward) to show where
-//! the time goes.
+//! the time goes, and one step of the RNN-inference baseline.
 //!
 //! `cargo bench -p ekvae-model --bench train_step` (set RAYON_NUM_THREADS to pin the threads).
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
-use ekvae_model::EkvaeConfig;
 use ekvae_model::train::{TrainConfig, Trainer, draw_noise};
+use ekvae_model::{EkvaeConfig, Inference};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -92,6 +92,15 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function("step", |bench| {
             bench.iter(|| trainer.step(x.clone(), u.clone(), &noise).unwrap())
+        });
+        // The RNN-inference baseline (same nets and transition, GRU + combiner for q(z)).
+        let rnn_cfg = TrainConfig {
+            model: EkvaeConfig::new().with_image_size(size).with_inference(Inference::Rnn),
+            ..TrainConfig::default()
+        };
+        let mut rnn = Trainer::new(rnn_cfg, &Device::flex()).unwrap();
+        group.bench_function("rnn_step", |bench| {
+            bench.iter(|| rnn.step(x.clone(), u.clone(), &noise).unwrap())
         });
         group.finish();
     }

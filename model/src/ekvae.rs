@@ -5,10 +5,12 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softplus;
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::kalman::{self, Transition as _};
 use crate::nets::{Decoder, DecoderConfig, Encoder, EncoderConfig};
+use crate::rnn::{RnnSmoother, RnnSmootherConfig};
 use crate::ssm::{
     AuxObservation, AuxObservationConfig, InitialPrior, InitialPriorConfig,
     LocallyLinearTransition, TransitionConfig,
@@ -22,6 +24,47 @@ const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
 /// Serialises model initialisation (see [`EkvaeConfig::init_seeded`]).
 static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// How q(z_{1:T} | a_{1:T}) is computed: the EKVAE's extended Kalman smoother, or the
+/// RNN-inference baseline ([`crate::rnn`]) with every generative part unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Inference {
+    /// Extended Kalman filter + forward-filtering backward-sampling (the EKVAE).
+    #[default]
+    Kalman,
+    /// Backward GRU + combiner, ancestral sampling (deep Kalman smoother style).
+    Rnn,
+}
+
+impl Inference {
+    /// The model's name on the command line and in tables: `ekvae` or `rnn`.
+    pub fn model_name(self) -> &'static str {
+        match self {
+            Inference::Kalman => "ekvae",
+            Inference::Rnn => "rnn",
+        }
+    }
+}
+
+impl std::fmt::Display for Inference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.model_name())
+    }
+}
+
+impl std::str::FromStr for Inference {
+    type Err = Error;
+    fn from_str(s: &str) -> ModelResult<Self> {
+        match s {
+            "ekvae" | "kalman" => Ok(Self::Kalman),
+            "rnn" => Ok(Self::Rnn),
+            other => {
+                Err(Error::InvalidSetting(format!("unknown model {other:?}; use ekvae or rnn")))
+            }
+        }
+    }
+}
 
 /// Sizes and initialisation of an [`Ekvae`]. The defaults are the ones the README's results
 /// were obtained with (see `model/NOTES-FOR-README.md`).
@@ -60,6 +103,12 @@ pub struct EkvaeConfig {
     /// Seed of the initialisation of the base matrices and H.
     #[config(default = 0)]
     pub seed: u64,
+    /// The inference of z: `kalman` (the EKVAE) or `rnn` (the baseline).
+    #[config(default = "Inference::Kalman")]
+    pub inference: Inference,
+    /// Width of the GRU and combiner of the RNN inference (unused by `kalman`).
+    #[config(default = 64)]
+    pub rnn_hidden: usize,
 }
 
 impl EkvaeConfig {
@@ -80,6 +129,7 @@ impl EkvaeConfig {
             ("channels", self.channels),
             ("hidden", self.hidden),
             ("transition_hidden", self.transition_hidden),
+            ("rnn_hidden", self.rnn_hidden),
         ] {
             if v == 0 {
                 return bad(&format!("{name} must be positive"));
@@ -147,11 +197,20 @@ impl EkvaeConfig {
                 .with_seed(self.seed)
                 .init(device),
             prior: InitialPriorConfig::new(self.state_dim).init(device),
+            smoother: match self.inference {
+                Inference::Kalman => None,
+                Inference::Rnn => Some(
+                    RnnSmootherConfig::new(self.aux_dim, self.action_dim, self.state_dim)
+                        .with_hidden(self.rnn_hidden)
+                        .init(device),
+                ),
+            },
         })
     }
 }
 
-/// The extended Kalman VAE (Klushyn et al. 2021).
+/// The extended Kalman VAE (Klushyn et al. 2021) — or, with `smoother` set, the same
+/// generative model with the RNN-inference baseline in place of the Kalman smoother.
 #[derive(Module, Debug)]
 pub struct Ekvae {
     /// q(a_t | x_t).
@@ -164,6 +223,8 @@ pub struct Ekvae {
     pub transition: LocallyLinearTransition,
     /// p(z_1).
     pub prior: InitialPrior,
+    /// The RNN inference network of the baseline; `None` for the EKVAE (Kalman smoother).
+    pub smoother: Option<RnnSmoother>,
 }
 
 /// The standard-normal noise of one evaluation of the objective (drawn by the caller, so that
@@ -316,13 +377,27 @@ impl Ekvae {
         ); // [B·T]
         let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
 
-        // Extended Kalman filter over a_{1:T}, then a joint FFBS sample of z_{1:T}.
+        // q(z_{1:T} | a_{1:T}): the extended Kalman filter and a joint FFBS sample (EKVAE), or
+        // the RNN baseline's ancestral draw.
         let emission = self.observation.emission();
         let prior = self.prior.prior();
-        let filtered =
-            kalman::filter(&prior, &self.transition, &emission, a.clone(), actions.clone())?;
-        let sample = kalman::sample_posterior(&filtered, noise.eps_z.clone())?;
-        let z = sample.z; // [B, T, n]
+        let (z, log_q_z) = match &self.smoother {
+            None => {
+                let filtered = kalman::filter(
+                    &prior,
+                    &self.transition,
+                    &emission,
+                    a.clone(),
+                    actions.clone(),
+                )?;
+                let sample = kalman::sample_posterior(&filtered, noise.eps_z.clone())?;
+                (sample.z, sample.log_q)
+            }
+            Some(rnn) => {
+                let draw = rnn.posterior(a.clone(), actions.clone(), Some(noise.eps_z.clone()));
+                (draw.z, draw.log_q)
+            }
+        }; // [B, T, n], [B]
 
         // log p(a_t | z_t) = N(a_t; H z_t, R).
         let hz =
@@ -347,21 +422,83 @@ impl Ekvae {
         let log_p_trans =
             diag_gaussian_log_prob(z_next, mean, var).reshape([b, t - 1]).sum_dim(1).reshape([b]);
 
-        let rate = log_q_a - log_p_a + sample.log_q - log_p_z1 - log_p_trans;
+        let rate = log_q_a - log_p_a + log_q_z - log_p_z1 - log_p_trans;
         Ok(RateDistortion { distortion, rate })
     }
 
-    /// Smoothed latent means E[z_t | a_{1:T}] with a_t at the encoder mean (no sampling): the
-    /// representation used for identification and prediction.
+    /// Which inference this model uses.
+    pub fn inference(&self) -> Inference {
+        if self.smoother.is_some() { Inference::Rnn } else { Inference::Kalman }
+    }
+
+    /// Smoothed latent means with a_t at the encoder mean (no sampling): the representation
+    /// used for identification. EKVAE: the RTS smoother's E[z_t | a_{1:T}]; RNN baseline: the
+    /// mean path of q (each z_t the mean given the previous mean).
     ///
     /// # Shapes
     /// - `frames`: `[B, T, S, S]`, `actions`: `[B, T, k]`; returns `[B, T, n]`
     pub fn smoothed_means(&self, frames: Tensor<4>, actions: Tensor<3>) -> ModelResult<Tensor<3>> {
         let (a_mean, _) = self.encode(frames);
-        let emission = self.observation.emission();
-        let prior = self.prior.prior();
-        let filtered = kalman::filter(&prior, &self.transition, &emission, a_mean, actions)?;
-        Ok(kalman::smooth(&filtered)?.mean_smooth)
+        match &self.smoother {
+            None => {
+                let emission = self.observation.emission();
+                let prior = self.prior.prior();
+                let filtered =
+                    kalman::filter(&prior, &self.transition, &emission, a_mean, actions)?;
+                Ok(kalman::smooth(&filtered)?.mean_smooth)
+            }
+            Some(rnn) => Ok(rnn.posterior(a_mean, actions, None).z),
+        }
+    }
+
+    /// The state estimate after conditioning on the frames of a window, for open-loop
+    /// prediction: EKVAE, the filtered mean E[z_{T−1} | a_{0:T−1}]; RNN baseline, the mean
+    /// path of q over the window at its last step (its backward GRU only sees the window).
+    ///
+    /// # Shapes
+    /// - `frames`: `[B, T, S, S]`, `actions`: `[B, T, k]`; returns `[B, n]`
+    pub fn condition(&self, frames: Tensor<4>, actions: Tensor<3>) -> ModelResult<Tensor<2>> {
+        let [b, t, _, _] = frames.dims();
+        let n = self.state_dim();
+        let (a_mean, _) = self.encode(frames);
+        let means = match &self.smoother {
+            None => {
+                let emission = self.observation.emission();
+                let prior = self.prior.prior();
+                kalman::filter(&prior, &self.transition, &emission, a_mean, actions)?.mean_filt
+            }
+            Some(rnn) => rnn.posterior(a_mean, actions, None).z,
+        };
+        Ok(means.narrow(1, t - 1, 1).reshape([b, n]))
+    }
+
+    /// Open-loop rollout of the transition mean from `z` under `actions`: step i applies
+    /// `actions[:, i]`, so the result's row i is the state i + 1 steps after `z`.
+    ///
+    /// # Shapes
+    /// - `z`: `[B, n]`, `actions`: `[B, H, k]`; returns `[B, H, n]`
+    pub fn rollout(&self, z: Tensor<2>, actions: Tensor<3>) -> Tensor<3> {
+        let [b, horizon, k] = actions.dims();
+        let mut z = z;
+        let mut out = Vec::with_capacity(horizon);
+        for i in 0..horizon {
+            z = self.transition_mean(z, actions.clone().narrow(1, i, 1).reshape([b, k]));
+            out.push(z.clone());
+        }
+        Tensor::stack(out, 1)
+    }
+
+    /// Expected frames of latent states: the decoder's Bernoulli means σ(logits) at the
+    /// observation mean a = H z.
+    ///
+    /// # Shapes
+    /// - `z`: `[B, T, n]`; returns `[B, T, S, S]` in (0, 1)
+    pub fn decode_mean(&self, z: Tensor<3>) -> Tensor<4> {
+        let [b, t, n] = z.dims();
+        let a = z.reshape([b * t, n]).matmul(self.observation.h.val().transpose()); // [B·T, m]
+        let logits = self.decoder.forward(a); // [B·T, S, S]
+        let s = self.image_size();
+        burn::tensor::activation::sigmoid(logits).reshape([b, t, s, s])
     }
 
     /// One step of the transition mean, for rollouts: F(z, u) z + B(z, u) u.

@@ -74,14 +74,25 @@ pub struct Identification {
     pub test_frames: usize,
 }
 
+/// Everything [`identify`] computes.
+#[derive(Debug, Clone)]
+pub struct IdentifyOutput {
+    /// The scores.
+    pub report: Identification,
+    /// Smoothed latent means of the test episodes, row-major `[N, T, n]`.
+    pub z_test: Vec<f64>,
+    /// The fitted regression latent → [cos θ, sin θ] (reused for prediction angle errors).
+    pub angle_fit: LinearRegression,
+}
+
 /// Fit the regressions on the smoothed latents of `train` (episodes `train_eps`) and score
-/// them on all episodes of `test`. Also returns the test latents `[N, T, n]`.
+/// them on all episodes of `test`.
 pub fn identify(
     model: &Ekvae,
     train: &Sequences,
     train_eps: &[usize],
     test: &Sequences,
-) -> Result<(Identification, Vec<f64>)> {
+) -> Result<IdentifyOutput> {
     let n = model.state_dim();
     let z_train = smoothed_latents(model, train, train_eps, 64)?;
     let test_eps: Vec<usize> = (0..test.episodes).collect();
@@ -102,5 +113,5 @@ pub fn identify(
         train_frames: vel_train.len(),
         test_frames: vel_test.len(),
     };
-    Ok((report, z_test))
+    Ok(IdentifyOutput { report, z_test, angle_fit: fit_ang })
 }

@@ -4,9 +4,13 @@
 //! - [`Ekvae`] / [`EkvaeConfig`]: encoder q(a|x) and decoder p(x|a) ([`nets`]), the linear
 //!   auxiliary observation, the locally-linear transition and the initial prior ([`ssm`]);
 //!   [`Ekvae::rate_distortion`] gives the one-sample rate and distortion per sequence.
+//! - [`rnn`]: the RNN-inference baseline (backward GRU + combiner, deep Kalman smoother
+//!   style), selected by [`Inference::Rnn`]; it shares every generative part.
 //! - [`objective`]: −ELBO, the constrained Lagrangian and the λ update ([`LambdaSchedule`]).
 //! - [`train`]: the explicit training loop ([`train::Trainer`]), checkpoints and run files.
-//! - [`metrics`]: least-squares regression and R² for latent-space identification.
+//! - [`metrics`]: least-squares regression and R² for latent-space identification, pixel MSE
+//!   and wrapped angle errors.
+//! - [`predict`]: open-loop prediction error curves (pixels, angle) of a trained model.
 //! - [`kalman`]: the batched, differentiable extended Kalman [`filter`](kalman::filter),
 //!   RTS [`smooth`](kalman::smooth)er and forward-filtering backward-sampling
 //!   ([`sample_posterior`](kalman::sample_posterior)) with exact log-density, over a
@@ -28,9 +32,11 @@ pub mod metrics;
 pub mod nets;
 pub mod objective;
 pub mod plain;
+pub mod predict;
+pub mod rnn;
 pub mod ssm;
 pub mod train;
 
-pub use ekvae::{Ekvae, EkvaeConfig, ObjectiveNoise, RateDistortion};
+pub use ekvae::{Ekvae, EkvaeConfig, Inference, ObjectiveNoise, RateDistortion};
 pub use error::{Error, Result};
 pub use objective::{LambdaConfig, LambdaSchedule, Objective};

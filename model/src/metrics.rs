@@ -186,6 +186,32 @@ pub fn r2_score(y_true: &[f64], y_pred: &[f64], outputs: usize) -> f64 {
     per.iter().sum::<f64>() / per.len() as f64
 }
 
+/// Mean squared difference of two equally long pixel buffers.
+///
+/// # Panics
+/// If the lengths differ or are zero (a caller bug, not a data error).
+pub fn mean_squared_error(a: &[f32], b: &[f32]) -> f64 {
+    assert!(
+        !a.is_empty() && a.len() == b.len(),
+        "mean_squared_error of {} vs {}",
+        a.len(),
+        b.len()
+    );
+    a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>()
+        / a.len() as f64
+}
+
+/// `x` wrapped to [−π, π).
+pub fn wrap_angle(x: f64) -> f64 {
+    use std::f64::consts::{PI, TAU};
+    (x + PI).rem_euclid(TAU) - PI
+}
+
+/// Absolute angular distance |wrap(a − b)| in [0, π] (radians).
+pub fn angle_error(a: f64, b: f64) -> f64 {
+    wrap_angle(a - b).abs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +269,33 @@ mod tests {
         let fit = LinearRegression::fit(&x, 1, &y, 1).unwrap();
         let r2 = r2_score(&y, &fit.predict(&x), 1);
         assert!((r2 - 0.5).abs() < 0.02, "r2 = {r2}");
+    }
+
+    #[test]
+    fn pixel_mse_of_identical_and_of_known_frames() {
+        let a = [0.0f32, 0.25, 1.0, 0.5];
+        assert_eq!(mean_squared_error(&a, &a), 0.0);
+        // (1² + 0.25² + 0 + 0.5²) / 4 = 1.3125 / 4, by hand.
+        let b = [1.0f32, 0.0, 1.0, 0.0];
+        assert!((mean_squared_error(&a, &b) - 1.3125 / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn angle_error_wraps_at_plus_minus_pi() {
+        use std::f64::consts::PI;
+        // Just either side of ±π are 0.2 apart, not 2π − 0.2.
+        assert!((angle_error(PI - 0.1, -PI + 0.1) - 0.2).abs() < 1e-12);
+        assert!((angle_error(-PI + 0.1, PI - 0.1) - 0.2).abs() < 1e-12);
+        // Whole turns do not count; opposite angles are π apart.
+        assert!(angle_error(3.0 * PI, PI).abs() < 1e-12);
+        assert!(angle_error(0.3 + 4.0 * PI, 0.3).abs() < 1e-9);
+        assert!((angle_error(0.0, PI) - PI).abs() < 1e-12);
+        assert!((angle_error(1.0, -1.0) - 2.0).abs() < 1e-12);
+        for i in -100..100 {
+            let e = angle_error(i as f64 * 0.37, -(i as f64) * 0.11);
+            assert!((0.0..=PI).contains(&e));
+        }
+        assert!((wrap_angle(PI) + PI).abs() < 1e-12, "π maps to −π");
     }
 
     #[test]

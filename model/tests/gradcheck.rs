@@ -12,7 +12,7 @@ use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use common::Synthetic;
 use ekvae_model::objective::{lagrangian, neg_elbo};
 use ekvae_model::train::{draw_noise, with_positional_ids};
-use ekvae_model::{Ekvae, EkvaeConfig, ObjectiveNoise};
+use ekvae_model::{Ekvae, EkvaeConfig, Inference, ObjectiveNoise};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -77,7 +77,7 @@ fn loss(
     if constrained { lagrangian(&terms, 3.5, 0.05, t, s * s) } else { neg_elbo(&terms, t) }
 }
 
-fn check(constrained: bool) {
+fn check(constrained: bool, inference: Inference) {
     let plain = device();
     let ad = plain.clone().autodiff();
     plain.seed(11);
@@ -87,7 +87,9 @@ fn check(constrained: bool) {
         .with_hidden(6)
         .with_transition_hidden(5)
         .with_num_bases(3)
-        .with_state_dim(3);
+        .with_state_dim(3)
+        .with_inference(inference)
+        .with_rnn_hidden(4);
     let model = with_positional_ids(cfg.init(&ad).unwrap());
     let data = Synthetic::pendulum(2, 5, 8, 4);
     let seqs = data.view();
@@ -130,10 +132,21 @@ fn check(constrained: bool) {
 
 #[test]
 fn neg_elbo_gradient_matches_finite_differences() {
-    check(false);
+    check(false, Inference::Kalman);
 }
 
 #[test]
 fn lagrangian_gradient_matches_finite_differences() {
-    check(true);
+    check(true, Inference::Kalman);
+}
+
+#[test]
+fn rnn_baseline_neg_elbo_gradient_matches_finite_differences() {
+    // The same objective with the RNN inference (GRU + combiner) in place of the smoother.
+    check(false, Inference::Rnn);
+}
+
+#[test]
+fn rnn_baseline_lagrangian_gradient_matches_finite_differences() {
+    check(true, Inference::Rnn);
 }

@@ -4,6 +4,7 @@ mod envs;
 mod model;
 mod mpc;
 mod pixmpc;
+mod reproduce;
 
 use std::process::{Command, Output};
 

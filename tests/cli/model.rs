@@ -84,16 +84,42 @@ fn collect_train_eval_resume() {
     let epochs: Vec<&str> = metrics.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(epochs, ["1", "2"]);
 
-    let o = ekvae(&["eval", "--run", run.to_str().unwrap(), "--data", test_file.to_str().unwrap()]);
+    // The default horizons (up to 40 after 10 conditioning frames) do not fit 12-step episodes.
+    let eval = |extra: &[&str]| {
+        let mut args =
+            vec!["eval", "--run", run.to_str().unwrap(), "--data", test_file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ekvae(&args)
+    };
+    assert_clean_failure(&eval(&[]), "fewer than --condition 10 + the largest horizon 40");
+    assert!(!run.join("eval.json").exists());
+    let o = eval(&["--condition", "4", "--horizons", "2,5"]);
     assert!(o.status.success(), "eval failed: {}", stderr(&o));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
-    for key in ["r2_cos_sin", "r2_theta_dot"] {
+    for key in [
+        "r2_cos_sin",
+        "r2_theta_dot",
+        "pixel_mse_h2",
+        "pixel_mse_h5",
+        "pixel_mse_last_frame_h5",
+        "angle_err_deg_h2",
+        "angle_err_deg_h5",
+    ] {
         assert!(json[key].as_f64().is_some_and(f64::is_finite), "{key} missing: {json}");
     }
+    assert!(json.get("pixel_mse_h10").is_none());
     assert_eq!(json["epoch"], 2);
-    let png = std::fs::read(run.join("latent_space.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(json["model"], "ekvae");
+    // 6 test episodes of 12 steps hold one 9-step window each.
+    assert_eq!(json["prediction_windows"], 6);
+    let curves = std::fs::read_to_string(run.join("prediction.csv")).unwrap();
+    assert_eq!(curves.lines().next(), Some("horizon,pixel_mse,pixel_mse_last_frame,angle_err_deg"));
+    assert_eq!(curves.lines().count(), 1 + 5);
+    for fig in ["latent_space", "prediction_strips", "prediction_error", "training_curves"] {
+        let png = std::fs::read(run.join(format!("{fig}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{fig}");
+    }
     assert!(String::from_utf8_lossy(&o.stdout).contains("R²(cos θ, sin θ)"));
 }
 

@@ -1,0 +1,666 @@
+//! `ekvae reproduce`: the prediction-accuracy table (DESIGN.md, "Evaluation"). Trains the
+//! grid {EKVAE, RNN baseline} × {constrained, ELBO} × seeds on one dataset with equal budgets
+//! (same epochs, minibatches, sequence length and learning rate), evaluates every run, and
+//! writes `table.md` / `table.csv` (mean ± std over seeds), `runs.csv` (every run) and figures.
+//!
+//! # Layout of `--out DIR`
+//! - `plan.json`: the grid and budgets; a rerun with other settings is refused;
+//! - `data/train.npz`, `data/test.npz`: collected once (seeds 0 and 1);
+//! - `runs/{model}-{objective}-s{seed}/`: a training run (`ekvae train` layout) with its
+//!   `eval.json`, `prediction.csv` and figures;
+//! - `table.md`, `table.csv`, `runs.csv`, `prediction_error.png`, `training_curves.png`.
+//!
+//! # Resuming
+//! Runs go seed by seed. A run with its `eval.json` is done; one with a checkpoint continues
+//! from it (bit-for-bit as `ekvae train --resume`); so an interrupted `reproduce` started again
+//! with the same command continues where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ekvae_model::train::{EpochRow, Progress, RunDir, StepStats, TrainConfig, train, write_atomic};
+use ekvae_model::{Inference, Objective};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::collect::CollectArgs;
+use crate::eval::{EvalArgs, prediction_keys};
+use crate::figures::{Curve, color, error_vs_horizon, read_metrics, training_curves};
+use crate::train::{load_dataset, sequences};
+
+/// Arguments of `ekvae reproduce`.
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// Output folder (data, runs, table.md, table.csv, figures). Started again with the same
+    /// command, it resumes.
+    #[arg(long, default_value = "runs/reproduce")]
+    pub out: PathBuf,
+    /// A tiny grid (2 seeds, 2 epochs of 3 minibatches, 24 short episodes) that runs in
+    /// seconds: for tests, not for conclusions.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seeds per configuration (default 5; 2 with --quick).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Epochs per run (default 40; 2 with --quick).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Compute device: cpu, or cuda / wgpu when compiled with that feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bar (the per-run summary lines are still printed).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The grid and its budgets; `plan.json` in the output folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Seeds 0 … seeds − 1 of every configuration.
+    pub seeds: usize,
+    /// Training episodes (seed 0) and test episodes (seed 1).
+    pub train_episodes: usize,
+    /// See `train_episodes`.
+    pub test_episodes: usize,
+    /// Steps per episode.
+    pub steps: usize,
+    /// Image side.
+    pub size: usize,
+    /// Epochs per run.
+    pub epochs: usize,
+    /// Minibatches per epoch (0 = one pass).
+    pub steps_per_epoch: usize,
+    /// Sequences per minibatch.
+    pub batch_size: usize,
+    /// Training subsequence length.
+    pub seq_len: usize,
+    /// Frames conditioned on before prediction.
+    pub condition: usize,
+    /// Reported prediction horizons.
+    pub horizons: Vec<usize>,
+}
+
+impl Plan {
+    /// The default grid (about an hour on 2 cores) or the `--quick` one.
+    pub fn new(quick: bool, seeds: Option<usize>, epochs: Option<usize>) -> Self {
+        let base = if quick {
+            Self {
+                seeds: 2,
+                train_episodes: 24,
+                test_episodes: 6,
+                steps: 60,
+                size: 16,
+                epochs: 2,
+                steps_per_epoch: 3,
+                batch_size: 8,
+                seq_len: 16,
+                condition: 10,
+                horizons: vec![5, 10, 20, 40],
+            }
+        } else {
+            let d = TrainConfig::default();
+            Self {
+                seeds: 5,
+                train_episodes: 500,
+                test_episodes: 100,
+                steps: 100,
+                size: 16,
+                epochs: d.epochs,
+                steps_per_epoch: d.steps_per_epoch,
+                batch_size: d.batch_size,
+                seq_len: d.seq_len,
+                condition: 10,
+                horizons: vec![5, 10, 20, 40],
+            }
+        };
+        Self { seeds: seeds.unwrap_or(base.seeds), epochs: epochs.unwrap_or(base.epochs), ..base }
+    }
+
+    /// The runs in the order they are trained: seed by seed, each seed over the four
+    /// configurations.
+    pub fn runs(&self) -> Vec<RunSpec> {
+        (0..self.seeds as u64)
+            .flat_map(|seed| {
+                CONFIGS.iter().map(move |&(model, objective)| RunSpec { model, objective, seed })
+            })
+            .collect()
+    }
+}
+
+/// The four configurations, in table order.
+pub const CONFIGS: [(Inference, Objective); 4] = [
+    (Inference::Kalman, Objective::Constrained),
+    (Inference::Kalman, Objective::Elbo),
+    (Inference::Rnn, Objective::Constrained),
+    (Inference::Rnn, Objective::Elbo),
+];
+
+/// One cell of the grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunSpec {
+    /// Inference (model).
+    pub model: Inference,
+    /// Objective.
+    pub objective: Objective,
+    /// Seed of initialisation, minibatches and noise.
+    pub seed: u64,
+}
+
+impl RunSpec {
+    /// The run folder's name, `{model}-{objective}-s{seed}`.
+    pub fn name(&self) -> String {
+        format!("{}-{}-s{}", self.model, self.objective, self.seed)
+    }
+}
+
+/// The metrics of the table: (column key, eval.json key or metrics.csv field, header, digits).
+fn metric_columns(horizons: &[usize]) -> Vec<(String, String, usize)> {
+    let mut cols = vec![
+        ("r2_cos_sin".to_string(), "R² cos,sin θ".to_string(), 4),
+        ("r2_theta_dot".into(), "R² θ̇".into(), 4),
+        ("val_neg_elbo".into(), "val −ELBO (nats/frame)".into(), 2),
+        ("final_lambda".into(), "final λ".into(), 2),
+        ("train_seconds".into(), "train time (s)".into(), 0),
+    ];
+    for &h in horizons {
+        let [mse, _, _] = prediction_keys(h);
+        cols.push((mse, format!("pixel MSE h={h}"), 5));
+    }
+    for &h in horizons {
+        let [_, _, angle] = prediction_keys(h);
+        cols.push((angle, format!("angle err h={h} (°)"), 1));
+    }
+    cols
+}
+
+/// Read one finished run's metrics (eval.json and metrics.csv) as key → value.
+fn run_metrics(dir: &Path, horizons: &[usize]) -> Result<Vec<(String, f64)>> {
+    let path = dir.join("eval.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let rows = read_metrics(&dir.join("metrics.csv"))?;
+    let last =
+        rows.last().with_context(|| format!("{}: no epochs in metrics.csv", dir.display()))?;
+    let mut out = Vec::new();
+    for (key, _, _) in metric_columns(horizons) {
+        let v = match key.as_str() {
+            "val_neg_elbo" => last.val_neg_elbo,
+            "final_lambda" => last.lambda,
+            "train_seconds" => rows.iter().map(|r| r.seconds).sum(),
+            k => json.get(k).and_then(serde_json::Value::as_f64).with_context(|| {
+                format!("{}: no number {k:?}; evaluate the run again", path.display())
+            })?,
+        };
+        out.push((key, v));
+    }
+    for &h in horizons {
+        let [_, last_key, _] = prediction_keys(h);
+        let v = json.get(&last_key).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+        out.push((last_key, v));
+    }
+    Ok(out)
+}
+
+/// Mean and sample standard deviation (n − 1; NaN for fewer than two values).
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+fn fmt_mean_std((m, s): (f64, f64), digits: usize) -> String {
+    if s.is_nan() { format!("{m:.digits$}") } else { format!("{m:.digits$} ± {s:.digits$}") }
+}
+
+/// What is recorded about the software and machine in the table.
+fn provenance() -> Vec<(String, String)> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR")])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(c) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty { format!("{c} (with uncommitted changes)") } else { c }
+        }
+        None => "unknown (not run from a git checkout)".into(),
+    };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown".to_string(), |s| s.trim().to_string());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or("unknown".to_string(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0));
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("PRETTY_NAME="))
+                .map(|l| l.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    vec![
+        ("command".into(), format!("`{}`", std::env::args().collect::<Vec<_>>().join(" "))),
+        ("version".into(), format!("ekvae {}, commit {commit}", env!("CARGO_PKG_VERSION"))),
+        (
+            "machine".into(),
+            format!(
+                "{cpu}, {cores} logical CPUs, {} rayon threads, {mem}, {os}",
+                rayon::current_num_threads()
+            ),
+        ),
+    ]
+}
+
+/// A grid-level progress bar: one tick per epoch of any run.
+struct GridBar {
+    bar: ProgressBar,
+    prefix: String,
+}
+
+impl Progress for GridBar {
+    fn start_epoch(&mut self, epoch: usize, epochs: usize, _steps: usize) {
+        self.bar.set_message(format!("{} epoch {epoch}/{epochs}", self.prefix));
+    }
+    fn step(&mut self, _stats: &StepStats) {}
+    fn end_epoch(&mut self, _row: &EpochRow) {
+        self.bar.inc(1);
+    }
+}
+
+fn collect_if_missing(path: &Path, episodes: usize, plan: &Plan, seed: u64) -> Result<()> {
+    if path.is_file() {
+        let d = load_dataset(path)?;
+        let m = &d.meta;
+        if (m.episodes, m.steps, m.size, m.seed) != (episodes, plan.steps, plan.size, seed) {
+            bail!(
+                "{} holds {} episodes × {} steps at {}×{} (seed {}), not what the plan needs ({episodes} × {} at {}, seed {seed}); remove it or use another --out",
+                path.display(),
+                m.episodes,
+                m.steps,
+                m.size,
+                m.size,
+                m.seed,
+                plan.steps,
+                plan.size
+            );
+        }
+        return Ok(());
+    }
+    crate::collect::run(CollectArgs {
+        episodes,
+        steps: plan.steps,
+        size: plan.size,
+        seed,
+        out: path.to_path_buf(),
+        policy: "uniform".into(),
+        threads: None,
+        quiet: true,
+    })
+}
+
+/// Run `ekvae reproduce`.
+pub fn run(args: ReproduceArgs) -> Result<()> {
+    let started = Instant::now();
+    let plan = Plan::new(args.quick, args.seeds, args.epochs);
+    if plan.seeds == 0 || plan.epochs == 0 {
+        bail!("--seeds and --epochs must be at least 1");
+    }
+    let device = ekvae_model::backend::device_from_name(&args.device)?;
+    let out = &args.out;
+    std::fs::create_dir_all(out.join("data"))
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    let plan_path = out.join("plan.json");
+    if plan_path.is_file() {
+        let text = std::fs::read_to_string(&plan_path)
+            .with_context(|| format!("cannot read {}", plan_path.display()))?;
+        let old: Plan = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a reproduce plan", plan_path.display()))?;
+        if old != plan {
+            bail!(
+                "{} was started with another grid ({}); rerun with the same flags to resume, or choose another --out",
+                out.display(),
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
+    } else {
+        write_atomic(&plan_path, serde_json::to_string_pretty(&plan)?.as_bytes())?;
+    }
+
+    let train_path = out.join("data/train.npz");
+    let test_path = out.join("data/test.npz");
+    collect_if_missing(&train_path, plan.train_episodes, &plan, 0)?;
+    collect_if_missing(&test_path, plan.test_episodes, &plan, 1)?;
+    let train_data = load_dataset(&train_path)?;
+    let seqs = sequences(&train_data);
+
+    let runs = plan.runs();
+    let bar = if args.quiet {
+        ProgressBar::with_draw_target(
+            Some((runs.len() * plan.epochs) as u64),
+            ProgressDrawTarget::hidden(),
+        )
+    } else {
+        ProgressBar::new((runs.len() * plan.epochs) as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("grid [{bar:30}] {pos}/{len} epochs {elapsed}<{eta}  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    eprintln!(
+        "reproduce: {} runs ({} seeds × EKVAE/RNN × constrained/ELBO), {} epochs each, {} train / {} test episodes of {} steps at {}×{} → {}",
+        runs.len(),
+        plan.seeds,
+        plan.epochs,
+        plan.train_episodes,
+        plan.test_episodes,
+        plan.steps,
+        plan.size,
+        plan.size,
+        out.display()
+    );
+    for (i, spec) in runs.iter().enumerate() {
+        let dir = out.join("runs").join(spec.name());
+        let run = RunDir::new(&dir);
+        let done_epochs = run.read_state().map(|s| s.epoch).unwrap_or(0);
+        if dir.join("eval.json").is_file() && done_epochs >= plan.epochs {
+            bar.inc(plan.epochs as u64);
+            continue;
+        }
+        bar.inc(done_epochs.min(plan.epochs) as u64);
+        let resume = run.state_path().is_file();
+        if !resume && dir.exists() {
+            // Stopped before its first checkpoint: nothing to keep.
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        let cfg = if resume {
+            let mut c = run.read_config()?;
+            c.epochs = plan.epochs;
+            c
+        } else {
+            let mut c = TrainConfig::default();
+            c.model.image_size = plan.size;
+            c.model.inference = spec.model;
+            c.model.seed = spec.seed;
+            c.seed = spec.seed;
+            c.objective = spec.objective;
+            c.epochs = plan.epochs;
+            c.steps_per_epoch = plan.steps_per_epoch;
+            c.batch_size = plan.batch_size;
+            c.seq_len = plan.seq_len;
+            c.data = train_path.display().to_string();
+            c
+        };
+        let mut progress = GridBar {
+            bar: bar.clone(),
+            prefix: format!("run {}/{} {}", i + 1, runs.len(), spec.name()),
+        };
+        train(cfg, &seqs, &dir, resume, &device, &mut progress)
+            .with_context(|| format!("training {}", dir.display()))?;
+        bar.suspend(|| -> Result<()> {
+            let mut eval = EvalArgs::new(dir.clone(), test_path.clone());
+            eval.train_data = Some(train_path.clone());
+            eval.condition = plan.condition;
+            eval.horizons = plan.horizons.clone();
+            eval.device = args.device.clone();
+            eprintln!("== {} ({}/{})", spec.name(), i + 1, runs.len());
+            crate::eval::run(eval).with_context(|| format!("evaluating {}", dir.display()))
+        })?;
+    }
+    bar.finish_and_clear();
+    write_table(out, &plan, started.elapsed().as_secs_f64())?;
+    eprintln!("wrote {} and {}", out.join("table.md").display(), out.join("table.csv").display());
+    Ok(())
+}
+
+/// Aggregate the finished runs into table.md, table.csv, runs.csv and the grid figures.
+pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
+    let cols = metric_columns(&plan.horizons);
+    let mut runs_csv = String::from("model,objective,seed");
+    for (key, _, _) in &cols {
+        runs_csv.push(',');
+        runs_csv.push_str(key);
+    }
+    runs_csv.push('\n');
+    let mut table_csv = String::from("model,objective,seeds");
+    for (key, _, _) in &cols {
+        table_csv.push_str(&format!(",{key}_mean,{key}_std"));
+    }
+    table_csv.push('\n');
+    let mut md_rows: Vec<Vec<String>> = Vec::new();
+    let mut md_rows_train_seconds: Vec<f64> = Vec::new();
+    let mut baseline: Vec<Vec<f64>> = vec![Vec::new(); plan.horizons.len()];
+    let mut pixel_curves = Vec::new();
+    let mut angle_curves = Vec::new();
+    let mut train_curves = Vec::new();
+    for (ci, &(model, objective)) in CONFIGS.iter().enumerate() {
+        let label = format!("{model} {objective}");
+        let mut per_metric: Vec<Vec<f64>> = vec![Vec::new(); cols.len()];
+        let mut curves: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+        let mut histories: Vec<Vec<EpochRow>> = Vec::new();
+        for seed in 0..plan.seeds as u64 {
+            let spec = RunSpec { model, objective, seed };
+            let dir = out.join("runs").join(spec.name());
+            let values = run_metrics(&dir, &plan.horizons)?;
+            runs_csv.push_str(&format!("{model},{objective},{seed}"));
+            for (i, (_, v)) in values.iter().take(cols.len()).enumerate() {
+                per_metric[i].push(*v);
+                runs_csv.push_str(&format!(",{v}"));
+            }
+            runs_csv.push('\n');
+            for (h, (_, v)) in values.iter().skip(cols.len()).enumerate() {
+                baseline[h].push(*v);
+            }
+            curves.push(read_prediction_csv(&dir.join("prediction.csv"))?);
+            histories.push(read_metrics(&dir.join("metrics.csv"))?);
+        }
+        table_csv.push_str(&format!("{model},{objective},{}", plan.seeds));
+        let mut row = vec![model.to_string(), objective.to_string()];
+        let ts = cols.iter().position(|c| c.0 == "train_seconds").expect("a column");
+        md_rows_train_seconds.extend(&per_metric[ts]);
+        for (i, (_, _, digits)) in cols.iter().enumerate() {
+            let ms = mean_std(&per_metric[i]);
+            table_csv.push_str(&format!(",{},{}", ms.0, ms.1));
+            row.push(fmt_mean_std(ms, *digits));
+        }
+        table_csv.push('\n');
+        md_rows.push(row);
+        let band = |f: &dyn Fn(&(Vec<f64>, Vec<f64>)) -> &Vec<f64>| -> (Vec<f64>, Vec<f64>) {
+            let len = curves.iter().map(|c| f(c).len()).min().unwrap_or(0);
+            (0..len)
+                .map(|h| mean_std(&curves.iter().map(|c| f(c)[h]).collect::<Vec<_>>()))
+                .map(|(m, s)| (m, if s.is_nan() { 0.0 } else { s }))
+                .unzip()
+        };
+        let (pm, ps) = band(&|c| &c.0);
+        let (am, as_) = band(&|c| &c.1);
+        pixel_curves.push(Curve {
+            label: label.clone(),
+            ys: pm,
+            band: Some(ps),
+            color: color(ci),
+            thin: false,
+        });
+        angle_curves.push(Curve {
+            label: label.clone(),
+            ys: am,
+            band: Some(as_),
+            color: color(ci),
+            thin: false,
+        });
+        train_curves.push((label, mean_history(&histories)));
+    }
+    // The held-last-frame baseline does not depend on the model: one curve from the first run.
+    let first = out.join("runs").join(plan.runs()[0].name());
+    let last_frame = read_prediction_last(&first.join("prediction.csv"))?;
+    pixel_curves.push(Curve {
+        label: "last conditioned frame held".into(),
+        ys: last_frame,
+        band: None,
+        color: plotters::style::RGBColor(120, 120, 120),
+        thin: true,
+    });
+    error_vs_horizon(&out.join("prediction_error.png"), &pixel_curves, &angle_curves)?;
+    training_curves(&out.join("training_curves.png"), &train_curves)?;
+
+    let total_train_seconds: f64 = md_rows_train_seconds.iter().sum();
+    // Markdown: provenance, then two tables (identification and fit; prediction).
+    let mut md = String::from("# Prediction-accuracy table (`ekvae reproduce`)\n\n");
+    for (k, v) in provenance() {
+        md.push_str(&format!("- {k}: {v}\n"));
+    }
+    md.push_str(&format!(
+        "- grid: {{EKVAE, RNN}} × {{constrained, ELBO}} × {} seeds; every run {} epochs of {} minibatches of {} × {}-step windows; data {} train / {} test episodes × {} steps at {}×{} (collect seeds 0 / 1)\n- prediction: condition on {} frames, roll the transition mean forward under the recorded actions; errors at h steps after the last conditioned frame, mean over {} test windows\n- training time: {:.1} min summed over the runs (see the train time column); wall time of the invocation that wrote this table: {:.1} min (finished runs are not retrained when resumed)\n- values: mean ± sample standard deviation over seeds\n\n",
+        plan.seeds,
+        plan.epochs,
+        if plan.steps_per_epoch == 0 { "one pass".to_string() } else { plan.steps_per_epoch.to_string() },
+        plan.batch_size,
+        plan.seq_len,
+        plan.train_episodes,
+        plan.test_episodes,
+        plan.steps,
+        plan.size,
+        plan.size,
+        plan.condition,
+        plan.test_episodes * (plan.steps / (plan.condition + plan.horizons.iter().max().copied().unwrap_or(0)).max(1)),
+        total_train_seconds / 60.0,
+        wall_seconds / 60.0
+    ));
+    let split = 5; // identification/fit columns, then prediction columns
+    for (title, range) in
+        [("Identification and fit", 0..split), ("Open-loop prediction", split..cols.len())]
+    {
+        md.push_str(&format!("## {title}\n\n| model | objective |"));
+        for (_, header, _) in &cols[range.clone()] {
+            md.push_str(&format!(" {header} |"));
+        }
+        md.push_str("\n|---|---|");
+        md.push_str(&"---:|".repeat(range.len()));
+        md.push('\n');
+        for row in &md_rows {
+            md.push_str(&format!("| {} | {} |", row[0], row[1]));
+            for cell in &row[2 + range.start..2 + range.end] {
+                md.push_str(&format!(" {cell} |"));
+            }
+            md.push('\n');
+        }
+        if range.start == split {
+            md.push_str("| last frame held | — |");
+            for (h, _) in plan.horizons.iter().enumerate() {
+                md.push_str(&format!(" {:.5} |", mean_std(&baseline[h]).0));
+            }
+            md.push_str(&" — |".repeat(plan.horizons.len()));
+            md.push('\n');
+        }
+        md.push('\n');
+    }
+    md.push_str("Figures: `prediction_error.png` (mean ± std band over seeds), `training_curves.png` (mean over seeds); per run: `runs/*/prediction_strips.png`, `latent_space.png`, `training_curves.png`.\n");
+    write_atomic(&out.join("table.md"), md.as_bytes())?;
+    write_atomic(&out.join("table.csv"), table_csv.as_bytes())?;
+    write_atomic(&out.join("runs.csv"), runs_csv.as_bytes())?;
+    Ok(())
+}
+
+/// The mean over seeds of the per-epoch rows (as many epochs as the shortest history).
+fn mean_history(histories: &[Vec<EpochRow>]) -> Vec<EpochRow> {
+    let len = histories.iter().map(Vec::len).min().unwrap_or(0);
+    let n = histories.len() as f64;
+    (0..len)
+        .map(|e| {
+            let avg = |f: fn(&EpochRow) -> f64| histories.iter().map(|h| f(&h[e])).sum::<f64>() / n;
+            EpochRow {
+                epoch: e + 1,
+                lambda: avg(|r| r.lambda),
+                distortion: avg(|r| r.distortion),
+                rate: avg(|r| r.rate),
+                neg_elbo: avg(|r| r.neg_elbo),
+                val_neg_elbo: avg(|r| r.val_neg_elbo),
+                seconds: avg(|r| r.seconds),
+            }
+        })
+        .collect()
+}
+
+fn read_prediction_rows(path: &Path) -> Result<Vec<[f64; 3]>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    reader
+        .records()
+        .map(|r| {
+            let r = r.with_context(|| format!("{}: malformed", path.display()))?;
+            let get = |i: usize| -> Result<f64> {
+                r.get(i)
+                    .and_then(|v| v.parse().ok())
+                    .with_context(|| format!("{}: malformed row", path.display()))
+            };
+            Ok([get(1)?, get(2)?, get(3)?])
+        })
+        .collect()
+}
+
+/// (pixel MSE, angle error) curves of a run's prediction.csv.
+fn read_prediction_csv(path: &Path) -> Result<(Vec<f64>, Vec<f64>)> {
+    Ok(read_prediction_rows(path)?.into_iter().map(|r| (r[0], r[2])).unzip())
+}
+
+/// The last-frame-held pixel MSE curve of a run's prediction.csv.
+fn read_prediction_last(path: &Path) -> Result<Vec<f64>> {
+    Ok(read_prediction_rows(path)?.into_iter().map(|r| r[1]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        // By hand: mean 5, squared deviations 9+1+1+9 = 20, /(n−1)=3 → std √(20/3).
+        let (m, s) = mean_std(&[2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(m, 5.0);
+        assert!((s - (20.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!(mean_std(&[1.0]).1.is_nan());
+        assert!(mean_std(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn the_grid_goes_seed_by_seed_with_unique_names() {
+        let plan = Plan::new(false, Some(3), None);
+        let runs = plan.runs();
+        assert_eq!(runs.len(), 12);
+        assert_eq!(runs[0].name(), "ekvae-constrained-s0");
+        assert_eq!(runs[3].name(), "rnn-elbo-s0");
+        assert_eq!(runs[4].name(), "ekvae-constrained-s1");
+        let mut names: Vec<String> = runs.iter().map(RunSpec::name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 12);
+    }
+}

@@ -1,0 +1,162 @@
+//! Open-loop prediction (DESIGN.md, "Evaluation"): condition on the first k frames of a
+//! window, roll the transition mean forward under the recorded actions, decode, and compare
+//! with the true frames (pixel MSE, and against the last conditioned frame held) and with the
+//! true angle (through the angle regression fitted for identification).
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Sequences;
+use crate::ekvae::Ekvae;
+use crate::metrics::{LinearRegression, angle_error, mean_squared_error};
+use crate::{Error, Result};
+
+/// Disjoint prediction windows of `len` steps: starts 0, len, 2·len, … of every episode
+/// while the window fits.
+pub fn prediction_windows(episodes: usize, steps: usize, len: usize) -> Vec<(usize, usize)> {
+    if len == 0 {
+        return Vec::new();
+    }
+    (0..episodes).flat_map(|e| (0..).map(move |i| (e, i * len)).take(steps / len)).collect()
+}
+
+/// Error curves of open-loop prediction, index h − 1 for h = 1 … horizon steps after the last
+/// conditioned frame, each a mean over the windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionCurves {
+    /// Frames conditioned on (k).
+    pub condition: usize,
+    /// Windows averaged over.
+    pub windows: usize,
+    /// Mean squared error per pixel between the decoded prediction (Bernoulli means) and the
+    /// true frame, pixels in [0, 1].
+    pub pixel_mse: Vec<f64>,
+    /// The same for the last conditioned frame held still (the trivial predictor).
+    pub pixel_mse_last_frame: Vec<f64>,
+    /// Mean absolute angle error in degrees, wrapped to [0°, 180°]: the angle atan2(ŝ, ĉ) of
+    /// the regressed [cos θ, sin θ] of the predicted latent against the true θ.
+    pub angle_error_deg: Vec<f64>,
+}
+
+/// True and predicted frames of one window, for figures.
+#[derive(Debug, Clone)]
+pub struct PredictionStrip {
+    /// (episode, start) of the window.
+    pub window: (usize, usize),
+    /// The true frames k − 1, k, …, k − 1 + horizon of the window (the last conditioned frame
+    /// first), `[horizon + 1, S, S]`, pixels in [0, 1].
+    pub truth: Vec<f32>,
+    /// The predicted frames for steps 1 … horizon, `[horizon, S, S]`.
+    pub predicted: Vec<f32>,
+}
+
+fn to_vec(t: burn::tensor::Tensor<3>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Numerical(format!("{e:?}")))
+}
+
+/// Open-loop prediction on `windows` of `data` (each `condition + horizon` steps): returns the
+/// error curves and the strips of the first `strips` windows.
+///
+/// `angle_fit` maps a latent state (n inputs) to [cos θ, sin θ] (as fitted by
+/// [`crate::identify::identify`]); `data` must hold true states.
+pub fn open_loop_prediction(
+    model: &Ekvae,
+    data: &Sequences,
+    windows: &[(usize, usize)],
+    condition: usize,
+    horizon: usize,
+    angle_fit: &LinearRegression,
+    strips: usize,
+) -> Result<(PredictionCurves, Vec<PredictionStrip>)> {
+    if condition < 1 || horizon < 1 {
+        return Err(Error::InvalidSetting(format!(
+            "prediction needs at least one conditioning frame and one step (got {condition}, {horizon})"
+        )));
+    }
+    let len = condition + horizon;
+    if data.steps < len {
+        return Err(Error::ShapeMismatch(format!(
+            "episodes have {} steps but prediction needs {condition} + {horizon}",
+            data.steps
+        )));
+    }
+    if windows.is_empty() {
+        return Err(Error::ShapeMismatch("no prediction windows".into()));
+    }
+    if data.states.is_empty() {
+        return Err(Error::ShapeMismatch("the dataset has no true states for angle errors".into()));
+    }
+    let s = data.size;
+    let px = s * s;
+    let device = model.device();
+    let mut sum_mse = vec![0.0; horizon];
+    let mut sum_last = vec![0.0; horizon];
+    let mut sum_angle = vec![0.0; horizon];
+    let mut out_strips = Vec::new();
+    for chunk in windows.chunks(64) {
+        let b = chunk.len();
+        let (frames, actions) = data.batch(chunk, len, &device);
+        let z0 = model.condition(
+            frames.clone().narrow(1, 0, condition),
+            actions.clone().narrow(1, 0, condition),
+        )?; // [B, n]
+        // actions[:, k − 1] drives the last conditioned frame k − 1 → k.
+        let z = model.rollout(z0, actions.narrow(1, condition - 1, horizon)); // [B, H, n]
+        let predicted = to_vec(model.decode_mean(z.clone()).reshape([b, horizon, px]))?;
+        let truth =
+            to_vec(frames.narrow(1, condition - 1, horizon + 1).reshape([b, horizon + 1, px]))?;
+        let z = to_vec(z)?;
+        if z.iter().chain(&predicted).any(|v| !v.is_finite()) {
+            return Err(Error::Numerical("the predicted latents or frames are not finite".into()));
+        }
+        let z64: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
+        let cos_sin = angle_fit.predict(&z64); // [B·H, 2]
+        for (i, &(ep, start)) in chunk.iter().enumerate() {
+            let last = &truth[i * (horizon + 1) * px..][..px];
+            for h in 0..horizon {
+                let true_frame = &truth[(i * (horizon + 1) + h + 1) * px..][..px];
+                let pred_frame = &predicted[(i * horizon + h) * px..][..px];
+                sum_mse[h] += mean_squared_error(pred_frame, true_frame);
+                sum_last[h] += mean_squared_error(last, true_frame);
+                let row = i * horizon + h;
+                let theta_hat = cos_sin[2 * row + 1].atan2(cos_sin[2 * row]);
+                let [theta, _] = data.state(ep, start + condition + h);
+                sum_angle[h] += angle_error(theta_hat, theta).to_degrees();
+            }
+            if out_strips.len() < strips {
+                out_strips.push(PredictionStrip {
+                    window: (ep, start),
+                    truth: truth[i * (horizon + 1) * px..(i + 1) * (horizon + 1) * px].to_vec(),
+                    predicted: predicted[i * horizon * px..(i + 1) * horizon * px].to_vec(),
+                });
+            }
+        }
+    }
+    let count = windows.len() as f64;
+    let mean = |v: Vec<f64>| v.into_iter().map(|x| x / count).collect();
+    Ok((
+        PredictionCurves {
+            condition,
+            windows: windows.len(),
+            pixel_mse: mean(sum_mse),
+            pixel_mse_last_frame: mean(sum_last),
+            angle_error_deg: mean(sum_angle),
+        },
+        out_strips,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_disjoint_and_fit() {
+        assert_eq!(prediction_windows(2, 100, 50), vec![(0, 0), (0, 50), (1, 0), (1, 50)]);
+        assert_eq!(prediction_windows(1, 49, 50), vec![]);
+        assert_eq!(prediction_windows(1, 120, 50), vec![(0, 0), (0, 50)]);
+        assert_eq!(prediction_windows(3, 10, 0), vec![]);
+    }
+}
