@@ -73,6 +73,7 @@ struct EvalReport<'a> {
     figure: String,
     prediction_condition: usize,
     prediction_windows: usize,
+    prediction_diverged_windows: usize,
 }
 
 /// The eval.json keys of one horizon h: `pixel_mse_h{h}`, `pixel_mse_last_frame_h{h}` and
@@ -116,7 +117,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.horizons.contains(&0) || horizon == 0 || args.condition == 0 {
         bail!("--condition and every --horizons value must be positive");
     }
-    if test.steps < args.condition + horizon {
+    let Some(len) = args.condition.checked_add(horizon) else {
+        bail!("--condition {} + the largest horizon {horizon} is too large", args.condition);
+    };
+    if test.steps < len {
         bail!(
             "{}: test episodes have {} steps, fewer than --condition {} + the largest horizon {horizon}; lower them or collect longer episodes",
             args.data.display(),
@@ -126,7 +130,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let ident = identify(&model, &train_seqs, &train_eps, &test_seqs)?;
     let report = &ident.report;
-    let windows = prediction_windows(test.episodes, test.steps, args.condition + horizon);
+    let windows = prediction_windows(test.episodes, test.steps, len);
     let (curves, strips) = open_loop_prediction(
         &model,
         &test_seqs,
@@ -185,6 +189,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         figure: "latent_space.png".into(),
         prediction_condition: curves.condition,
         prediction_windows: curves.windows,
+        prediction_diverged_windows: curves.diverged_windows,
     };
     let mut value = serde_json::to_value(&json)?;
     let obj = value.as_object_mut().expect("a struct serialises to an object");
@@ -210,6 +215,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
             curves.pixel_mse[h - 1],
             curves.pixel_mse_last_frame[h - 1],
             curves.angle_error_deg[h - 1]
+        );
+    }
+    if curves.diverged_windows > 0 {
+        println!(
+            "warning: the prediction overflowed (NaN/∞) in {} of {} windows; the errors above are over the other {}",
+            curves.diverged_windows,
+            curves.diverged_windows + curves.windows,
+            curves.windows
         );
     }
     println!("wrote {} and the figures in {}", path.display(), args.run.display());

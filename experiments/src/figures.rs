@@ -9,7 +9,8 @@ use ekvae_model::train::EpochRow;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-/// A hidden temporary file next to `path` (same file system, so the rename is atomic).
+/// A hidden temporary file next to `path` (same folder, so the final rename is atomic); keeps
+/// the extension last because image encoders pick the format from it.
 pub fn temp_sibling(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
@@ -162,14 +163,14 @@ fn draw_curves(
                 .map_err(plot_err)?;
         }
         let pts = c.ys.iter().enumerate().map(|(i, &y)| ((i + 1) as f64, y));
-        let style = c.color.stroke_width(if c.thin { 1 } else { 2 });
-        let color = c.color;
+        let (color, width) = (c.color, if c.thin { 1 } else { 2 });
+        let style = color.stroke_width(width);
         chart
             .draw_series(LineSeries::new(pts, style))
             .map_err(plot_err)?
             .label(c.label.clone())
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(width))
             });
     }
     chart
@@ -204,7 +205,7 @@ pub fn error_vs_horizon(path: &Path, pixel: &[Curve], angle: &[Curve]) -> Result
 }
 
 /// Four panels against the epoch: λ, distortion D, rate R and −ELBO (training; validation
-/// dashed-thin), one line per run.
+/// thin), one line per run.
 pub fn training_curves(path: &Path, runs: &[(String, Vec<EpochRow>)]) -> Result<()> {
     bitmap(path, (1300, 900), |root| {
         let panels = root.split_evenly((2, 2));

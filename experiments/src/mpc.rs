@@ -546,8 +546,6 @@ fn side_by_side(left: &[u8], right: &[u8], size: usize) -> Vec<u8> {
     out
 }
 
-/// A temporary sibling of `path` (same folder, so the final rename is atomic); keeps the
-/// extension last because image encoders pick the format from it.
 fn write_csv(path: &Path, rows: &[StepRow]) -> Result<()> {
     let tmp = temp_sibling(path);
     let mut w =

@@ -137,6 +137,50 @@ pub const CONFIGS: [(Inference, Objective); 4] = [
     (Inference::Rnn, Objective::Elbo),
 ];
 
+/// The file that marks a run that failed numerically (its error message).
+const FAILED: &str = "failed.txt";
+
+/// The training config of a grid cell.
+fn fresh_config(plan: &Plan, spec: &RunSpec, train_path: &Path) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.model.image_size = plan.size;
+    c.model.inference = spec.model;
+    c.model.seed = spec.seed;
+    c.seed = spec.seed;
+    c.objective = spec.objective;
+    c.epochs = plan.epochs;
+    c.steps_per_epoch = plan.steps_per_epoch;
+    c.batch_size = plan.batch_size;
+    c.seq_len = plan.seq_len;
+    c.data = train_path.display().to_string();
+    c
+}
+
+/// Whether `dir/eval.json` is an evaluation of the finished run with every metric of the plan.
+fn evaluated(dir: &Path, plan: &Plan) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("eval.json")) else { return false };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
+    json.get("epoch").and_then(serde_json::Value::as_u64) == Some(plan.epochs as u64)
+        && json.get("prediction_condition").and_then(serde_json::Value::as_u64)
+            == Some(plan.condition as u64)
+        && plan.horizons.iter().all(|&h| prediction_keys(h).iter().all(|k| json.get(k).is_some()))
+}
+
+/// Whether an error is the model's numerical failure (a NaN/inf loss or gradient, a lost
+/// positive definiteness): a result of that run, not a fault of the machine or the files.
+fn is_numerical_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ekvae_model::Error>(),
+            Some(
+                ekvae_model::Error::NonFinite { .. }
+                    | ekvae_model::Error::NotPositiveDefinite { .. }
+                    | ekvae_model::Error::Numerical(_)
+            )
+        )
+    })
+}
+
 /// One cell of the grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunSpec {
@@ -176,7 +220,8 @@ fn metric_columns(horizons: &[usize]) -> Vec<(String, String, usize)> {
 }
 
 /// Read one finished run's metrics (eval.json and metrics.csv) as key → value.
-fn run_metrics(dir: &Path, horizons: &[usize]) -> Result<Vec<(String, f64)>> {
+fn run_metrics(dir: &Path, plan: &Plan) -> Result<Vec<(String, f64)>> {
+    let horizons = &plan.horizons;
     let path = dir.join("eval.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -386,54 +431,87 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         plan.size,
         out.display()
     );
+    let mut failed = 0usize;
     for (i, spec) in runs.iter().enumerate() {
         let dir = out.join("runs").join(spec.name());
         let run = RunDir::new(&dir);
+        let fresh = fresh_config(&plan, spec, &train_path);
         let done_epochs = run.read_state().map(|s| s.epoch).unwrap_or(0);
-        if dir.join("eval.json").is_file() && done_epochs >= plan.epochs {
+        let failure_path = dir.join(FAILED);
+        if failure_path.is_file() {
+            failed += 1;
+            bar.inc(plan.epochs as u64);
+            bar.suspend(|| {
+                eprintln!(
+                    "== {} ({}/{}): skipped, it failed before (see {}; delete that file to retry)",
+                    spec.name(),
+                    i + 1,
+                    runs.len(),
+                    failure_path.display()
+                )
+            });
+            continue;
+        }
+        if done_epochs >= plan.epochs && evaluated(&dir, &plan) {
             bar.inc(plan.epochs as u64);
             continue;
         }
         bar.inc(done_epochs.min(plan.epochs) as u64);
         let resume = run.state_path().is_file();
-        if !resume && dir.exists() {
+        if resume {
+            // Never mix budgets: the run must have been made by this grid.
+            let mut old = run.read_config()?;
+            old.epochs = fresh.epochs;
+            if old != fresh {
+                bail!(
+                    "{} holds a run with another config than this grid gives it (see its config.toml); remove it or use another --out",
+                    dir.display()
+                );
+            }
+        } else if dir.exists() {
             // Stopped before its first checkpoint: nothing to keep.
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
         }
-        let cfg = if resume {
-            let mut c = run.read_config()?;
-            c.epochs = plan.epochs;
-            c
-        } else {
-            let mut c = TrainConfig::default();
-            c.model.image_size = plan.size;
-            c.model.inference = spec.model;
-            c.model.seed = spec.seed;
-            c.seed = spec.seed;
-            c.objective = spec.objective;
-            c.epochs = plan.epochs;
-            c.steps_per_epoch = plan.steps_per_epoch;
-            c.batch_size = plan.batch_size;
-            c.seq_len = plan.seq_len;
-            c.data = train_path.display().to_string();
-            c
-        };
         let mut progress = GridBar {
             bar: bar.clone(),
             prefix: format!("run {}/{} {}", i + 1, runs.len(), spec.name()),
         };
-        train(cfg, &seqs, &dir, resume, &device, &mut progress)
-            .with_context(|| format!("training {}", dir.display()))?;
-        bar.suspend(|| -> Result<()> {
-            let mut eval = EvalArgs::new(dir.clone(), test_path.clone());
-            eval.train_data = Some(train_path.clone());
-            eval.condition = plan.condition;
-            eval.horizons = plan.horizons.clone();
-            eval.device = args.device.clone();
-            eprintln!("== {} ({}/{})", spec.name(), i + 1, runs.len());
-            crate::eval::run(eval).with_context(|| format!("evaluating {}", dir.display()))
-        })?;
+        let outcome = train(fresh, &seqs, &dir, resume, &device, &mut progress)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| {
+                bar.suspend(|| -> Result<()> {
+                    let mut eval = EvalArgs::new(dir.clone(), test_path.clone());
+                    eval.train_data = Some(train_path.clone());
+                    eval.condition = plan.condition;
+                    eval.horizons = plan.horizons.clone();
+                    eval.device = args.device.clone();
+                    eprintln!("== {} ({}/{})", spec.name(), i + 1, runs.len());
+                    crate::eval::run(eval)
+                })
+            });
+        if let Err(e) = outcome {
+            // A model that diverges is a result (counted in the table); anything else (I/O,
+            // bad files) stops the grid.
+            if !is_numerical_failure(&e) {
+                return Err(e.context(format!("run {}", dir.display())));
+            }
+            failed += 1;
+            write_atomic(&failure_path, format!("{e:#}\n").as_bytes())?;
+            bar.suspend(|| {
+                eprintln!(
+                    "== {}: FAILED ({e:#}); recorded in {}",
+                    spec.name(),
+                    failure_path.display()
+                )
+            });
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} runs failed numerically; the table counts them per configuration",
+            runs.len()
+        );
     }
     bar.finish_and_clear();
     write_table(out, &plan, started.elapsed().as_secs_f64())?;
@@ -450,7 +528,7 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
         runs_csv.push_str(key);
     }
     runs_csv.push('\n');
-    let mut table_csv = String::from("model,objective,seeds");
+    let mut table_csv = String::from("model,objective,seeds,failed");
     for (key, _, _) in &cols {
         table_csv.push_str(&format!(",{key}_mean,{key}_std"));
     }
@@ -461,15 +539,24 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
     let mut pixel_curves = Vec::new();
     let mut angle_curves = Vec::new();
     let mut train_curves = Vec::new();
+    let mut first_ok: Option<PathBuf> = None;
     for (ci, &(model, objective)) in CONFIGS.iter().enumerate() {
         let label = format!("{model} {objective}");
         let mut per_metric: Vec<Vec<f64>> = vec![Vec::new(); cols.len()];
         let mut curves: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
         let mut histories: Vec<Vec<EpochRow>> = Vec::new();
+        let mut failed = 0;
         for seed in 0..plan.seeds as u64 {
             let spec = RunSpec { model, objective, seed };
             let dir = out.join("runs").join(spec.name());
-            let values = run_metrics(&dir, &plan.horizons)?;
+            if dir.join(FAILED).is_file() {
+                failed += 1;
+                continue;
+            }
+            let values = run_metrics(&dir, plan)?;
+            if first_ok.is_none() {
+                first_ok = Some(dir.clone());
+            }
             runs_csv.push_str(&format!("{model},{objective},{seed}"));
             for (i, (_, v)) in values.iter().take(cols.len()).enumerate() {
                 per_metric[i].push(*v);
@@ -482,8 +569,13 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
             curves.push(read_prediction_csv(&dir.join("prediction.csv"))?);
             histories.push(read_metrics(&dir.join("metrics.csv"))?);
         }
-        table_csv.push_str(&format!("{model},{objective},{}", plan.seeds));
-        let mut row = vec![model.to_string(), objective.to_string()];
+        let ok = plan.seeds - failed;
+        table_csv.push_str(&format!("{model},{objective},{ok},{failed}"));
+        let mut row = vec![
+            model.to_string(),
+            objective.to_string(),
+            if failed == 0 { ok.to_string() } else { format!("{ok} ({failed} failed)") },
+        ];
         let ts = cols.iter().position(|c| c.0 == "train_seconds").expect("a column");
         md_rows_train_seconds.extend(&per_metric[ts]);
         for (i, (_, _, digits)) in cols.iter().enumerate() {
@@ -519,8 +611,13 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
         train_curves.push((label, mean_history(&histories)));
     }
     // The held-last-frame baseline does not depend on the model: one curve from the first run.
-    let first = out.join("runs").join(plan.runs()[0].name());
+    let first = first_ok.context("every run of the grid failed; nothing to tabulate")?;
     let last_frame = read_prediction_last(&first.join("prediction.csv"))?;
+    let windows = std::fs::read_to_string(first.join("eval.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|j| j.get("prediction_windows").and_then(serde_json::Value::as_u64))
+        .context("no prediction_windows in the first run's eval.json")?;
     pixel_curves.push(Curve {
         label: "last conditioned frame held".into(),
         ys: last_frame,
@@ -550,30 +647,31 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
         plan.size,
         plan.size,
         plan.condition,
-        plan.test_episodes * (plan.steps / (plan.condition + plan.horizons.iter().max().copied().unwrap_or(0)).max(1)),
+        windows,
         total_train_seconds / 60.0,
         wall_seconds / 60.0
     ));
-    let split = 5; // identification/fit columns, then prediction columns
+    // Identification/fit columns, then prediction columns.
+    let split = cols.iter().position(|c| c.0.starts_with("pixel_mse_h")).unwrap_or(cols.len());
     for (title, range) in
         [("Identification and fit", 0..split), ("Open-loop prediction", split..cols.len())]
     {
-        md.push_str(&format!("## {title}\n\n| model | objective |"));
+        md.push_str(&format!("## {title}\n\n| model | objective | seeds |"));
         for (_, header, _) in &cols[range.clone()] {
             md.push_str(&format!(" {header} |"));
         }
-        md.push_str("\n|---|---|");
+        md.push_str("\n|---|---|---:|");
         md.push_str(&"---:|".repeat(range.len()));
         md.push('\n');
         for row in &md_rows {
-            md.push_str(&format!("| {} | {} |", row[0], row[1]));
-            for cell in &row[2 + range.start..2 + range.end] {
+            md.push_str(&format!("| {} | {} | {} |", row[0], row[1], row[2]));
+            for cell in &row[3 + range.start..3 + range.end] {
                 md.push_str(&format!(" {cell} |"));
             }
             md.push('\n');
         }
         if range.start == split {
-            md.push_str("| last frame held | — |");
+            md.push_str("| last frame held | — | — |");
             for (h, _) in plan.horizons.iter().enumerate() {
                 md.push_str(&format!(" {:.5} |", mean_std(&baseline[h]).0));
             }

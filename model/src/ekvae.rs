@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::kalman::{self, Transition as _};
+use crate::linalg::LN_2PI;
 use crate::nets::{Decoder, DecoderConfig, Encoder, EncoderConfig};
 use crate::rnn::{RnnSmoother, RnnSmootherConfig};
 use crate::ssm::{
@@ -20,13 +21,13 @@ use crate::ssm::{
 /// derive expects in scope).
 type ModelResult<T> = crate::Result<T>;
 
-const LN_2PI: f64 = 1.837_877_066_409_345_5;
-
 /// Serialises model initialisation (see [`EkvaeConfig::init_seeded`]).
 static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// How q(z_{1:T} | a_{1:T}) is computed: the EKVAE's extended Kalman smoother, or the
-/// RNN-inference baseline ([`crate::rnn`]) with every generative part unchanged.
+/// Which model: the EKVAE (two latent layers a, z; q(z_{1:T} | a_{1:T}) by the extended Kalman
+/// smoother) or the RNN-inference baseline of DESIGN.md ([`crate::rnn`]): one latent layer,
+/// p(x_t | z_t) through H and the same decoder, the same transition, prior and encoder network,
+/// and q(z_t | z_{t−1}, x_{t:T}) from a backward GRU over the encoded frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Inference {
@@ -209,8 +210,8 @@ impl EkvaeConfig {
     }
 }
 
-/// The extended Kalman VAE (Klushyn et al. 2021) — or, with `smoother` set, the same
-/// generative model with the RNN-inference baseline in place of the Kalman smoother.
+/// The extended Kalman VAE (Klushyn et al. 2021) — or, with `smoother` set, the RNN-inference
+/// baseline (see [`Inference::Rnn`]) built from the same parts.
 #[derive(Module, Debug)]
 pub struct Ekvae {
     /// q(a_t | x_t).
@@ -243,7 +244,8 @@ pub struct RateDistortion {
     /// D = −Σ_t log p(x_t | a_t), `[B]`.
     pub distortion: Tensor<1>,
     /// R = Σ_t [log q(a_t|x_t) − log p(a_t|z_t)] + log q(z_{1:T}) − log p(z_1)
-    /// − Σ_{t≥2} log p(z_t | z_{t−1}, u_{t−1}), `[B]`.
+    /// − Σ_{t≥2} log p(z_t | z_{t−1}, u_{t−1}), `[B]` (the RNN baseline has no a-terms, and
+    /// its D is −Σ_t log p(x_t | z_t)).
     pub rate: Tensor<1>,
 }
 
@@ -353,36 +355,27 @@ impl Ekvae {
         let [b, t, s, _] = frames.dims();
         let (m, n, k) = (self.aux_dim(), self.state_dim(), self.action_dim());
 
-        // q(a_t | x_t) and its reparameterised sample; frames in block layout once (no gradient),
-        // shared by the encoder input and the distortion target.
+        // Frames in block layout once (no gradient), shared by the encoder input and the
+        // distortion target.
         let blocks = self.encoder.to_blocks(frames.reshape([b * t, s, s])); // [B·T, r², 8, 8]
         let (a_mean, a_log_var) = self.encoder.forward_blocks(blocks.clone()); // [B·T, m]
         let (a_mean, a_log_var) = (a_mean.reshape([b, t, m]), a_log_var.reshape([b, t, m]));
-        let a_std = a_log_var.clone().mul_scalar(0.5).exp();
-        let a = a_mean + a_std * noise.eps_a.clone(); // [B, T, m]
-        // log q(a|x) = −½ Σ (log 2π + log σ² + ε²), summed over t and m.
-        let log_q_a = (a_log_var + noise.eps_a.clone().powi_scalar(2))
-            .add_scalar(LN_2PI)
-            .mul_scalar(-0.5)
-            .reshape([b as i32, -1])
-            .sum_dim(1)
-            .reshape([b]); // [B]
-
-        // Distortion.
-        let logits = self.decoder.forward_blocks(a.clone().reshape([b * t, m])); // [B·T, r², 8, 8]
-        let [_, c, h, w] = logits.dims();
-        let nll = Self::bernoulli_nll(
-            logits.reshape([b * t, c, h * w]),
-            blocks.reshape([b * t, c, h * w]),
-        ); // [B·T]
-        let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
-
-        // q(z_{1:T} | a_{1:T}): the extended Kalman filter and a joint FFBS sample (EKVAE), or
-        // the RNN baseline's ancestral draw.
         let emission = self.observation.emission();
         let prior = self.prior.prior();
-        let (z, log_q_z) = match &self.smoother {
+
+        // The decoder's input, q(z_{1:T} | ·) with its sample, and the rate terms of a.
+        let (decoder_input, z, log_q_z, rate_a) = match &self.smoother {
+            // EKVAE: a_t ~ q(a_t | x_t) (reparameterised), the extended Kalman filter over
+            // a_{1:T} and a joint FFBS sample of z_{1:T}; p(x_t | a_t), p(a_t | z_t) = N(H z_t, R).
             None => {
+                let a = a_mean + a_log_var.clone().mul_scalar(0.5).exp() * noise.eps_a.clone();
+                // log q(a|x) = −½ Σ (log 2π + log σ² + ε²), summed over t and m.
+                let log_q_a = (a_log_var + noise.eps_a.clone().powi_scalar(2))
+                    .add_scalar(LN_2PI)
+                    .mul_scalar(-0.5)
+                    .reshape([b as i32, -1])
+                    .sum_dim(1)
+                    .reshape([b]); // [B]
                 let filtered = kalman::filter(
                     &prior,
                     &self.transition,
@@ -391,19 +384,42 @@ impl Ekvae {
                     actions.clone(),
                 )?;
                 let sample = kalman::sample_posterior(&filtered, noise.eps_z.clone())?;
-                (sample.z, sample.log_q)
+                let z = sample.z; // [B, T, n]
+                let hz = z
+                    .clone()
+                    .reshape([b * t, n])
+                    .matmul(emission.h.clone().transpose())
+                    .reshape([b, t, m]);
+                let r = emission.r_diag.clone().reshape([1, 1, m]);
+                let log_p_a = diag_gaussian_log_prob(a.clone(), hz, r)
+                    .reshape([b, t])
+                    .sum_dim(1)
+                    .reshape([b]);
+                (a, z, sample.log_q, log_q_a - log_p_a)
             }
+            // RNN baseline (DESIGN.md): one latent layer, p(x_t | z_t) directly through H and the
+            // same decoder; q(z_t | z_{t−1}, x_{t:T}) from the backward GRU over the encoded
+            // frames (the encoder's mean, deterministic) and the combiner. No a-terms.
             Some(rnn) => {
-                let draw = rnn.posterior(a.clone(), actions.clone(), Some(noise.eps_z.clone()));
-                (draw.z, draw.log_q)
+                let draw = rnn.posterior(a_mean, actions.clone(), Some(noise.eps_z.clone()));
+                let hz = draw
+                    .z
+                    .clone()
+                    .reshape([b * t, n])
+                    .matmul(emission.h.clone().transpose())
+                    .reshape([b, t, m]);
+                (hz, draw.z, draw.log_q, Tensor::zeros([b], &blocks.device()))
             }
-        }; // [B, T, n], [B]
+        };
 
-        // log p(a_t | z_t) = N(a_t; H z_t, R).
-        let hz =
-            z.clone().reshape([b * t, n]).matmul(emission.h.clone().transpose()).reshape([b, t, m]); // [B, T, m]
-        let r = emission.r_diag.clone().reshape([1, 1, m]);
-        let log_p_a = diag_gaussian_log_prob(a, hz, r).reshape([b, t]).sum_dim(1).reshape([b]);
+        // Distortion D = −Σ_t log p(x_t | ·) under the decoder's Bernoulli logits.
+        let logits = self.decoder.forward_blocks(decoder_input.reshape([b * t, m])); // [B·T, r², 8, 8]
+        let [_, c, h, w] = logits.dims();
+        let nll = Self::bernoulli_nll(
+            logits.reshape([b * t, c, h * w]),
+            blocks.reshape([b * t, c, h * w]),
+        ); // [B·T]
+        let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
 
         // log p(z_1).
         let z1 = z.clone().narrow(1, 0, 1).reshape([b, n]);
@@ -422,7 +438,7 @@ impl Ekvae {
         let log_p_trans =
             diag_gaussian_log_prob(z_next, mean, var).reshape([b, t - 1]).sum_dim(1).reshape([b]);
 
-        let rate = log_q_a - log_p_a + log_q_z - log_p_z1 - log_p_trans;
+        let rate = rate_a + log_q_z - log_p_z1 - log_p_trans;
         Ok(RateDistortion { distortion, rate })
     }
 

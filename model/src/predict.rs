@@ -25,8 +25,11 @@ pub fn prediction_windows(episodes: usize, steps: usize, len: usize) -> Vec<(usi
 pub struct PredictionCurves {
     /// Frames conditioned on (k).
     pub condition: usize,
-    /// Windows averaged over.
+    /// Windows averaged over (those whose prediction stayed finite).
     pub windows: usize,
+    /// Windows left out because the rolled-out latents or frames overflowed (NaN or ±∞): a
+    /// model whose open-loop dynamics explode. All curves are NaN if every window diverged.
+    pub diverged_windows: usize,
     /// Mean squared error per pixel between the decoded prediction (Bernoulli means) and the
     /// true frame, pixels in [0, 1].
     pub pixel_mse: Vec<f64>,
@@ -75,7 +78,9 @@ pub fn open_loop_prediction(
             "prediction needs at least one conditioning frame and one step (got {condition}, {horizon})"
         )));
     }
-    let len = condition + horizon;
+    let len = condition.checked_add(horizon).ok_or_else(|| {
+        Error::InvalidSetting(format!("prediction length {condition} + {horizon} overflows"))
+    })?;
     if data.steps < len {
         return Err(Error::ShapeMismatch(format!(
             "episodes have {} steps but prediction needs {condition} + {horizon}",
@@ -88,13 +93,22 @@ pub fn open_loop_prediction(
     if data.states.is_empty() {
         return Err(Error::ShapeMismatch("the dataset has no true states for angle errors".into()));
     }
-    let s = data.size;
+    if let Some(&(e, start)) =
+        windows.iter().find(|&&(e, start)| e >= data.episodes || start + len > data.steps)
+    {
+        return Err(Error::ShapeMismatch(format!(
+            "prediction window (episode {e}, start {start}, {len} steps) is outside the data ({} episodes × {} steps)",
+            data.episodes, data.steps
+        )));
+    }
+    let (s, n) = (data.size, model.state_dim());
     let px = s * s;
     let device = model.device();
     let mut sum_mse = vec![0.0; horizon];
     let mut sum_last = vec![0.0; horizon];
     let mut sum_angle = vec![0.0; horizon];
     let mut out_strips = Vec::new();
+    let (mut used, mut diverged) = (0usize, 0usize);
     for chunk in windows.chunks(64) {
         let b = chunk.len();
         let (frames, actions) = data.batch(chunk, len, &device);
@@ -108,12 +122,18 @@ pub fn open_loop_prediction(
         let truth =
             to_vec(frames.narrow(1, condition - 1, horizon + 1).reshape([b, horizon + 1, px]))?;
         let z = to_vec(z)?;
-        if z.iter().chain(&predicted).any(|v| !v.is_finite()) {
-            return Err(Error::Numerical("the predicted latents or frames are not finite".into()));
-        }
         let z64: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
         let cos_sin = angle_fit.predict(&z64); // [B·H, 2]
         for (i, &(ep, start)) in chunk.iter().enumerate() {
+            let finite = z[i * horizon * n..(i + 1) * horizon * n].iter().all(|v| v.is_finite())
+                && predicted[i * horizon * px..(i + 1) * horizon * px]
+                    .iter()
+                    .all(|v| v.is_finite());
+            if !finite {
+                diverged += 1;
+                continue;
+            }
+            used += 1;
             let last = &truth[i * (horizon + 1) * px..][..px];
             for h in 0..horizon {
                 let true_frame = &truth[(i * (horizon + 1) + h + 1) * px..][..px];
@@ -134,12 +154,13 @@ pub fn open_loop_prediction(
             }
         }
     }
-    let count = windows.len() as f64;
+    let count = used as f64; // 0 → NaN curves
     let mean = |v: Vec<f64>| v.into_iter().map(|x| x / count).collect();
     Ok((
         PredictionCurves {
             condition,
-            windows: windows.len(),
+            windows: used,
+            diverged_windows: diverged,
             pixel_mse: mean(sum_mse),
             pixel_mse_last_frame: mean(sum_last),
             angle_error_deg: mean(sum_angle),

@@ -1,15 +1,16 @@
 //! The RNN-inference baseline (DESIGN.md, "Baseline with RNN inference"): a structured
 //! inference network in the style of the deep Kalman smoother (Krishnan et al. 2017, "ST-R"
-//! with the combiner function) that replaces the extended Kalman smoother of the EKVAE.
+//! with the combiner function), the model the EKVAE is compared with.
 //!
-//! Everything generative is shared with the EKVAE (encoder q(a|x), decoder p(x|a), the
-//! auxiliary observation p(a|z), the locally-linear transition and the initial prior); only
-//! q(z_{1:T} | a_{1:T}) differs:
+//! The baseline model ([`crate::Inference::Rnn`]) has one latent layer: p(x_t | z_t) is the
+//! EKVAE's decoder applied to H z_t, with the same locally-linear transition and initial prior;
+//! the frames are encoded by the same encoder network (its mean, deterministically), and
+//! q(z_{1:T} | x_{1:T}) is this module:
 //!
 //! ```text
-//! g_t = GRU_backward([a_t, u_t], g_{t+1})                       (summarises a_{t:T}, u_{t:T})
+//! g_t = GRU_backward([e_t, u_t], g_{t+1})                       (e_t = encoder mean of x_t)
 //! c_t = ½ (tanh(W_c [z_{t−1}, u_{t−1}] + b_c) + g_t)           (z_0 = 0, u_0 = 0)
-//! q(z_t | z_{t−1}, a_{t:T}) = N(W_μ c_t + b_μ, diag(softplus(W_σ c_t + b_σ) + 10⁻⁴))
+//! q(z_t | z_{t−1}, x_{t:T}) = N(W_μ c_t + b_μ, diag(softplus(W_σ c_t + b_σ) + 10⁻⁴))
 //! ```
 //!
 //! z is drawn ancestrally, z_t = μ_t + σ_t ε_t, so log q(z_{1:T}) is the sum of the
@@ -22,12 +23,12 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{softplus, tanh};
 use burn::tensor::{Device, Tensor};
 
-const LN_2PI: f64 = 1.837_877_066_409_345_5;
+use crate::linalg::{LN_2PI, gaussian_log_prob_diag};
 
 /// Sizes of an [`RnnSmoother`].
 #[derive(Config, Debug)]
 pub struct RnnSmootherConfig {
-    /// Dimension m of the auxiliary observation a_t (the GRU's input with u_t).
+    /// Dimension of the encoded frame e_t (the encoder's output, m; the GRU's input with u_t).
     pub aux_dim: usize,
     /// Dimension k of the action u_t.
     pub action_dim: usize,
@@ -51,10 +52,10 @@ impl RnnSmootherConfig {
     }
 }
 
-/// q(z_{1:T} | a_{1:T}, u_{1:T}) by a backward GRU and a combiner; see the module docs.
+/// q(z_{1:T} | e_{1:T}, u_{1:T}) by a backward GRU and a combiner; see the module docs.
 #[derive(Module, Debug)]
 pub struct RnnSmoother {
-    /// The backward GRU over [a_t, u_t].
+    /// The backward GRU over [e_t, u_t].
     pub gru: Gru,
     /// W_c, b_c: [z_{t−1}, u_{t−1}] → combiner width.
     pub combine: Linear,
@@ -79,7 +80,7 @@ impl RnnSmoother {
         self.out_mean.weight.dims()[1]
     }
 
-    /// The backward summaries g_t of [a_t, u_t] for t = T … 1.
+    /// The backward summaries g_t of [e_t, u_t] for t = T … 1.
     ///
     /// # Shapes
     /// - `a`: `[B, T, m]`, `u`: `[B, T, k]`; returns `[B, T, hidden]` in forward time order
@@ -157,11 +158,8 @@ impl RnnSmoother {
         let c = (tanh(self.combine.forward(zu)) + g.reshape([b * t, h])).mul_scalar(0.5);
         let mean = self.out_mean.forward(c.clone());
         let var = softplus(self.out_var.forward(c), 1.0).add_scalar(1e-4);
-        let diff = z.reshape([b * t, n]) - mean;
-        ((diff.clone() * diff / var.clone()) + var.log())
-            .add_scalar(LN_2PI)
+        gaussian_log_prob_diag(z.reshape([b * t, n]), mean, var)
             .sum_dim(1)
-            .mul_scalar(-0.5)
             .reshape([b, t])
             .sum_dim(1)
             .reshape([b])

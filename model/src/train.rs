@@ -803,8 +803,10 @@ pub fn train(
     let mut rows = Vec::new();
     while trainer.epoch < trainer.config.epochs {
         let row = trainer.run_epoch(data, &train_eps, &val_eps, progress)?;
-        run.save_checkpoint(&trainer)?;
+        // Metrics first: a crash between the two leaves a row that the resume truncates
+        // (state.json still names the previous epoch), never a checkpoint without its row.
         run.append_metrics(&row)?;
+        run.save_checkpoint(&trainer)?;
         progress.end_epoch(&row);
         rows.push(row);
     }

@@ -41,7 +41,7 @@ fn baseline_and_angle_errors_match_hand_computation() {
         let model = tiny(inference);
         let (curves, strips) =
             open_loop_prediction(&model, &seqs, &windows, cond, horizon, &zero_angle, 3).unwrap();
-        assert_eq!((curves.condition, curves.windows), (cond, 8));
+        assert_eq!((curves.condition, curves.windows, curves.diverged_windows), (cond, 8, 0));
         assert_eq!(strips.len(), 3);
         assert_eq!(strips[0].truth.len(), (horizon + 1) * 64);
         assert_eq!(strips[0].predicted.len(), horizon * 64);
@@ -106,5 +106,8 @@ fn windows_that_do_not_fit_are_errors() {
     assert!(open_loop_prediction(&model, &data.view(), &w, 5, 6, &fit, 0).is_err());
     assert!(open_loop_prediction(&model, &data.view(), &w, 0, 6, &fit, 0).is_err());
     assert!(open_loop_prediction(&model, &data.view(), &[], 2, 3, &fit, 0).is_err());
+    // Windows outside the data.
+    assert!(open_loop_prediction(&model, &data.view(), &[(2, 0)], 2, 3, &fit, 0).is_err());
+    assert!(open_loop_prediction(&model, &data.view(), &[(1, 6)], 2, 3, &fit, 0).is_err());
     assert!(open_loop_prediction(&model, &data.view(), &w, 2, 3, &fit, 0).is_ok());
 }

@@ -15,7 +15,7 @@ fn table_rows(out: &Path) -> Vec<(String, String, usize, Vec<f64>)> {
     let text = std::fs::read_to_string(out.join("table.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(&header[..3], ["model", "objective", "seeds"]);
+    assert_eq!(&header[..4], ["model", "objective", "seeds", "failed"]);
     for key in ["r2_cos_sin_mean", "r2_theta_dot_std", "pixel_mse_h40_mean", "angle_err_deg_h5_std"]
     {
         assert!(header.contains(&key), "{key} not in {header:?}");
@@ -24,11 +24,12 @@ fn table_rows(out: &Path) -> Vec<(String, String, usize, Vec<f64>)> {
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             assert_eq!(f.len(), header.len(), "{l}");
+            assert_eq!(f[3], "0", "no run of the quick grid fails: {l}");
             (
                 f[0].to_string(),
                 f[1].to_string(),
                 f[2].parse().unwrap(),
-                f[3..].iter().map(|v| v.parse().unwrap()).collect(),
+                f[4..].iter().map(|v| v.parse().unwrap()).collect(),
             )
         })
         .collect()
