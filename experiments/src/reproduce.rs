@@ -585,15 +585,9 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
         }
         table_csv.push('\n');
         md_rows.push(row);
-        let band = |f: &dyn Fn(&(Vec<f64>, Vec<f64>)) -> &Vec<f64>| -> (Vec<f64>, Vec<f64>) {
-            let len = curves.iter().map(|c| f(c).len()).min().unwrap_or(0);
-            (0..len)
-                .map(|h| mean_std(&curves.iter().map(|c| f(c)[h]).collect::<Vec<_>>()))
-                .map(|(m, s)| (m, if s.is_nan() { 0.0 } else { s }))
-                .unzip()
-        };
-        let (pm, ps) = band(&|c| &c.0);
-        let (am, as_) = band(&|c| &c.1);
+        let (pixel, angle): (Vec<Vec<f64>>, Vec<Vec<f64>>) = curves.into_iter().unzip();
+        let (pm, ps) = mean_std_band(&pixel);
+        let (am, as_) = mean_std_band(&angle);
         pixel_curves.push(Curve {
             label: label.clone(),
             ys: pm,
@@ -685,6 +679,16 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
     write_atomic(&out.join("table.csv"), table_csv.as_bytes())?;
     write_atomic(&out.join("runs.csv"), runs_csv.as_bytes())?;
     Ok(())
+}
+
+/// Per index, the mean and standard deviation (0 for one curve) over curves, as long as the
+/// shortest curve.
+fn mean_std_band(curves: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+    let len = curves.iter().map(Vec::len).min().unwrap_or(0);
+    (0..len)
+        .map(|h| mean_std(&curves.iter().map(|c| c[h]).collect::<Vec<_>>()))
+        .map(|(m, s)| (m, if s.is_nan() { 0.0 } else { s }))
+        .unzip()
 }
 
 /// The mean over seeds of the per-epoch rows (as many epochs as the shortest history).

@@ -197,8 +197,8 @@ mod tests {
         let mean = s.posterior(a.clone(), u.clone(), None);
         let diff = (at_zero.z.clone() - mean.z.clone()).abs().max().into_scalar::<f64>();
         assert!(diff < 1e-6, "ε = 0 must follow the mean path ({diff})");
-        let lq0 = at_zero.log_q.clone().into_data().to_vec::<f32>().unwrap();
-        let lqm = mean.log_q.into_data().to_vec::<f32>().unwrap();
+        let lq0 = at_zero.log_q.clone().into_data().try_to_vec::<f32>().unwrap();
+        let lqm = mean.log_q.into_data().try_to_vec::<f32>().unwrap();
         for (x, y) in lq0.iter().zip(&lqm) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
         }
@@ -206,8 +206,8 @@ mod tests {
         // evaluated teacher-forced in one batched pass (a different code path).
         let eps_v: Vec<f32> = (0..b * t * 3).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
         let draw = s.posterior(a.clone(), u.clone(), Some(tensor3(eps_v, [b, t, 3])));
-        let lq = draw.log_q.into_data().to_vec::<f32>().unwrap();
-        let reference = s.log_prob(a, u, draw.z).into_data().to_vec::<f32>().unwrap();
+        let lq = draw.log_q.into_data().try_to_vec::<f32>().unwrap();
+        let reference = s.log_prob(a, u, draw.z).into_data().try_to_vec::<f32>().unwrap();
         for (x, y) in lq.iter().zip(&reference) {
             assert!((x - y).abs() < 1e-3 * (1.0 + y.abs()), "{x} vs {y}");
         }
@@ -225,13 +225,13 @@ mod tests {
         let mut first = base.clone();
         first[0] += 1.0;
         let g1 = s.backward_summaries(tensor3(first, [b, t, 2]), u.clone());
-        let d = (g1 - g0.clone()).abs().sum_dim(2).into_data().to_vec::<f32>().unwrap();
+        let d = (g1 - g0.clone()).abs().sum_dim(2).into_data().try_to_vec::<f32>().unwrap();
         assert!(d[0] > 1e-4);
         assert!(d[1..].iter().all(|&x| x == 0.0), "{d:?}");
         let mut last = base;
         last[(t - 1) * 2] += 1.0;
         let g2 = s.backward_summaries(tensor3(last, [b, t, 2]), u);
-        let d = (g2 - g0).abs().sum_dim(2).into_data().to_vec::<f32>().unwrap();
+        let d = (g2 - g0).abs().sum_dim(2).into_data().try_to_vec::<f32>().unwrap();
         assert!(d.iter().all(|&x| x > 1e-6), "{d:?}");
     }
 }
