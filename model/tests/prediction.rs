@@ -111,3 +111,58 @@ fn windows_that_do_not_fit_are_errors() {
     assert!(open_loop_prediction(&model, &data.view(), &[(1, 6)], 2, 3, &fit, 0).is_err());
     assert!(open_loop_prediction(&model, &data.view(), &w, 2, 3, &fit, 0).is_ok());
 }
+
+#[test]
+fn predictions_line_up_with_the_recorded_actions_and_frames() {
+    // A transition with F = I and B = e_1 (every base): z_{t+1} = z_t + u_t e_1 exactly. The
+    // prediction h steps after frame k − 1 is then z_{k−1} + Σ_{i<h} u_{k−1+i} e_1, computed
+    // here by hand with the data's own indexing, decoded, and compared with frame k − 1 + h.
+    use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
+    let data = Synthetic::pendulum(2, 16, 8, 5);
+    let seqs = data.view();
+    let mut model = tiny(Inference::Kalman);
+    let device = model.device();
+    let (n, kb) = (3, 2);
+    let eye: Vec<f32> = (0..kb).flat_map(|_| [1., 0., 0., 0., 1., 0., 0., 0., 1.]).collect();
+    let b_col: Vec<f32> = (0..kb).flat_map(|_| [1., 0., 0.]).collect();
+    model.transition.f_bases =
+        Param::from_tensor(Tensor::from_data(TensorData::new(eye, [kb, n * n]), &device));
+    model.transition.b_bases =
+        Param::from_tensor(Tensor::from_data(TensorData::new(b_col, [kb, n]), &device));
+    let (cond, horizon) = (3, 5);
+    let windows = [(0, 0), (1, 8)];
+    let fit = LinearRegression {
+        inputs: 3,
+        outputs: 2,
+        weights: vec![0.0; 6],
+        intercept: vec![1.0, 0.0],
+    };
+    let (curves, _) =
+        open_loop_prediction(&model, &seqs, &windows, cond, horizon, &fit, 0).unwrap();
+    let px = 64;
+    for h in 1..=horizon {
+        let mut sum = 0.0;
+        for &(e, start) in &windows {
+            let (frames, actions) = seqs.batch(&[(e, start)], cond, &device);
+            let z0 =
+                model.condition(frames, actions).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            let shift: f32 = (0..h).map(|i| data.actions[e * 16 + start + cond - 1 + i]).sum();
+            let z = vec![z0[0] + shift, z0[1], z0[2]];
+            let pred = model.decode_mean(Tensor::from_data(TensorData::new(z, [1, 1, n]), &device));
+            let pred = pred.into_data().try_to_vec::<f32>().unwrap();
+            let t = start + cond - 1 + h;
+            let truth: Vec<f32> = data.images[(e * 16 + t) * px..(e * 16 + t + 1) * px]
+                .iter()
+                .map(|&v| f32::from(v) / 255.0)
+                .collect();
+            sum += mean_squared_error(&pred, &truth);
+        }
+        let want = sum / windows.len() as f64;
+        assert!(
+            (curves.pixel_mse[h - 1] - want).abs() < 1e-6,
+            "h = {h}: {} vs {want}",
+            curves.pixel_mse[h - 1]
+        );
+    }
+}
