@@ -270,23 +270,6 @@ fn fmt_mean_std((m, s): (f64, f64), digits: usize) -> String {
 
 /// What is recorded about the software and machine in the table.
 fn provenance() -> Vec<(String, String)> {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(["-C", env!("CARGO_MANIFEST_DIR")])
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(c) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty { format!("{c} (with uncommitted changes)") } else { c }
-        }
-        None => "unknown (not run from a git checkout)".into(),
-    };
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -312,7 +295,14 @@ fn provenance() -> Vec<(String, String)> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     vec![
         ("command".into(), format!("`{}`", std::env::args().collect::<Vec<_>>().join(" "))),
-        ("version".into(), format!("ekvae {}, commit {commit}", env!("CARGO_PKG_VERSION"))),
+        (
+            "version".into(),
+            format!(
+                "ekvae {}, built from commit {}",
+                env!("CARGO_PKG_VERSION"),
+                env!("EKVAE_GIT_COMMIT")
+            ),
+        ),
         (
             "machine".into(),
             format!(
