@@ -18,6 +18,13 @@ use serde::Serialize;
 use crate::figures::{Curve, color, gray_grid_png, to_gray};
 use crate::train::{load_dataset, sequences};
 
+/// Default of `--max-train-episodes`.
+pub const DEFAULT_MAX_TRAIN_EPISODES: usize = 300;
+/// Default of `--condition`.
+pub const DEFAULT_CONDITION: usize = 10;
+/// Default of `--horizons`.
+pub const DEFAULT_HORIZONS: [usize; 4] = [5, 10, 20, 40];
+
 /// Arguments of `ekvae eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -31,14 +38,14 @@ pub struct EvalArgs {
     #[arg(long)]
     pub train_data: Option<PathBuf>,
     /// At most this many training episodes are used to fit the regressions.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = DEFAULT_MAX_TRAIN_EPISODES)]
     pub max_train_episodes: usize,
     /// Frames conditioned on before open-loop prediction.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DEFAULT_CONDITION)]
     pub condition: usize,
-    /// Prediction horizons reported in eval.json (steps after the last conditioned frame);
-    /// the curves in prediction.csv go up to the largest.
-    #[arg(long, value_delimiter = ',', default_value = "5,10,20,40")]
+    /// Prediction horizons reported in eval.json, comma-separated (steps after the last
+    /// conditioned frame); the curves in prediction.csv go up to the largest.
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_HORIZONS)]
     pub horizons: Vec<usize>,
     /// Compute device: cpu, or cuda / wgpu when compiled with that feature.
     #[arg(long, default_value = "cpu")]
@@ -52,9 +59,9 @@ impl EvalArgs {
             run,
             data,
             train_data: None,
-            max_train_episodes: 300,
-            condition: 10,
-            horizons: vec![5, 10, 20, 40],
+            max_train_episodes: DEFAULT_MAX_TRAIN_EPISODES,
+            condition: DEFAULT_CONDITION,
+            horizons: DEFAULT_HORIZONS.to_vec(),
             device: "cpu".into(),
         }
     }

@@ -26,7 +26,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::collect::CollectArgs;
-use crate::eval::{EvalArgs, prediction_keys};
+use crate::eval::{DEFAULT_CONDITION, DEFAULT_HORIZONS, EvalArgs, prediction_keys};
 use crate::figures::{Curve, color, error_vs_horizon, read_metrics, training_curves};
 use crate::train::{load_dataset, sequences};
 
@@ -96,8 +96,8 @@ impl Plan {
                 steps_per_epoch: 3,
                 batch_size: 8,
                 seq_len: 16,
-                condition: 10,
-                horizons: vec![5, 10, 20, 40],
+                condition: DEFAULT_CONDITION,
+                horizons: DEFAULT_HORIZONS.to_vec(),
             }
         } else {
             let d = TrainConfig::default();
@@ -111,8 +111,8 @@ impl Plan {
                 steps_per_epoch: d.steps_per_epoch,
                 batch_size: d.batch_size,
                 seq_len: d.seq_len,
-                condition: 10,
-                horizons: vec![5, 10, 20, 40],
+                condition: DEFAULT_CONDITION,
+                horizons: DEFAULT_HORIZONS.to_vec(),
             }
         };
         Self { seeds: seeds.unwrap_or(base.seeds), epochs: epochs.unwrap_or(base.epochs), ..base }
