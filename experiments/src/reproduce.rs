@@ -450,8 +450,10 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         let resume = run.state_path().is_file();
         if resume {
             // Never mix budgets: the run must have been made by this grid.
+            // (The data path may be spelled differently; the data themselves are checked above.)
             let mut old = run.read_config()?;
             old.epochs = fresh.epochs;
+            old.data.clone_from(&fresh.data);
             if old != fresh {
                 bail!(
                     "{} holds a run with another config than this grid gives it (see its config.toml); remove it or use another --out",
