@@ -236,8 +236,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// The header of `prediction.csv`: one row per horizon h = 1, 2, ….
+const PREDICTION_HEADER: &str = "horizon,pixel_mse,pixel_mse_last_frame,angle_err_deg";
+
 fn write_prediction_csv(path: &Path, c: &PredictionCurves) -> Result<()> {
-    let mut text = String::from("horizon,pixel_mse,pixel_mse_last_frame,angle_err_deg\n");
+    let mut text = format!("{PREDICTION_HEADER}\n");
     for h in 0..c.pixel_mse.len() {
         text.push_str(&format!(
             "{},{},{},{}\n",
@@ -249,6 +252,44 @@ fn write_prediction_csv(path: &Path, c: &PredictionCurves) -> Result<()> {
     }
     write_atomic(path, text.as_bytes())?;
     Ok(())
+}
+
+/// The curves of a run's `prediction.csv` (written by `ekvae eval`).
+pub struct PredictionCsv {
+    /// Pixel MSE per horizon.
+    pub pixel_mse: Vec<f64>,
+    /// Pixel MSE of the held last frame per horizon.
+    pub pixel_mse_last_frame: Vec<f64>,
+    /// Angle error in degrees per horizon.
+    pub angle_error_deg: Vec<f64>,
+}
+
+/// Read a `prediction.csv` written by [`write_prediction_csv`].
+pub fn read_prediction_csv(path: &Path) -> Result<PredictionCsv> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines();
+    if lines.next() != Some(PREDICTION_HEADER) {
+        bail!("{}: not a prediction.csv (expected the header {PREDICTION_HEADER})", path.display());
+    }
+    let mut out = PredictionCsv {
+        pixel_mse: Vec::new(),
+        pixel_mse_last_frame: Vec::new(),
+        angle_error_deg: Vec::new(),
+    };
+    for (i, line) in lines.enumerate() {
+        let v: Vec<f64> = line
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()
+            .filter(|v: &Vec<f64>| v.len() == 4)
+            .with_context(|| format!("{}: malformed row {}", path.display(), i + 2))?;
+        out.pixel_mse.push(v[1]);
+        out.pixel_mse_last_frame.push(v[2]);
+        out.angle_error_deg.push(v[3]);
+    }
+    Ok(out)
 }
 
 /// For each strip: a row of true frames and a row of predicted frames at the last conditioned

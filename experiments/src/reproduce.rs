@@ -26,7 +26,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::collect::CollectArgs;
-use crate::eval::{DEFAULT_CONDITION, DEFAULT_HORIZONS, EvalArgs, prediction_keys};
+use crate::eval::{
+    DEFAULT_CONDITION, DEFAULT_HORIZONS, EvalArgs, prediction_keys, read_prediction_csv,
+};
 use crate::figures::{Curve, color, error_vs_horizon, read_metrics, training_curves};
 use crate::train::{load_dataset, sequences};
 
@@ -558,7 +560,8 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
             for (h, (_, v)) in values.iter().skip(cols.len()).enumerate() {
                 baseline[h].push(*v);
             }
-            curves.push(read_prediction_csv(&dir.join("prediction.csv"))?);
+            let c = read_prediction_csv(&dir.join("prediction.csv"))?;
+            curves.push((c.pixel_mse, c.angle_error_deg));
             histories.push(read_metrics(&dir.join("metrics.csv"))?);
         }
         let ok = plan.seeds - failed;
@@ -598,7 +601,7 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
     }
     // The held-last-frame baseline does not depend on the model: one curve from the first run.
     let first = first_ok.context("every run of the grid failed; nothing to tabulate")?;
-    let last_frame = read_prediction_last(&first.join("prediction.csv"))?;
+    let last_frame = read_prediction_csv(&first.join("prediction.csv"))?.pixel_mse_last_frame;
     let windows = std::fs::read_to_string(first.join("eval.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -701,33 +704,6 @@ fn mean_history(histories: &[Vec<EpochRow>]) -> Vec<EpochRow> {
             }
         })
         .collect()
-}
-
-fn read_prediction_rows(path: &Path) -> Result<Vec<[f64; 3]>> {
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    reader
-        .records()
-        .map(|r| {
-            let r = r.with_context(|| format!("{}: malformed", path.display()))?;
-            let get = |i: usize| -> Result<f64> {
-                r.get(i)
-                    .and_then(|v| v.parse().ok())
-                    .with_context(|| format!("{}: malformed row", path.display()))
-            };
-            Ok([get(1)?, get(2)?, get(3)?])
-        })
-        .collect()
-}
-
-/// (pixel MSE, angle error) curves of a run's prediction.csv.
-fn read_prediction_csv(path: &Path) -> Result<(Vec<f64>, Vec<f64>)> {
-    Ok(read_prediction_rows(path)?.into_iter().map(|r| (r[0], r[2])).unzip())
-}
-
-/// The last-frame-held pixel MSE curve of a run's prediction.csv.
-fn read_prediction_last(path: &Path) -> Result<Vec<f64>> {
-    Ok(read_prediction_rows(path)?.into_iter().map(|r| r[1]).collect())
 }
 
 #[cfg(test)]
