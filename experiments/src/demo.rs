@@ -154,6 +154,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         out: run_dir.clone(),
         model: None,
         objective: None,
+        schedule: None,
         epochs: Some(epochs),
         seed: Some(args.seed),
         config: Some(config.clone()),

@@ -81,6 +81,10 @@ struct EvalReport<'a> {
     prediction_condition: usize,
     prediction_windows: usize,
     prediction_diverged_windows: usize,
+    /// Fold diagnostic: winding number of the encoded ring of angles (|winding| = 1: a ring).
+    winding: i32,
+    /// Its clearance (see `ekvae_model::fold`).
+    winding_clearance: f64,
 }
 
 /// The eval.json keys of one horizon h: `pixel_mse_h{h}`, `pixel_mse_last_frame_h{h}` and
@@ -136,6 +140,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let ident = identify(&model, &train_seqs, &train_eps, &test_seqs)?;
+    let fold = ekvae_model::fold::fold_diagnostic(&model)?;
     let report = &ident.report;
     let windows = prediction_windows(test.episodes, test.steps, len);
     let (curves, strips) = open_loop_prediction(
@@ -197,6 +202,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         prediction_condition: curves.condition,
         prediction_windows: curves.windows,
         prediction_diverged_windows: curves.diverged_windows,
+        winding: fold.winding,
+        winding_clearance: fold.clearance,
     };
     let mut value = serde_json::to_value(&json)?;
     let obj = value.as_object_mut().expect("a struct serialises to an object");
@@ -216,6 +223,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         report.train_r2_cos_sin,
         report.train_r2_theta_dot
     );
+    println!(
+        "R²(cos θ) = {:.4}   R²(sin θ) = {:.4}   fold diagnostic: winding {} (clearance {:.2})",
+        report.r2_cos, report.r2_sin, fold.winding, fold.clearance
+    );
     for &h in &args.horizons {
         println!(
             "prediction h = {h:>2}: pixel MSE {:.5} (last frame held {:.5}), angle error {:.1}°",
@@ -231,6 +242,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             curves.diverged_windows + curves.windows,
             curves.windows
         );
+    }
+    if !fold.is_ring() {
+        println!("{}", crate::train::fold_warning(fold.winding, fold.clearance));
     }
     println!("wrote {} and the figures in {}", path.display(), args.run.display());
     Ok(())
@@ -319,62 +333,6 @@ fn plot_strips(
     gray_grid_png(path, size, &rows)
 }
 
-/// Two principal axes of the rows of `z` (`rows × n`): returns the projected 2-D points.
-fn pca_2d(z: &[f64], n: usize) -> Vec<(f64, f64)> {
-    let rows = z.len() / n;
-    let mut mean = vec![0.0; n];
-    for r in 0..rows {
-        for j in 0..n {
-            mean[j] += z[r * n + j] / rows as f64;
-        }
-    }
-    let mut cov = vec![0.0; n * n];
-    for r in 0..rows {
-        for i in 0..n {
-            for j in 0..n {
-                cov[i * n + j] += (z[r * n + i] - mean[i]) * (z[r * n + j] - mean[j]) / rows as f64;
-            }
-        }
-    }
-    // Power iteration with deflation for the two leading eigenvectors (deterministic start).
-    let mut axes: Vec<Vec<f64>> = Vec::new();
-    for k in 0..2.min(n) {
-        let mut v: Vec<f64> = (0..n).map(|i| if i == k { 1.0 } else { 0.1 }).collect();
-        // Start orthogonal to the axes found so far (kept if the remaining variance is zero).
-        for a in &axes {
-            let d: f64 = v.iter().zip(a).map(|(x, y)| x * y).sum();
-            v.iter_mut().zip(a).for_each(|(x, y)| *x -= d * y);
-        }
-        let norm0 = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
-        v.iter_mut().for_each(|x| *x /= norm0);
-        let trace: f64 = (0..n).map(|i| cov[i * n + i]).sum();
-        for _ in 0..500 {
-            let mut w = vec![0.0; n];
-            for i in 0..n {
-                for j in 0..n {
-                    w[i] += cov[i * n + j] * v[j];
-                }
-            }
-            for a in &axes {
-                let d: f64 = w.iter().zip(a).map(|(x, y)| x * y).sum();
-                w.iter_mut().zip(a).for_each(|(x, y)| *x -= d * y);
-            }
-            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if norm <= 1e-12 * trace.max(1e-300) {
-                break;
-            }
-            v = w.into_iter().map(|x| x / norm).collect();
-        }
-        axes.push(v);
-    }
-    (0..rows)
-        .map(|r| {
-            let p = |a: &Vec<f64>| (0..n).map(|j| (z[r * n + j] - mean[j]) * a[j]).sum::<f64>();
-            (p(&axes[0]), if axes.len() > 1 { p(&axes[1]) } else { 0.0 })
-        })
-        .collect()
-}
-
 /// The blog's figure: the latent space (two leading principal axes of the smoothed means)
 /// coloured by the true angle (cyclic hue) and by the angular velocity (viridis).
 fn plot_latents(
@@ -383,7 +341,7 @@ fn plot_latents(
     n: usize,
     data: &ekvae_model::data::Sequences,
 ) -> Result<()> {
-    let pts = pca_2d(z, n);
+    let pts = ekvae_model::fold::pca_2d(z, n);
     let rows = pts.len();
     // At most 20 000 points keep the PNG readable.
     let stride = rows.div_ceil(20_000).max(1);
@@ -424,19 +382,4 @@ fn plot_latents(
         }
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pca_2d;
-
-    #[test]
-    fn pca_finds_the_dominant_axis() {
-        // Points on the line y = 2x in 3-D with z = 0 (constructed): PC 1 carries everything.
-        let z: Vec<f64> = (0..50).flat_map(|i| [i as f64, 2.0 * i as f64, 0.0]).collect();
-        let p = pca_2d(&z, 3);
-        let var1: f64 = p.iter().map(|q| q.0 * q.0).sum();
-        let var2: f64 = p.iter().map(|q| q.1 * q.1).sum();
-        assert!(var2 < 1e-9 * var1);
-    }
 }

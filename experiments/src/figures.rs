@@ -243,7 +243,9 @@ pub fn training_curves(path: &Path, runs: &[(String, Vec<EpochRow>)]) -> Result<
     })
 }
 
-/// Read a run's `metrics.csv` (header `epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds`).
+/// Read a run's `metrics.csv` (header [`ekvae_model::train::METRICS_HEADER`]; files written
+/// before the fold diagnostic existed lack `phase,winding,clearance` and read as Lagrangian
+/// phase, winding 0, clearance NaN).
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
     #[derive(serde::Deserialize)]
     struct Row {
@@ -256,6 +258,18 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
         neg_elbo: f64,
         val_neg_elbo: f64,
         seconds: f64,
+        #[serde(default = "lagrangian")]
+        phase: ekvae_model::Phase,
+        #[serde(default)]
+        winding: i32,
+        #[serde(default = "nan")]
+        clearance: f64,
+    }
+    fn lagrangian() -> ekvae_model::Phase {
+        ekvae_model::Phase::Lagrangian
+    }
+    fn nan() -> f64 {
+        f64::NAN
     }
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -271,6 +285,9 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
                 neg_elbo: r.neg_elbo,
                 val_neg_elbo: r.val_neg_elbo,
                 seconds: r.seconds,
+                phase: r.phase,
+                winding: r.winding,
+                clearance: r.clearance,
             })
         })
         .collect()

@@ -701,6 +701,11 @@ fn mean_history(histories: &[Vec<EpochRow>]) -> Vec<EpochRow> {
                 neg_elbo: avg(|r| r.neg_elbo),
                 val_neg_elbo: avg(|r| r.val_neg_elbo),
                 seconds: avg(|r| r.seconds),
+                // Phase and winding are per run, not averaged: the first run's phase, and the
+                // winding left at 0 (the table reports each run's winding).
+                phase: histories[0][e].phase,
+                winding: 0,
+                clearance: avg(|r| r.clearance),
             }
         })
         .collect()

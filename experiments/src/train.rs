@@ -8,7 +8,7 @@ use ekvae_envs::dataset::Dataset;
 use ekvae_model::backend::device_from_name;
 use ekvae_model::data::Sequences;
 use ekvae_model::train::{EpochRow, Progress, StepStats, TrainConfig, train};
-use ekvae_model::{Inference, Objective};
+use ekvae_model::{Inference, LambdaConfig, Objective, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `ekvae train`. Precedence: built-in defaults < `--config` file < flags.
@@ -24,9 +24,15 @@ pub struct TrainArgs {
     /// baseline: backward GRU + combiner, same generative model). Default: ekvae.
     #[arg(long)]
     pub model: Option<Inference>,
-    /// Objective: `constrained` (R + λ(D − D0), λ adapted) or `elbo` (R + D).
+    /// Objective: `constrained` (min R subject to D ≤ D0, with the λ schedule of --schedule)
+    /// or `elbo` (R + D).
     #[arg(long)]
     pub objective: Option<Objective>,
+    /// λ schedule of the constrained objective: `authors` (Klushyn et al.: reconstruction
+    /// phase, then D + R/λ with a slow clamped λ update; default) or `fast` (R + λ(D − D0),
+    /// λ updated every step; the earlier schedule, with its own ν, EMA and λ_max).
+    #[arg(long)]
+    pub schedule: Option<ScheduleKind>,
     /// Number of epochs (with --resume: the new total).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -144,6 +150,17 @@ pub fn resolve_config(args: &TrainArgs, data: &Dataset) -> Result<TrainConfig> {
     if let Some(v) = args.lr {
         cfg.learning_rate = v;
     }
+    if let Some(v) = args.schedule {
+        if v != cfg.lambda.schedule {
+            // Switching schedules switches to that schedule's defaults; D0 is kept.
+            let d0 = cfg.lambda.d0;
+            cfg.lambda = match v {
+                ScheduleKind::Authors => LambdaConfig::default(),
+                ScheduleKind::Fast => LambdaConfig::fast(),
+            };
+            cfg.lambda.d0 = d0;
+        }
+    }
     if let Some(v) = args.d0 {
         cfg.lambda.d0 = v;
     }
@@ -194,8 +211,16 @@ impl Progress for Bar {
         }
         if !self.quiet {
             eprintln!(
-                "epoch {:>3}  λ {:>8.3}  D {:>8.3}  R {:>8.3}  -ELBO {:>8.3}  val -ELBO {:>8.3}  {:>6.1}s",
-                r.epoch, r.lambda, r.distortion, r.rate, r.neg_elbo, r.val_neg_elbo, r.seconds
+                "epoch {:>3}  λ {:>8.3}  D {:>8.3}  R {:>8.3}  -ELBO {:>8.3}  val -ELBO {:>8.3}  winding {:>2}  {:>6.1}s{}",
+                r.epoch,
+                r.lambda,
+                r.distortion,
+                r.rate,
+                r.neg_elbo,
+                r.val_neg_elbo,
+                r.winding,
+                r.seconds,
+                if r.phase == ekvae_model::Phase::Reconstruction { "  (reconstruction)" } else { "" }
             );
         }
     }
@@ -235,17 +260,37 @@ pub fn run(args: TrainArgs) -> Result<()> {
             args.out.display()
         );
     }
+    let cfg_d0 = cfg.lambda.d0;
     let mut bar = Bar { bar: None, quiet: args.quiet, sum_loss: 0.0, n: 0 };
     let rows = train(cfg, &seqs, &args.out, args.resume, &device, &mut bar)
         .with_context(|| format!("training into {}", args.out.display()))?;
     if !args.quiet {
         match rows.last() {
             Some(r) => eprintln!(
-                "done: epoch {}, validation -ELBO {:.3} nats/frame",
-                r.epoch, r.val_neg_elbo
+                "done: epoch {}, validation -ELBO {:.3} nats/frame, winding {}",
+                r.epoch, r.val_neg_elbo, r.winding
             ),
             None => eprintln!("nothing to do: the run already has all its epochs"),
         }
     }
+    // The warnings are printed even with --quiet: a folded model is not usable for control.
+    if let Some(r) = rows.last() {
+        if r.winding.abs() != 1 {
+            eprintln!("{}", fold_warning(r.winding, r.clearance));
+        }
+        if r.phase == ekvae_model::Phase::Reconstruction {
+            eprintln!(
+                "warning: the distortion never fell below D0 = {} nats/pixel, so the rate (the dynamics) was never trained; raise --d0 or train longer",
+                cfg_d0
+            );
+        }
+    }
     Ok(())
+}
+
+/// The warning printed by `train` and `eval` when the fold diagnostic finds no ring.
+pub fn fold_warning(winding: i32, clearance: f64) -> String {
+    format!(
+        "warning: the latent is folded (fold diagnostic: winding {winding}, clearance {clearance:.2}; a latent that holds the angle has |winding| = 1): a controller on this model will not work; retrain with another --seed or use --restarts"
+    )
 }

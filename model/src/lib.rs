@@ -6,7 +6,9 @@
 //!   [`Ekvae::rate_distortion`] gives the one-sample rate and distortion per sequence.
 //! - [`rnn`]: the RNN-inference baseline (backward GRU + combiner, deep Kalman smoother
 //!   style), selected by [`Inference::Rnn`]; it shares every generative part.
-//! - [`objective`]: −ELBO, the constrained Lagrangian and the λ update ([`LambdaSchedule`]).
+//! - [`objective`]: −ELBO, the constrained objective and its λ schedules ([`LambdaSchedule`]:
+//!   the authors' reconstruction phase + normalised Lagrangian, or the earlier fast update).
+//! - [`fold`]: the fold diagnostic (winding number of the encoded ring of angles).
 //! - [`train`]: the explicit training loop ([`train::Trainer`]), checkpoints and run files.
 //! - [`metrics`]: least-squares regression and R² for latent-space identification, pixel MSE
 //!   and wrapped angle errors.
@@ -25,6 +27,7 @@ pub mod backend;
 pub mod data;
 pub mod ekvae;
 pub mod error;
+pub mod fold;
 pub mod identify;
 pub mod kalman;
 pub mod linalg;
@@ -35,8 +38,9 @@ pub mod plain;
 pub mod predict;
 pub mod rnn;
 pub mod ssm;
+pub mod stats;
 pub mod train;
 
 pub use ekvae::{Ekvae, EkvaeConfig, Inference, ObjectiveNoise, RateDistortion};
 pub use error::{Error, Result};
-pub use objective::{LambdaConfig, LambdaSchedule, Objective};
+pub use objective::{LambdaConfig, LambdaSchedule, Objective, Phase, ScheduleKind};

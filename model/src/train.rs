@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Sequences, split_episodes};
 use crate::ekvae::{Ekvae, EkvaeConfig, ObjectiveNoise, RateDistortion};
-use crate::objective::{LambdaConfig, LambdaSchedule, Objective, lagrangian, neg_elbo};
+use crate::objective::{LambdaConfig, LambdaSchedule, Objective, Phase, constrained_loss, neg_elbo};
 use crate::{Error, Result};
 
 /// Everything that defines a training run; saved as `config.toml` in the run directory.
@@ -182,6 +182,8 @@ pub struct StepStats {
     pub rate: f64,
     /// λ used for this step.
     pub lambda: f64,
+    /// Phase of the λ schedule for this step.
+    pub phase: Phase,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
 }
@@ -204,22 +206,33 @@ pub struct EpochRow {
     pub val_neg_elbo: f64,
     /// Wall-clock seconds of the epoch (training and validation).
     pub seconds: f64,
+    /// Phase of the λ schedule at the end of the epoch.
+    pub phase: Phase,
+    /// Fold diagnostic at the end of the epoch: winding number of the encoded ring of angles
+    /// (|winding| = 1: the latent holds the angle; see [`crate::fold`]).
+    pub winding: i32,
+    /// Its clearance (distance of the curve to its centre over its RMS radius).
+    pub clearance: f64,
 }
 
 /// The header of `metrics.csv`.
-pub const METRICS_HEADER: &str = "epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds";
+pub const METRICS_HEADER: &str =
+    "epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds,phase,winding,clearance";
 
 impl EpochRow {
     fn csv(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{:.3}",
+            "{},{},{},{},{},{},{:.3},{},{},{}",
             self.epoch,
             self.lambda,
             self.distortion,
             self.rate,
             self.neg_elbo,
             self.val_neg_elbo,
-            self.seconds
+            self.seconds,
+            self.phase,
+            self.winding,
+            self.clearance
         )
     }
 }
@@ -348,7 +361,7 @@ impl Trainer {
         let model = with_positional_ids(config.model.init_seeded(&device, config.seed)?);
         let schedule = LambdaSchedule::new(match config.objective {
             Objective::Constrained => config.lambda,
-            Objective::Elbo => LambdaConfig { init: 1.0, min: 1.0, max: 1.0, ..config.lambda },
+            Objective::Elbo => config.lambda.elbo(),
         });
         Ok(Self {
             optim: AdamConfig::new().init(),
@@ -396,9 +409,9 @@ impl Trainer {
     ) -> Result<StepStats> {
         let [_, t, s, _] = frames.dims();
         let terms = self.model().rate_distortion(frames, actions, noise)?;
-        let lambda = self.schedule.lambda;
+        let (lambda, phase) = (self.schedule.lambda, self.schedule.phase);
         let loss = match self.config.objective {
-            Objective::Constrained => lagrangian(&terms, lambda, self.schedule.config.d0, t, s * s),
+            Objective::Constrained => constrained_loss(&terms, &self.schedule, t, s * s),
             Objective::Elbo => neg_elbo(&terms, t),
         };
         let distortion = scalar(terms.distortion.clone().mean()) / t as f64;
@@ -423,7 +436,7 @@ impl Trainer {
         if self.config.objective == Objective::Constrained {
             self.schedule.update(distortion / (s * s) as f64);
         }
-        Ok(StepStats { loss: loss_value, distortion, rate, lambda, grad_norm: norm })
+        Ok(StepStats { loss: loss_value, distortion, rate, lambda, phase, grad_norm: norm })
     }
 
     /// −ELBO per frame of whole episodes `episodes` (no gradients; fixed noise), or NaN if
@@ -474,6 +487,7 @@ impl Trainer {
             progress.step(&stats);
         }
         let val = self.validate(data, val_eps)?;
+        let fold = crate::fold::fold_diagnostic(&self.model().valid())?;
         self.epoch = epoch;
         let (d, r) = (sum_d / steps as f64, sum_r / steps as f64);
         Ok(EpochRow {
@@ -484,6 +498,9 @@ impl Trainer {
             neg_elbo: d + r,
             val_neg_elbo: val,
             seconds: started.elapsed().as_secs_f64(),
+            phase: self.schedule.phase,
+            winding: fold.winding,
+            clearance: fold.clearance,
         })
     }
 }
