@@ -242,10 +242,10 @@ pub fn make() -> TimeLimit<Pendulum> {
 mod tests {
     use super::*;
 
-    /// Reference values from Gymnasium's Pendulum-v1 (DESIGN.md): from (π, 0) with u = 3
-    /// (clipped to 2) every step. DESIGN.md prints θ̇₁ as `0.3`; Gymnasium's expression
+    /// Reference values from Gymnasium's Pendulum-v1 (`docs/design.md`, section 1): from
+    /// (π, 0) with u = 3 (clipped to 2) every step. θ̇₁ is not `0.3`: Gymnasium's expression
     /// evaluated in f64 (`sin π ≈ 1.2e-16` makes the bracket `6 + 2 ulp`) gives
-    /// `0.3000000000000001`, as CPython's `math` reproduces; step 2 matches DESIGN.md exactly.
+    /// `0.3000000000000001`, as CPython's `math` reproduces.
     #[test]
     fn matches_gymnasium_reference() {
         let p = PendulumParams::default();

@@ -49,7 +49,7 @@ const NEAR_UPRIGHT: f64 = PI / 6.0;
 pub enum ModelSource {
     /// The exact pendulum physics (`--model true`).
     True,
-    /// A trained EKVAE run directory (learned-model MPC; issue 6).
+    /// A trained EKVAE run directory (learned-model MPC).
     Run(PathBuf),
 }
 

@@ -1,4 +1,4 @@
-//! `ekvae reproduce`: the prediction-accuracy table (DESIGN.md, "Evaluation"). Trains the
+//! `ekvae reproduce`: the prediction-accuracy table (`docs/design.md`, section 5). Trains the
 //! grid {EKVAE, RNN baseline} × {constrained, ELBO} × seeds on one dataset with equal budgets
 //! (same epochs, minibatches, sequence length and learning rate), evaluates every run, and
 //! writes `table.md` / `table.csv` (mean ± std over seeds), `runs.csv` (every run) and figures.

@@ -25,7 +25,7 @@ type ModelResult<T> = crate::Result<T>;
 static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Which model: the EKVAE (two latent layers a, z; q(z_{1:T} | a_{1:T}) by the extended Kalman
-/// smoother) or the RNN-inference baseline of DESIGN.md ([`crate::rnn`]): one latent layer,
+/// smoother) or the RNN-inference baseline ([`crate::rnn`], `docs/design.md`): one latent layer,
 /// p(x_t | z_t) through H and the same decoder, the same transition, prior and encoder network,
 /// and q(z_t | z_{t−1}, x_{t:T}) from a backward GRU over the encoded frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ impl std::str::FromStr for Inference {
 }
 
 /// Sizes and initialisation of an [`Ekvae`]. The defaults are the ones the README's results
-/// were obtained with (see `model/NOTES-FOR-README.md`).
+/// were obtained with (see `docs/model.md`).
 #[derive(Config, Debug, PartialEq)]
 pub struct EkvaeConfig {
     /// Image side S (square grayscale frames).
@@ -397,7 +397,7 @@ impl Ekvae {
                     .reshape([b]);
                 (a, z, sample.log_q, log_q_a - log_p_a)
             }
-            // RNN baseline (DESIGN.md): one latent layer, p(x_t | z_t) directly through H and the
+            // RNN baseline: one latent layer, p(x_t | z_t) directly through H and the
             // same decoder; q(z_t | z_{t−1}, x_{t:T}) from the backward GRU over the encoded
             // frames (the encoder's mean, deterministic) and the combiner. No a-terms.
             Some(rnn) => {

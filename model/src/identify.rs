@@ -1,4 +1,4 @@
-//! Latent-space identification (DESIGN.md, "Evaluation"): regress the true [cos θ, sin θ] and
+//! Latent-space identification (`docs/design.md`, section 5): regress the true [cos θ, sin θ] and
 //! θ̇ linearly from the smoothed latent mean, fitted on training sequences, scored by R² on
 //! held-out sequences.
 

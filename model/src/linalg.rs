@@ -60,7 +60,7 @@ pub fn diagonal(a: Tensor<3>) -> Tensor<2> {
 /// Same result as [`Tensor::matmul`], computed as a broadcast multiply and
 /// sum with the batch as the innermost (contiguous) axis: burn-flex's matmul
 /// issues one gemm call per matrix, which at `n = 4` and `N = B·T = 1600`
-/// is about 3× slower forward and backward (measured, see NOTES-KALMAN.md).
+/// is about 3× slower forward and backward (measured, see `docs/kalman.md`).
 pub fn bmm(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
     let [na, p, _] = a.dims();
     let [nb, _, r] = b.dims();

@@ -6,7 +6,7 @@
 //! size costs about the same: one stride-2 convolution on an 8×8 grid of r×r blocks (a 3×3
 //! kernel sees 3r×3r pixels). It also keeps the first convolution off burn-flex's slow
 //! one-input-channel direct loop (profiled: 32×32 steps took 590 ms with two stride-2 layers
-//! on a 2×2 unshuffle, see `model/NOTES-FOR-README.md`).
+//! on a 2×2 unshuffle, see `docs/model.md`).
 
 use burn::config::Config;
 use burn::module::Module;

@@ -1,6 +1,6 @@
 //! A burn-free copy of the EKVAE's linear-Gaussian parts in plain `f64` Rust, for the
 //! planner's inner loop and online filtering, where burn's per-op overhead on batch-1
-//! tensors would dominate (see `experiments/NOTES-PIXMPC.md` for the measured difference).
+//! tensors would dominate (see `docs/pixel-mpc.md` for the measured difference).
 //!
 //! - [`PlainTransition`]: the locally-linear transition mean `z' = F(z,u) z + B(z,u) u`,
 //!   `(F, B, Q) = Σ_k α_k (F_k, B_k, Q_k)`, `α = softmax(W₂ᵀ tanh(W₁ᵀ [z; u] + b₁) + b₂)`,

@@ -1,4 +1,4 @@
-//! Open-loop prediction (DESIGN.md, "Evaluation"): condition on the first k frames of a
+//! Open-loop prediction (`docs/design.md`, section 5): condition on the first k frames of a
 //! window, roll the transition mean forward under the recorded actions, decode, and compare
 //! with the true frames (pixel MSE, and against the last conditioned frame held) and with the
 //! true angle (through the angle regression fitted for identification).

@@ -1,4 +1,4 @@
-//! The RNN-inference baseline (DESIGN.md, "Baseline with RNN inference"): a structured
+//! The RNN-inference baseline (`docs/design.md`, section 2): a structured
 //! inference network in the style of the deep Kalman smoother (Krishnan et al. 2017, "ST-R"
 //! with the combiner function), the model the EKVAE is compared with.
 //!

@@ -1,4 +1,4 @@
-//! MPC on the true pendulum (issue 4's timing target: median ≤ 0.5 ms per step at horizon 30).
+//! MPC on the true pendulum (timing target: median ≤ 0.5 ms per step at horizon 30).
 //!
 //! For horizons 30 and 40 (the CLI default), the controller is driven from (π, 0) with the
 //! default settings (`MpcConfig::with_bounds`) to a snapshot step, then that single step is

@@ -35,7 +35,7 @@ pub struct MpcConfig {
 }
 
 impl MpcConfig {
-    /// The tuned defaults (see `planner/NOTES-FOR-README.md`) with the given control bounds:
+    /// The tuned defaults (see `docs/planner.md`) with the given control bounds:
     /// horizon 40, 5 iterations per step, multi-start re-planning every 10 steps with 50
     /// iterations per start, 2 random starts and the short-horizon start, seed 0, default
     /// iLQR settings otherwise.
@@ -295,7 +295,7 @@ mod tests {
         (ths, us)
     }
 
-    /// Issue 4's acceptance test: hanging at rest, the true-model MPC swings up, gets
+    /// The acceptance test: hanging at rest, the true-model MPC swings up, gets
     /// |θ| < 0.1 (wrapped) and stays there until step 200.
     #[test]
     fn swings_up_from_hanging_and_stays_upright() {
