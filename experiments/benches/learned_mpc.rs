@@ -68,11 +68,11 @@ fn bench(c: &mut Criterion) {
     let device = Device::flex();
 
     let mut g = c.benchmark_group("transition");
-    let plain = LatentDynamics::new(model.plain.clone(), Jacobians::Seed);
+    let plain = LatentDynamics::new(model.plain.clone(), Jacobians::Local);
     let exact = LatentDynamics::new(model.plain.clone(), Jacobians::Exact);
     let burn = BurnDynamics { t: &model.ekvae.transition, device: device.clone() };
     let (mut zn, mut a, mut b) = (vec![0.0; n], vec![0.0; n * n], vec![0.0; n]);
-    g.bench_function("plain_seed_jacobians", |bch| {
+    g.bench_function("plain_local_jacobians", |bch| {
         bch.iter(|| plain.linearize(black_box(&hanging), &u, &mut zn, &mut a, &mut b))
     });
     g.bench_function("plain_exact_jacobians", |bch| {

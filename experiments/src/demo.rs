@@ -169,6 +169,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         d0: None,
         device: "cpu".into(),
         quiet: false,
+        restarts: 1,
+        restart_epochs: 5,
     })?;
     let train_s = t_train.elapsed().as_secs_f64();
 
@@ -247,7 +249,7 @@ pub fn mpc_args(run: PathBuf, episodes: usize, seed: u64, out: PathBuf) -> MpcAr
         episodes,
         seed,
         out,
-        jacobians: Jacobians::Seed,
+        jacobians: Jacobians::Exact,
         ..w.mpc
     }
 }

@@ -85,6 +85,8 @@ struct EvalReport<'a> {
     winding: i32,
     /// Its clearance (see `ekvae_model::fold`).
     winding_clearance: f64,
+    /// Candidates the run's seed was selected from by `train --restarts` (1: no selection).
+    selected_from: usize,
 }
 
 /// The eval.json keys of one horizon h: `pixel_mse_h{h}`, `pixel_mse_last_frame_h{h}` and
@@ -204,6 +206,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         prediction_diverged_windows: curves.diverged_windows,
         winding: fold.winding,
         winding_clearance: fold.clearance,
+        selected_from: selected_from(&args.run)?,
     };
     let mut value = serde_json::to_value(&json)?;
     let obj = value.as_object_mut().expect("a struct serialises to an object");
@@ -243,11 +246,31 @@ pub fn run(args: EvalArgs) -> Result<()> {
             curves.windows
         );
     }
+    if json.selected_from > 1 {
+        println!(
+            "note: this run's seed was selected from {} candidates (train --restarts)",
+            json.selected_from
+        );
+    }
     if !fold.is_ring() {
         println!("{}", crate::train::fold_warning(fold.winding, fold.clearance));
     }
     println!("wrote {} and the figures in {}", path.display(), args.run.display());
     Ok(())
+}
+
+/// How many candidates `train --restarts` chose this run from (1 without a selection record).
+fn selected_from(run: &Path) -> Result<usize> {
+    let path = run.join(crate::train::SELECTION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let s: crate::train::Selection = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a selection record", path.display()))?;
+            Ok(s.candidates.len())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(1),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// The header of `prediction.csv`: one row per horizon h = 1, 2, ….

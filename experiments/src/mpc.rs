@@ -129,9 +129,10 @@ pub struct MpcArgs {
     /// Side of the animation frames in pixels.
     #[arg(long, default_value_t = 64)]
     pub gif_size: usize,
-    /// Learned model: Jacobians of the latent transition given to iLQR (`seed`: F(z,u), B(z,u);
-    /// `exact`: including the mixing weights' derivative).
-    #[arg(long, value_enum, default_value_t = crate::learned::Jacobians::Seed)]
+    /// Learned model: Jacobians of the latent transition given to iLQR (`exact`: including
+    /// the mixing weights' derivative; `local`: F(z,u), B(z,u), the locally-linear model as
+    /// its own linearisation).
+    #[arg(long, value_enum, default_value_t = crate::learned::Jacobians::Exact)]
     pub jacobians: crate::learned::Jacobians,
     /// Learned model: weight of |z − z_goal|² per step in the latent cost [default: 1].
     #[arg(long)]

@@ -60,8 +60,14 @@ pub struct ReproduceArgs {
 /// The grid and its budgets; `plan.json` in the output folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
-    /// Seeds 0 … seeds − 1 of every configuration.
+    /// Seeds 0 … seeds − 1 of the EKVAE configurations.
     pub seeds: usize,
+    /// Seeds 0 … rnn_seeds − 1 of the RNN-baseline configurations.
+    pub rnn_seeds: usize,
+    /// Target distortion D0 (nats/pixel) of the RNN baseline's constrained objective.
+    pub rnn_d0: f64,
+    /// Adam learning rate of the RNN baseline.
+    pub rnn_learning_rate: f64,
     /// Training episodes (seed 0) and test episodes (seed 1).
     pub train_episodes: usize,
     /// See `train_episodes`.
@@ -88,8 +94,12 @@ impl Plan {
     /// The default grid (about an hour on 2 cores) or the `--quick` one.
     pub fn new(quick: bool, seeds: Option<usize>, epochs: Option<usize>) -> Self {
         let base = if quick {
+            let d = TrainConfig::default();
             Self {
                 seeds: 2,
+                rnn_seeds: 2,
+                rnn_d0: d.lambda.d0,
+                rnn_learning_rate: d.learning_rate,
                 train_episodes: 24,
                 test_episodes: 6,
                 steps: 60,
@@ -104,7 +114,10 @@ impl Plan {
         } else {
             let d = TrainConfig::default();
             Self {
-                seeds: 5,
+                seeds: 20,
+                rnn_seeds: 10,
+                rnn_d0: d.lambda.d0,
+                rnn_learning_rate: d.learning_rate,
                 train_episodes: 500,
                 test_episodes: 100,
                 steps: 100,
@@ -117,15 +130,33 @@ impl Plan {
                 horizons: DEFAULT_HORIZONS.to_vec(),
             }
         };
-        Self { seeds: seeds.unwrap_or(base.seeds), epochs: epochs.unwrap_or(base.epochs), ..base }
+        // --seeds N sets the EKVAE arms to N seeds and the RNN arms to half as many (at least 1),
+        // the ratio of the default grid.
+        let (seeds, rnn_seeds) = match seeds {
+            Some(n) if !quick => (n, n.div_ceil(2)),
+            Some(n) => (n, n),
+            None => (base.seeds, base.rnn_seeds),
+        };
+        Self { seeds, rnn_seeds, epochs: epochs.unwrap_or(base.epochs), ..base }
     }
 
-    /// The runs in the order they are trained: seed by seed, each seed over the four
-    /// configurations.
+    /// Seeds of a model's arms.
+    pub fn seeds_for(&self, model: Inference) -> usize {
+        match model {
+            Inference::Kalman => self.seeds,
+            Inference::Rnn => self.rnn_seeds,
+        }
+    }
+
+    /// The runs in the order they are trained: seed by seed, each seed over the
+    /// configurations that have it.
     pub fn runs(&self) -> Vec<RunSpec> {
-        (0..self.seeds as u64)
+        (0..self.seeds.max(self.rnn_seeds) as u64)
             .flat_map(|seed| {
-                CONFIGS.iter().map(move |&(model, objective)| RunSpec { model, objective, seed })
+                CONFIGS
+                    .iter()
+                    .filter(move |&&(model, _)| seed < self.seeds_for(model) as u64)
+                    .map(move |&(model, objective)| RunSpec { model, objective, seed })
             })
             .collect()
     }
@@ -154,8 +185,23 @@ fn fresh_config(plan: &Plan, spec: &RunSpec, train_path: &Path) -> TrainConfig {
     c.steps_per_epoch = plan.steps_per_epoch;
     c.batch_size = plan.batch_size;
     c.seq_len = plan.seq_len;
+    if spec.model == Inference::Rnn {
+        c.lambda.d0 = plan.rnn_d0;
+        c.learning_rate = plan.rnn_learning_rate;
+    }
     c.data = train_path.display().to_string();
     c
+}
+
+/// The thresholds of a successful run: the latent holds the angle and the velocity.
+pub const SUCCESS_R2_ANGLE: f64 = 0.95;
+/// See [`SUCCESS_R2_ANGLE`].
+pub const SUCCESS_R2_VELOCITY: f64 = 0.90;
+
+/// Whether a run's metrics make it a success: R²(cos θ, sin θ) ≥ 0.95, R²(θ̇) ≥ 0.90 and
+/// |winding| = 1.
+pub fn is_success(r2_angle: f64, r2_velocity: f64, winding: f64) -> bool {
+    r2_angle >= SUCCESS_R2_ANGLE && r2_velocity >= SUCCESS_R2_VELOCITY && winding.abs() == 1.0
 }
 
 /// Whether `dir/eval.json` is an evaluation of the finished run with every metric of the plan.
@@ -165,7 +211,23 @@ fn evaluated(dir: &Path, plan: &Plan) -> bool {
     json.get("epoch").and_then(serde_json::Value::as_u64) == Some(plan.epochs as u64)
         && json.get("prediction_condition").and_then(serde_json::Value::as_u64)
             == Some(plan.condition as u64)
+        && json.get("winding").is_some()
         && plan.horizons.iter().all(|&h| prediction_keys(h).iter().all(|k| json.get(k).is_some()))
+}
+
+/// Refuse a run folder whose config is not the one this grid gives it (the data path may be
+/// spelled differently; the data themselves are checked when collected).
+fn check_config(run: &RunDir, fresh: &TrainConfig, dir: &Path) -> Result<()> {
+    let mut old = run.read_config()?;
+    old.epochs = fresh.epochs;
+    old.data.clone_from(&fresh.data);
+    if &old != fresh {
+        bail!(
+            "{} holds a run with another config than this grid gives it (see its config.toml); remove it or use another --out",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Whether an error is the model's numerical failure (a NaN/inf loss or gradient, a lost
@@ -206,6 +268,7 @@ fn metric_columns(horizons: &[usize]) -> Vec<(String, String, usize)> {
     let mut cols = vec![
         ("r2_cos_sin".to_string(), "R² cos,sin θ".to_string(), 4),
         ("r2_theta_dot".into(), "R² θ̇".into(), 4),
+        ("winding".into(), "winding".into(), 1),
         ("val_neg_elbo".into(), "val −ELBO (nats/frame)".into(), 2),
         ("final_lambda".into(), "final λ".into(), 2),
         ("train_seconds".into(), "train time (s)".into(), 0),
@@ -252,19 +315,8 @@ fn run_metrics(dir: &Path, plan: &Plan) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
-/// Mean and sample standard deviation (n − 1; NaN for fewer than two values).
-pub fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    if values.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, f64::NAN);
-    }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
-}
+pub use ekvae_model::stats::mean_std;
+use ekvae_model::stats::{Z95, fisher_exact, median, wilson_interval};
 
 fn fmt_mean_std((m, s): (f64, f64), digits: usize) -> String {
     if s.is_nan() { format!("{m:.digits$}") } else { format!("{m:.digits$} ± {s:.digits$}") }
@@ -412,9 +464,10 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             .progress_chars("=> "),
     );
     eprintln!(
-        "reproduce: {} runs ({} seeds × EKVAE/RNN × constrained/ELBO), {} epochs each, {} train / {} test episodes of {} steps at {}×{} → {}",
+        "reproduce: {} runs (EKVAE × {} seeds, RNN × {} seeds, each × constrained/ELBO), {} epochs each, {} train / {} test episodes of {} steps at {}×{} → {}",
         runs.len(),
         plan.seeds,
+        plan.rnn_seeds,
         plan.epochs,
         plan.train_episodes,
         plan.test_episodes,
@@ -444,7 +497,10 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             });
             continue;
         }
-        if done_epochs >= plan.epochs && evaluated(&dir, &plan) {
+        // A run evaluated at the plan's last epoch is done, with or without its checkpoint
+        // (committed grids keep only the small files).
+        if evaluated(&dir, &plan) {
+            check_config(&run, &fresh, &dir)?;
             bar.inc(plan.epochs as u64);
             continue;
         }
@@ -452,16 +508,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         let resume = run.state_path().is_file();
         if resume {
             // Never mix budgets: the run must have been made by this grid.
-            // (The data path may be spelled differently; the data themselves are checked above.)
-            let mut old = run.read_config()?;
-            old.epochs = fresh.epochs;
-            old.data.clone_from(&fresh.data);
-            if old != fresh {
-                bail!(
-                    "{} holds a run with another config than this grid gives it (see its config.toml); remove it or use another --out",
-                    dir.display()
-                );
-            }
+            check_config(&run, &fresh, &dir)?;
         } else if dir.exists() {
             // Stopped before its first checkpoint: nothing to keep.
             std::fs::remove_dir_all(&dir)
@@ -513,22 +560,56 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
+/// The runs of one arm (a model × objective cell of the grid), read back from disk.
+struct Arm {
+    model: Inference,
+    objective: Objective,
+    /// Seeds attempted.
+    seeds: usize,
+    /// Runs that failed numerically (counted as unsuccessful).
+    failed: usize,
+    /// Per finished run: its metric values (in `metric_columns` order) and whether it succeeded.
+    runs: Vec<(Vec<f64>, bool)>,
+}
+
+impl Arm {
+    fn successes(&self) -> usize {
+        self.runs.iter().filter(|r| r.1).count()
+    }
+    /// Values of metric `i` over all finished runs, or over the successful ones only.
+    fn values(&self, i: usize, successful_only: bool) -> Vec<f64> {
+        self.runs.iter().filter(|r| r.1 || !successful_only).map(|r| r.0[i]).collect()
+    }
+}
+
+fn fmt_summary(v: &[f64], digits: usize) -> String {
+    if v.is_empty() {
+        return "—".into();
+    }
+    format!("{} ({:.digits$})", fmt_mean_std(mean_std(v), digits), median(v))
+}
+
 /// Aggregate the finished runs into table.md, table.csv, runs.csv and the grid figures.
 pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
     let cols = metric_columns(&plan.horizons);
-    let mut runs_csv = String::from("model,objective,seed");
+    let col = |key: &str| cols.iter().position(|c| c.0 == key).expect("a metric column");
+    let (i_ang, i_vel, i_wind) = (col("r2_cos_sin"), col("r2_theta_dot"), col("winding"));
+    let mut runs_csv = String::from("model,objective,seed,success");
     for (key, _, _) in &cols {
         runs_csv.push(',');
         runs_csv.push_str(key);
     }
     runs_csv.push('\n');
-    let mut table_csv = String::from("model,objective,seeds,failed");
+    let mut table_csv = String::from(
+        "model,objective,seeds,failed,successes,success_rate,success_wilson_lo,success_wilson_hi",
+    );
     for (key, _, _) in &cols {
-        table_csv.push_str(&format!(",{key}_mean,{key}_std"));
+        for stat in ["mean", "std", "median", "ok_mean", "ok_std", "ok_median"] {
+            table_csv.push_str(&format!(",{key}_{stat}"));
+        }
     }
     table_csv.push('\n');
-    let mut md_rows: Vec<Vec<String>> = Vec::new();
-    let mut md_rows_train_seconds: Vec<f64> = Vec::new();
+    let mut arms: Vec<Arm> = Vec::new();
     let mut baseline: Vec<Vec<f64>> = vec![Vec::new(); plan.horizons.len()];
     let mut pixel_curves = Vec::new();
     let mut angle_curves = Vec::new();
@@ -536,50 +617,51 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
     let mut first_ok: Option<PathBuf> = None;
     for (ci, &(model, objective)) in CONFIGS.iter().enumerate() {
         let label = format!("{model} {objective}");
-        let mut per_metric: Vec<Vec<f64>> = vec![Vec::new(); cols.len()];
+        let mut arm = Arm { model, objective, seeds: plan.seeds_for(model), failed: 0, runs: vec![] };
         let mut curves: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
         let mut histories: Vec<Vec<EpochRow>> = Vec::new();
-        let mut failed = 0;
-        for seed in 0..plan.seeds as u64 {
+        for seed in 0..arm.seeds as u64 {
             let spec = RunSpec { model, objective, seed };
             let dir = out.join("runs").join(spec.name());
             if dir.join(FAILED).is_file() {
-                failed += 1;
+                arm.failed += 1;
                 continue;
             }
             let values = run_metrics(&dir, plan)?;
             if first_ok.is_none() {
                 first_ok = Some(dir.clone());
             }
-            runs_csv.push_str(&format!("{model},{objective},{seed}"));
-            for (i, (_, v)) in values.iter().take(cols.len()).enumerate() {
-                per_metric[i].push(*v);
+            let metrics: Vec<f64> = values.iter().take(cols.len()).map(|(_, v)| *v).collect();
+            let ok = is_success(metrics[i_ang], metrics[i_vel], metrics[i_wind]);
+            runs_csv.push_str(&format!("{model},{objective},{seed},{}", u8::from(ok)));
+            for v in &metrics {
                 runs_csv.push_str(&format!(",{v}"));
             }
             runs_csv.push('\n');
             for (h, (_, v)) in values.iter().skip(cols.len()).enumerate() {
                 baseline[h].push(*v);
             }
+            arm.runs.push((metrics, ok));
             let c = read_prediction_csv(&dir.join("prediction.csv"))?;
             curves.push((c.pixel_mse, c.angle_error_deg));
             histories.push(read_metrics(&dir.join("metrics.csv"))?);
         }
-        let ok = plan.seeds - failed;
-        table_csv.push_str(&format!("{model},{objective},{ok},{failed}"));
-        let mut row = vec![
-            model.to_string(),
-            objective.to_string(),
-            if failed == 0 { ok.to_string() } else { format!("{ok} ({failed} failed)") },
-        ];
-        let ts = cols.iter().position(|c| c.0 == "train_seconds").expect("a column");
-        md_rows_train_seconds.extend(&per_metric[ts]);
-        for (i, (_, _, digits)) in cols.iter().enumerate() {
-            let ms = mean_std(&per_metric[i]);
-            table_csv.push_str(&format!(",{},{}", ms.0, ms.1));
-            row.push(fmt_mean_std(ms, *digits));
+        let k = arm.successes();
+        let (lo, hi) = wilson_interval(k, arm.seeds, Z95);
+        table_csv.push_str(&format!(
+            "{model},{objective},{},{},{k},{},{lo},{hi}",
+            arm.seeds - arm.failed,
+            arm.failed,
+            k as f64 / arm.seeds as f64
+        ));
+        for i in 0..cols.len() {
+            for only_ok in [false, true] {
+                let v = arm.values(i, only_ok);
+                let (m, sd) = mean_std(&v);
+                table_csv.push_str(&format!(",{m},{sd},{}", median(&v)));
+            }
         }
         table_csv.push('\n');
-        md_rows.push(row);
         let (pixel, angle): (Vec<Vec<f64>>, Vec<Vec<f64>>) = curves.into_iter().unzip();
         let (pm, ps) = mean_std_band(&pixel);
         let (am, as_) = mean_std_band(&angle);
@@ -598,6 +680,7 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
             thin: false,
         });
         train_curves.push((label, mean_history(&histories)));
+        arms.push(arm);
     }
     // The held-last-frame baseline does not depend on the model: one curve from the first run.
     let first = first_ok.context("every run of the grid failed; nothing to tabulate")?;
@@ -617,15 +700,18 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
     error_vs_horizon(&out.join("prediction_error.png"), &pixel_curves, &angle_curves)?;
     training_curves(&out.join("training_curves.png"), &train_curves)?;
 
-    let total_train_seconds: f64 = md_rows_train_seconds.iter().sum();
-    // Markdown: provenance, then two tables (identification and fit; prediction).
+    let total_train_seconds: f64 =
+        arms.iter().flat_map(|a| a.values(col("train_seconds"), false)).sum();
     let mut md = String::from("# Prediction-accuracy table (`ekvae reproduce`)\n\n");
     for (k, v) in provenance() {
         md.push_str(&format!("- {k}: {v}\n"));
     }
     md.push_str(&format!(
-        "- grid: {{EKVAE, RNN}} × {{constrained, ELBO}} × {} seeds; every run {} epochs of {} minibatches of {} × {}-step windows; data {} train / {} test episodes × {} steps at {}×{} (collect seeds 0 / 1)\n- prediction: condition on {} frames, roll the transition mean forward under the recorded actions; errors at h steps after the last conditioned frame, mean over {} test windows\n- training time: {:.1} min summed over the runs (see the train time column); wall time of the invocation that wrote this table: {:.1} min (finished runs are not retrained when resumed)\n- values: mean ± sample standard deviation over seeds\n\n",
+        "- grid: EKVAE × {} seeds and RNN baseline × {} seeds (its D0 {} nats/pixel, learning rate {}), each × {{constrained, ELBO}}; every run {} epochs of {} minibatches of {} × {}-step windows; data {} train / {} test episodes × {} steps at {}×{} (collect seeds 0 / 1)\n- prediction: condition on {} frames, roll the transition mean forward under the recorded actions; errors at h steps after the last conditioned frame, mean over {} test windows\n- a run is a success when R²(cos θ, sin θ) ≥ {SUCCESS_R2_ANGLE}, R²(θ̇) ≥ {SUCCESS_R2_VELOCITY} and the fold diagnostic finds a ring (|winding| = 1); runs that failed numerically count as unsuccessful\n- training time: {:.1} min summed over the runs (see the train time column); wall time of the invocation that wrote this table: {:.1} min (finished runs are not retrained when resumed)\n- values: mean ± sample standard deviation (median) over runs\n\n",
         plan.seeds,
+        plan.rnn_seeds,
+        plan.rnn_d0,
+        plan.rnn_learning_rate,
         plan.epochs,
         if plan.steps_per_epoch == 0 { "one pass".to_string() } else { plan.steps_per_epoch.to_string() },
         plan.batch_size,
@@ -640,26 +726,56 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
         total_train_seconds / 60.0,
         wall_seconds / 60.0
     ));
-    // Identification/fit columns, then prediction columns.
+    md.push_str("## Successful runs\n\n| model | objective | successes | rate (95 % Wilson interval) |\n|---|---|---:|---|\n");
+    for a in &arms {
+        let k = a.successes();
+        let (lo, hi) = wilson_interval(k, a.seeds, Z95);
+        let failed = if a.failed > 0 { format!(" ({} failed)", a.failed) } else { String::new() };
+        md.push_str(&format!(
+            "| {} | {} | {k}/{}{failed} | {:.0} % ({:.0}–{:.0} %) |\n",
+            a.model,
+            a.objective,
+            a.seeds,
+            100.0 * k as f64 / a.seeds as f64,
+            100.0 * lo,
+            100.0 * hi
+        ));
+    }
+    md.push('\n');
+    for model in [Inference::Kalman, Inference::Rnn] {
+        let arm = |o| arms.iter().find(|a| a.model == model && a.objective == o).expect("an arm");
+        let (c, e) = (arm(Objective::Constrained), arm(Objective::Elbo));
+        let (kc, ke) = (c.successes(), e.successes());
+        md.push_str(&format!(
+            "Fisher exact test, {model}, constrained against ELBO: {kc}/{} against {ke}/{}, two-sided p = {:.3}\n\n",
+            c.seeds,
+            e.seeds,
+            fisher_exact(kc, c.seeds - kc, ke, e.seeds - ke)
+        ));
+    }
     let split = cols.iter().position(|c| c.0.starts_with("pixel_mse_h")).unwrap_or(cols.len());
-    for (title, range) in
-        [("Identification and fit", 0..split), ("Open-loop prediction", split..cols.len())]
-    {
-        md.push_str(&format!("## {title}\n\n| model | objective | seeds |"));
+    for (title, range, only_ok) in [
+        ("Identification and fit, all runs", 0..split, false),
+        ("Open-loop prediction, all runs", split..cols.len(), false),
+        ("Identification and fit, successful runs only", 0..split, true),
+        ("Open-loop prediction, successful runs only", split..cols.len(), true),
+    ] {
+        md.push_str(&format!("## {title}\n\n| model | objective | runs |"));
         for (_, header, _) in &cols[range.clone()] {
             md.push_str(&format!(" {header} |"));
         }
         md.push_str("\n|---|---|---:|");
         md.push_str(&"---:|".repeat(range.len()));
         md.push('\n');
-        for row in &md_rows {
-            md.push_str(&format!("| {} | {} | {} |", row[0], row[1], row[2]));
-            for cell in &row[3 + range.start..3 + range.end] {
-                md.push_str(&format!(" {cell} |"));
+        for a in &arms {
+            let n = if only_ok { a.successes() } else { a.runs.len() };
+            md.push_str(&format!("| {} | {} | {n} |", a.model, a.objective));
+            for i in range.clone() {
+                md.push_str(&format!(" {} |", fmt_summary(&a.values(i, only_ok), cols[i].2)));
             }
             md.push('\n');
         }
-        if range.start == split {
+        if range.start == split && !only_ok {
             md.push_str("| last frame held | — | — |");
             for (h, _) in plan.horizons.iter().enumerate() {
                 md.push_str(&format!(" {:.5} |", mean_std(&baseline[h]).0));

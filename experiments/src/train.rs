@@ -75,6 +75,96 @@ pub struct TrainArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Model selection: train this many candidate seeds (--seed, --seed + 1, …) for
+    /// --restart-epochs epochs each (in OUT/restarts/), keep the best — a ring by the fold
+    /// diagnostic first, then the lowest validation −ELBO — and train it fully into OUT.
+    /// The choice is recorded in OUT/selection.json. 1 = no selection.
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
+    /// Epochs per candidate of --restarts.
+    #[arg(long, default_value_t = 5)]
+    pub restart_epochs: usize,
+}
+
+/// One candidate of `--restarts`, as recorded in `selection.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Candidate {
+    /// Its seed.
+    pub seed: u64,
+    /// Validation −ELBO (nats/frame) after the candidate epochs.
+    pub val_neg_elbo: f64,
+    /// Fold diagnostic after the candidate epochs.
+    pub winding: i32,
+}
+
+/// `selection.json`: how the run's seed was chosen by `--restarts`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Selection {
+    /// The rule.
+    pub rule: String,
+    /// Epochs each candidate was trained for.
+    pub candidate_epochs: usize,
+    /// Every candidate.
+    pub candidates: Vec<Candidate>,
+    /// The seed trained fully.
+    pub chosen_seed: u64,
+}
+
+/// The file name of the selection record in a run directory.
+pub const SELECTION_FILE: &str = "selection.json";
+
+/// Train the `--restarts` candidates of `cfg` under `out/restarts/` (resuming any that were
+/// interrupted) and return the selection.
+fn select_seed(
+    args: &TrainArgs,
+    cfg: &TrainConfig,
+    seqs: &Sequences,
+    device: &burn::tensor::Device,
+) -> Result<Selection> {
+    let epochs = args.restart_epochs.min(cfg.epochs);
+    let mut candidates = Vec::new();
+    for i in 0..args.restarts as u64 {
+        let seed = cfg.seed + i;
+        let dir = args.out.join("restarts").join(format!("seed-{seed}"));
+        let mut c = cfg.clone();
+        c.seed = seed;
+        c.model.seed = seed;
+        c.epochs = epochs;
+        let run = ekvae_model::train::RunDir::new(&dir);
+        let done = run.read_state().map(|s| s.epoch >= epochs).unwrap_or(false);
+        if !done {
+            if !args.quiet {
+                eprintln!("candidate {}/{}: seed {seed}, {epochs} epochs", i + 1, args.restarts);
+            }
+            let resume = run.read_state().is_ok();
+            if !resume && run.holds_run() {
+                // Stopped inside its first epoch: nothing to keep.
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+            let mut bar = Bar { bar: None, quiet: args.quiet, sum_loss: 0.0, n: 0 };
+            train(c, seqs, &dir, resume, device, &mut bar)
+                .with_context(|| format!("training candidate {}", dir.display()))?;
+        }
+        let rows = crate::figures::read_metrics(&run.metrics_path())?;
+        let last = rows.last().with_context(|| format!("{}: no epochs", dir.display()))?;
+        candidates.push(Candidate { seed, val_neg_elbo: last.val_neg_elbo, winding: last.winding });
+    }
+    let best = candidates
+        .iter()
+        .min_by(|a, b| {
+            (a.winding.abs() != 1)
+                .cmp(&(b.winding.abs() != 1))
+                .then(a.val_neg_elbo.total_cmp(&b.val_neg_elbo))
+        })
+        .expect("at least one candidate");
+    Ok(Selection {
+        rule: "a ring by the fold diagnostic (|winding| = 1) first, then the lowest validation −ELBO"
+            .into(),
+        candidate_epochs: epochs,
+        chosen_seed: best.seed,
+        candidates,
+    })
 }
 
 /// Load a dataset file with a one-line error naming the file.
@@ -245,6 +335,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!(
             "{} already holds a run; use --resume to continue it or choose another --out",
             args.out.display()
+        );
+    }
+    if args.restarts == 0 {
+        bail!("--restarts must be at least 1");
+    }
+    let mut cfg = cfg;
+    if args.restarts > 1 && !args.resume {
+        let selection = select_seed(&args, &cfg, &seqs, &device)?;
+        cfg.seed = selection.chosen_seed;
+        cfg.model.seed = selection.chosen_seed;
+        let json = serde_json::to_string_pretty(&selection)?;
+        ekvae_model::train::write_atomic(&args.out.join(SELECTION_FILE), json.as_bytes())?;
+        eprintln!(
+            "model selection: seed {} chosen from {} candidates ({} epochs each; {}); recorded in {}",
+            selection.chosen_seed,
+            selection.candidates.len(),
+            selection.candidate_epochs,
+            selection.rule,
+            args.out.join(SELECTION_FILE).display()
         );
     }
     if !args.quiet {

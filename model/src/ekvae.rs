@@ -352,6 +352,22 @@ impl Ekvae {
         actions: Tensor<3>,
         noise: &ObjectiveNoise,
     ) -> ModelResult<RateDistortion> {
+        self.rate_distortion_with(frames, actions, noise, false)
+    }
+
+    /// [`Ekvae::rate_distortion`], optionally with the encoder cut out of the rate's gradient
+    /// (`detach_encoder_in_rate`, EKVAE only): the values are the same, but the rate then
+    /// trains the transition, prior and auxiliary observation on the current embedding
+    /// without moving the encoder, which only the distortion trains. Used in the reconstruction
+    /// phase of the constrained objective (see [`crate::objective`]). The RNN baseline ignores
+    /// the flag (its distortion reaches the encoder only through the posterior).
+    pub fn rate_distortion_with(
+        &self,
+        frames: Tensor<4>,
+        actions: Tensor<3>,
+        noise: &ObjectiveNoise,
+        detach_encoder_in_rate: bool,
+    ) -> ModelResult<RateDistortion> {
         let [b, t, s, _] = frames.dims();
         let (m, n, k) = (self.aux_dim(), self.state_dim(), self.action_dim());
 
@@ -369,6 +385,12 @@ impl Ekvae {
             // a_{1:T} and a joint FFBS sample of z_{1:T}; p(x_t | a_t), p(a_t | z_t) = N(H z_t, R).
             None => {
                 let a = a_mean + a_log_var.clone().mul_scalar(0.5).exp() * noise.eps_a.clone();
+                // The decoder always reads `a` itself; the rate reads `a_rate`.
+                let (a_dec, a, a_log_var) = if detach_encoder_in_rate {
+                    (a.clone(), a.detach(), a_log_var.detach())
+                } else {
+                    (a.clone(), a, a_log_var)
+                };
                 // log q(a|x) = −½ Σ (log 2π + log σ² + ε²), summed over t and m.
                 let log_q_a = (a_log_var + noise.eps_a.clone().powi_scalar(2))
                     .add_scalar(LN_2PI)
@@ -395,7 +417,7 @@ impl Ekvae {
                     .reshape([b, t])
                     .sum_dim(1)
                     .reshape([b]);
-                (a, z, sample.log_q, log_q_a - log_p_a)
+                (a_dec, z, sample.log_q, log_q_a - log_p_a)
             }
             // RNN baseline: one latent layer, p(x_t | z_t) directly through H and the
             // same decoder; q(z_t | z_{t−1}, x_{t:T}) from the backward GRU over the encoded

@@ -91,6 +91,10 @@ pub fn constrained_loss(
         (ScheduleKind::Fast, _) => {
             lagrangian(terms, schedule.lambda, schedule.config.d0, steps, pixels)
         }
+        (ScheduleKind::Authors, Phase::Reconstruction) if schedule.config.warm_dynamics => {
+            // The rate's gradient reaches only the dynamics here (see `warm_dynamics`).
+            neg_elbo(terms, steps)
+        }
         (ScheduleKind::Authors, Phase::Reconstruction) => reconstruction(terms, steps),
         (ScheduleKind::Authors, Phase::Lagrangian) => {
             normalised_lagrangian(terms, schedule.lambda, steps)
@@ -167,6 +171,11 @@ pub struct LambdaConfig {
     pub factor_max: f64,
     /// Authors' schedule: slope τ of the pull-back f = tanh(τ (1 − 1/λ)) once D̂ ≤ D0.
     pub tau: f64,
+    /// Authors' schedule, EKVAE only: during the reconstruction phase, also fit the dynamics
+    /// (transition, prior, auxiliary observation) to the current embedding by adding the rate
+    /// with the encoder cut out of its gradient, so the encoder still learns from D alone
+    /// and the rate is already small when it enters the encoder's objective.
+    pub warm_dynamics: bool,
 }
 
 impl Default for LambdaConfig {
@@ -183,6 +192,7 @@ impl Default for LambdaConfig {
             factor_min: 0.9,
             factor_max: 1.05,
             tau: 1.0,
+            warm_dynamics: false,
         }
     }
 }
@@ -378,6 +388,7 @@ mod tests {
             factor_min: 0.9,
             factor_max: 1.05,
             tau: 1.0,
+            warm_dynamics: false,
         }
     }
 

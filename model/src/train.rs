@@ -408,7 +408,11 @@ impl Trainer {
         noise: &ObjectiveNoise,
     ) -> Result<StepStats> {
         let [_, t, s, _] = frames.dims();
-        let terms = self.model().rate_distortion(frames, actions, noise)?;
+        let sch = &self.schedule;
+        let detach = self.config.objective == Objective::Constrained
+            && sch.config.warm_dynamics
+            && sch.phase == Phase::Reconstruction;
+        let terms = self.model().rate_distortion_with(frames, actions, noise, detach)?;
         let (lambda, phase) = (self.schedule.lambda, self.schedule.phase);
         let loss = match self.config.objective {
             Objective::Constrained => constrained_loss(&terms, &self.schedule, t, s * s),

@@ -180,3 +180,45 @@ fn non_finite_loss_stops_the_step_and_leaves_the_model_unchanged() {
     let (x, u) = data.view().batch(&[(0, 0), (1, 0)], 6, &dev);
     assert!(trainer.step(x, u, &noise).unwrap().loss.is_finite());
 }
+
+/// Sum of |gradient| over the parameters of a module (0 when none has a gradient).
+fn grad_mass<M: Module>(module: &M, grads: &burn::optim::GradientsParams) -> f64 {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct V<'a>(&'a burn::optim::GradientsParams, f64);
+    impl ModuleVisitor for V<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(param.id) {
+                self.1 += g.abs().sum().into_scalar::<f64>();
+            }
+        }
+    }
+    let mut v = V(grads, 0.0);
+    module.visit(&mut v);
+    v.1
+}
+
+#[test]
+fn warm_dynamics_cuts_the_encoder_out_of_the_rate_gradient_only() {
+    let data = Synthetic::pendulum(4, 8, 8, 1);
+    let seqs = data.view();
+    let device = Device::flex().autodiff();
+    let model = tiny_config().model.init_seeded(&device, 3).unwrap();
+    let (x, u) = seqs.batch(&[(0, 0), (1, 1)], 6, &device);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let noise = draw_noise(&model, &mut rng, 2, 6, &device);
+    let plain = model.rate_distortion_with(x.clone(), u.clone(), &noise, false).unwrap();
+    let cut = model.rate_distortion_with(x, u, &noise, true).unwrap();
+    // The same values: only the gradient paths differ.
+    let v = |t: &burn::tensor::Tensor<1>| t.clone().into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
+    assert_eq!(v(&plain.rate), v(&cut.rate));
+    assert_eq!(v(&plain.distortion), v(&cut.distortion));
+    let g_plain =
+        burn::optim::GradientsParams::from_grads(plain.rate.sum().backward(), &model);
+    let g_cut = burn::optim::GradientsParams::from_grads(cut.rate.sum().backward(), &model);
+    // The rate moves the encoder normally, not when cut; the dynamics get the same gradient.
+    assert!(grad_mass(&model.encoder, &g_plain) > 1e-3);
+    assert_eq!(grad_mass(&model.encoder, &g_cut), 0.0);
+    let (tp, tc) = (grad_mass(&model.transition, &g_plain), grad_mass(&model.transition, &g_cut));
+    assert!(tp > 1e-3 && ((tp - tc) / tp).abs() < 1e-5, "{tp} vs {tc}");
+}

@@ -67,8 +67,7 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
             "16",
         ])
         .args([
-            "--jacobians",
-            "exact",
+            // No --jacobians: the default is the exact Jacobians (checked in summary.json).
             "--state-weight",
             "2",
             "--control-weight",
