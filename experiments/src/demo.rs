@@ -167,6 +167,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         steps_per_epoch: None,
         lr: None,
         d0: None,
+        freeze_mixing_epochs: None,
         device: "cpu".into(),
         quiet: false,
         restarts: 1,

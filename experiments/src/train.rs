@@ -69,6 +69,10 @@ pub struct TrainArgs {
     /// Target distortion D0 in nats per pixel (constrained objective).
     #[arg(long)]
     pub d0: Option<f64>,
+    /// Epochs at the start with the transition's mixing weights frozen uniform (one global
+    /// linear model first, as in KVAE's staged training); 0 = never.
+    #[arg(long)]
+    pub freeze_mixing_epochs: Option<usize>,
     /// Compute device: cpu, or cuda / wgpu when compiled with that feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -253,6 +257,9 @@ pub fn resolve_config(args: &TrainArgs, data: &Dataset) -> Result<TrainConfig> {
     }
     if let Some(v) = args.d0 {
         cfg.lambda.d0 = v;
+    }
+    if let Some(v) = args.freeze_mixing_epochs {
+        cfg.freeze_mixing_epochs = v;
     }
     cfg.data = args.data.display().to_string();
     cfg.check()?;

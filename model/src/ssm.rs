@@ -124,6 +124,10 @@ pub struct LocallyLinearTransition {
     pub b_bases: Param<Tensor<2>>,
     /// Pre-softplus diagonals of Q_k, `[K, n]`.
     pub q_bases: Param<Tensor<2>>,
+    /// While set, α is uniform (1/K each) instead of the mixing network's output: one global
+    /// linear model, the mean of the bases (KVAE's staged training; set by the trainer for
+    /// the first epochs, never saved).
+    pub frozen_mixing: bool,
     state_dim: usize,
     action_dim: usize,
 }
@@ -148,6 +152,7 @@ impl TransitionConfig {
             q_bases: param(q, [nb, n], device),
             state_dim: n,
             action_dim: k,
+            frozen_mixing: false,
         }
     }
 }
@@ -158,6 +163,11 @@ impl LocallyLinearTransition {
     /// # Shapes
     /// - `z`: `[B, n]`, `u`: `[B, k]`; returns `[B, K]`
     pub fn alpha(&self, z: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
+        if self.frozen_mixing {
+            let [b, _] = z.dims();
+            let [k, _] = self.f_bases.dims();
+            return Tensor::ones([b, k], &z.device()).div_scalar(k as f64);
+        }
         let zu = Tensor::cat(vec![z, u], 1); // [B, n + k]
         let h = tanh(self.mix_hidden.forward(zu)); // [B, hidden]
         softmax(self.mix_out.forward(h), 1) // [B, K]

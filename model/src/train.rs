@@ -64,6 +64,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// λ schedule (used by the constrained objective).
     pub lambda: LambdaConfig,
+    /// Epochs at the start during which the transition's mixing weights α are frozen uniform
+    /// (one global linear model, KVAE's staged training); 0 = never.
+    pub freeze_mixing_epochs: usize,
     /// The training data file, recorded for `ekvae eval` (informational for the library).
     pub data: String,
 }
@@ -82,6 +85,7 @@ impl Default for TrainConfig {
             val_fraction: 0.1,
             seed: 0,
             lambda: LambdaConfig::default(),
+            freeze_mixing_epochs: 0,
             data: String::new(),
         }
     }
@@ -459,6 +463,10 @@ impl Trainer {
     ) -> Result<EpochRow> {
         let started = Instant::now();
         let epoch = self.epoch + 1;
+        let frozen = epoch <= self.config.freeze_mixing_epochs;
+        if let Some(model) = self.model.as_mut() {
+            model.transition.frozen_mixing = frozen;
+        }
         let cfg = &self.config;
         let steps = steps_per_epoch(cfg, data, train_eps.len());
         progress.start_epoch(epoch, cfg.epochs, steps);
