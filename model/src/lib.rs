@@ -7,7 +7,9 @@
 //! - [`rnn`]: the RNN-inference baseline (backward GRU + combiner, deep Kalman smoother
 //!   style), selected by [`Inference::Rnn`]; it shares every generative part.
 //! - [`objective`]: −ELBO, the constrained Lagrangian and the λ update ([`LambdaSchedule`]).
-//! - [`train`]: the explicit training loop ([`train::Trainer`]), checkpoints and run files.
+//! - [`train`]: the explicit training loop ([`train::Trainer`]).
+//! - [`rundir`]: the one owner of a run directory ([`rundir::RunDir`]): config, metrics,
+//!   checkpoints with digests, `state.json`, the lock, and the fresh/resume/refuse decision.
 //! - [`metrics`]: least-squares regression and R² for latent-space identification, pixel MSE
 //!   and wrapped angle errors.
 //! - [`predict`]: open-loop prediction error curves (pixels, angle) of a trained model.
@@ -34,6 +36,7 @@ pub mod objective;
 pub mod plain;
 pub mod predict;
 pub mod rnn;
+pub mod rundir;
 pub mod ssm;
 pub mod train;
 
