@@ -30,9 +30,9 @@ use crate::{Error, Result};
 use npyz::WriterBuilder;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The dataset format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -518,74 +518,8 @@ fn write_array<W: Write + io::Seek, T>(
     Ok(())
 }
 
-/// Create `path` atomically: `write` fills a temporary file in the same folder, which is flushed,
-/// synced and renamed over `path` only if everything succeeded. On any error the temporary file is
-/// removed and an existing `path` is left untouched.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>,
-) -> Result<()> {
-    let dir = parent_dir(path);
-    let io_err =
-        |action: &'static str, path: PathBuf| move |source| Error::Io { path, action, source };
-    if path.is_dir() {
-        return Err(Error::Io {
-            path: path.into(),
-            action: "write the output file there",
-            source: io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
-        });
-    }
-    let prefix = format!(".{}.", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // Temporary files are private (0600) by default; the final file should be an ordinary one.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp = builder
-        .tempfile_in(&dir)
-        .map_err(io_err("create a temporary file in this folder", dir.clone()))?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        write(&mut w).map_err(io_err("write the temporary file for", path.into()))?;
-        w.flush().map_err(io_err("write the temporary file for", path.into()))?;
-    }
-    tmp.as_file().sync_all().map_err(io_err("sync the temporary file for", path.into()))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        path: path.into(),
-        action: "rename the temporary file to",
-        source: e.error,
-    })?;
-    Ok(())
-}
-
-/// Check early that `path` can be written (its folder exists and accepts a new file, and it is
-/// not a directory), so a long job fails before it starts rather than at the end.
-pub fn check_writable(path: &Path) -> Result<()> {
-    write_atomic_probe(path)
-}
-
-fn write_atomic_probe(path: &Path) -> Result<()> {
-    if path.is_dir() {
-        return Err(Error::Io {
-            path: path.into(),
-            action: "write the output file there",
-            source: io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
-        });
-    }
-    let dir = parent_dir(path);
-    tempfile::Builder::new()
-        .prefix(".ekvae-probe.")
-        .tempfile_in(&dir)
-        .map(drop)
-        .map_err(|source| Error::Io { path: dir, action: "create files in this folder", source })
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
+/// The one atomic-write function of the workspace and the early output check (see [`crate::fsio`]).
+pub use crate::fsio::{check_writable, write_atomic};
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An output path that must not be written: not a regular file, or one of the inputs.
+    #[error("{}: {reason}", path.display())]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// What it is and what to do.
+        reason: String,
+    },
     /// The file is not a readable `.npz` (zip) archive: truncated, corrupt or not a zip at all.
     #[error("{}: not a readable .npz archive (truncated or corrupt?): {reason}", path.display())]
     Archive {

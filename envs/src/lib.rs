@@ -40,6 +40,7 @@ pub mod collect;
 pub mod dataset;
 pub mod env;
 pub mod error;
+pub mod fsio;
 pub mod pendulum;
 pub mod render;
 pub mod space;

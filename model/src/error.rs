@@ -31,7 +31,7 @@ pub enum Error {
         message: String,
     },
     /// The loss or a gradient became NaN or infinite.
-    #[error("non-finite {what} at epoch {epoch}, step {step}; the last good checkpoint is kept")]
+    #[error("non-finite {what} at epoch {epoch}, step {step}")]
     NonFinite {
         /// Which quantity.
         what: String,
@@ -40,6 +40,17 @@ pub enum Error {
         /// Step within the epoch.
         step: usize,
     },
+    /// Training stopped on a non-finite value; says truthfully which checkpoint is kept.
+    #[error("{cause}; {}", kept_text(.kept))]
+    Stopped {
+        /// What was not finite, where.
+        cause: String,
+        /// The epoch of the last good checkpoint, if one exists.
+        kept: Option<usize>,
+    },
+    /// A file error from `ekvae-envs` (the atomic writer, output checks).
+    #[error(transparent)]
+    Envs(#[from] ekvae_envs::Error),
     /// A tensor argument has the wrong rank or size.
     #[error("shape mismatch for {what}: expected {expected}, got {got:?}")]
     Shape {
@@ -76,3 +87,12 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+fn kept_text(kept: &Option<usize>) -> String {
+    match kept {
+        Some(e) => format!(
+            "the last good checkpoint (epoch {e}) is kept: `ekvae train --resume` retries from it with the same settings, or train a new run with a lower --lr"
+        ),
+        None => "no epoch finished, so there is no checkpoint: train again with a lower --lr (the same --out can be reused)".into(),
+    }
+}

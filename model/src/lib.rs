@@ -9,7 +9,9 @@
 //! - [`objective`]: −ELBO, the constrained objective and its λ schedules ([`LambdaSchedule`]:
 //!   the authors' reconstruction phase + normalised Lagrangian, or the earlier fast update).
 //! - [`fold`]: the fold diagnostic (winding number of the encoded ring of angles).
-//! - [`train`]: the explicit training loop ([`train::Trainer`]), checkpoints and run files.
+//! - [`train`]: the explicit training loop ([`train::Trainer`]).
+//! - [`rundir`]: the one owner of a run directory ([`rundir::RunDir`]): config, metrics,
+//!   checkpoints with digests, `state.json`, the lock, and the fresh/resume/refuse decision.
 //! - [`metrics`]: least-squares regression and R² for latent-space identification, pixel MSE
 //!   and wrapped angle errors.
 //! - [`predict`]: open-loop prediction error curves (pixels, angle) of a trained model.
@@ -37,6 +39,7 @@ pub mod objective;
 pub mod plain;
 pub mod predict;
 pub mod rnn;
+pub mod rundir;
 pub mod ssm;
 pub mod stats;
 pub mod train;

@@ -176,6 +176,10 @@ pub struct LambdaConfig {
     /// with the encoder cut out of its gradient, so the encoder still learns from D alone
     /// and the rate is already small when it enters the encoder's objective.
     pub warm_dynamics: bool,
+    /// Authors' schedule: start with the reconstruction phase (true) or directly in the
+    /// Lagrangian phase at λ = `init` (false; with a large `init` the rate then enters with a
+    /// small weight 1/λ from the first step and λ falls to 1 once D̂ ≤ D0).
+    pub reconstruction: bool,
 }
 
 impl Default for LambdaConfig {
@@ -193,6 +197,7 @@ impl Default for LambdaConfig {
             factor_max: 1.05,
             tau: 1.0,
             warm_dynamics: false,
+            reconstruction: true,
         }
     }
 }
@@ -248,12 +253,13 @@ impl LambdaConfig {
 }
 
 /// The phase of the authors' schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// The loss is D alone (until D̂ first falls below D0).
     Reconstruction,
-    /// The loss is D + R/λ (authors) or R + λ(D − D0) (fast).
+    /// The loss is D + R/λ (authors) or R + λ(D − D0) (fast); the ELBO's only phase.
+    #[default]
     Lagrangian,
 }
 
@@ -286,8 +292,8 @@ impl LambdaSchedule {
     /// Start at λ = `config.init`, in the reconstruction phase for the authors' schedule.
     pub fn new(config: LambdaConfig) -> Self {
         let phase = match config.schedule {
-            ScheduleKind::Authors => Phase::Reconstruction,
-            ScheduleKind::Fast => Phase::Lagrangian,
+            ScheduleKind::Authors if config.reconstruction => Phase::Reconstruction,
+            _ => Phase::Lagrangian,
         };
         Self { config, phase, lambda: config.init, d_hat: None, since_update: 0 }
     }
@@ -389,7 +395,18 @@ mod tests {
             factor_max: 1.05,
             tau: 1.0,
             warm_dynamics: false,
+            reconstruction: true,
         }
+    }
+
+    #[test]
+    fn authors_schedule_without_reconstruction_starts_at_init() {
+        let c = LambdaConfig { reconstruction: false, init: 100.0, update_every: 1, ..authors() };
+        let mut s = LambdaSchedule::new(c);
+        assert_eq!((s.phase, s.lambda), (Phase::Lagrangian, 100.0));
+        // D̂ = 0.0 < D0 = 0.1: pull-back factor exp(2·tanh(1 − 1/100)·(−0.1)), inside the band.
+        let l = s.update(0.0);
+        assert!((l - 100.0 * (2.0 * (0.99f64).tanh() * -0.1).exp()).abs() < 1e-9, "λ = {l}");
     }
 
     #[test]

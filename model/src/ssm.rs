@@ -240,3 +240,33 @@ impl InitialPrior {
         Prior { mean: self.mean.val(), var: softplus(self.var_raw.val(), 1.0).add_scalar(1e-4) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kalman::Transition;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn frozen_mixing_uses_the_mean_of_the_bases() {
+        let device = Device::flex();
+        let mut t = TransitionConfig::new(3).with_num_bases(4).with_seed(5).init(&device);
+        let z = Tensor::<2>::from_data(TensorData::new(vec![0.3f32, -1.0, 2.0, 1.5, 0.2, -0.7], [2, 3]), &device);
+        let u = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, -2.0], [2, 1]), &device);
+        let free = t.alpha(z.clone(), u.clone()).into_data().try_to_vec::<f32>().unwrap();
+        // The mixing network's α differs from uniform (random initial weights) …
+        assert!(free.iter().any(|a| (a - 0.25).abs() > 1e-4), "{free:?}");
+        t.frozen_mixing = true;
+        let alpha = t.alpha(z.clone(), u.clone()).into_data().try_to_vec::<f32>().unwrap();
+        assert!(alpha.iter().all(|a| (a - 0.25).abs() < 1e-7), "{alpha:?}");
+        // … and frozen, F(z, u) is the mean of the bases F_k for every z and u.
+        let f = t.linearize(z, u).f.into_data().try_to_vec::<f32>().unwrap(); // [2, 3, 3]
+        let bases = t.f_bases.val().into_data().try_to_vec::<f32>().unwrap(); // [4, 9]
+        for b in 0..2 {
+            for i in 0..9 {
+                let mean = (0..4).map(|k| bases[k * 9 + i]).sum::<f32>() / 4.0;
+                assert!((f[b * 9 + i] - mean).abs() < 1e-6);
+            }
+        }
+    }
+}

@@ -3,14 +3,7 @@
 //! update, a NaN/inf guard, per-epoch metrics and atomic checkpoints.
 //!
 //! # Run directory
-//! - `config.toml`: the resolved [`TrainConfig`];
-//! - `metrics.csv`: one row per epoch (see [`EpochRow`]), flushed as written;
-//! - `checkpoints/epoch-NNNN/{model.safetensors, optimizer.bpk}`: model weights (safetensors
-//!   through burn-store) and Adam state (burnpack) after epoch NNNN;
-//! - `state.json`: the last completed epoch, its checkpoint folder and the λ schedule. It is
-//!   replaced atomically (temp file + rename) after the checkpoint folder is complete, so a
-//!   crash at any moment leaves a consistent last good checkpoint; older folders are removed
-//!   afterwards.
+//! Written and read only through [`crate::rundir::RunDir`] (layout and invariants there).
 //!
 //! # Reproducibility
 //! Parameters are initialised after `device.seed(seed)` and get deterministic ids (their order
@@ -18,14 +11,11 @@
 //! (seed, epoch), so a run is reproducible and `--resume` continues exactly where a run
 //! stopped (optimizer state included).
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -35,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Sequences, split_episodes};
 use crate::ekvae::{Ekvae, EkvaeConfig, ObjectiveNoise, RateDistortion};
 use crate::objective::{LambdaConfig, LambdaSchedule, Objective, Phase, constrained_loss, neg_elbo};
+use crate::rundir::Plan;
+pub use crate::rundir::{RunDir, RunState, load_model_file, write_atomic};
 use crate::{Error, Result};
 
 /// Everything that defines a training run; saved as `config.toml` in the run directory.
@@ -144,8 +136,63 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Parse a TOML config; fields it does not set (also inside `[model]` and `[lambda]`)
-    /// keep their defaults.
+    /// Parse a run directory's `config.toml` strictly: every field must be there (as
+    /// [`TrainConfig::to_toml`] writes them) and no string but `data` may be empty. A user's partial
+    /// `--config` file goes through [`TrainConfig::from_toml`] instead.
+    pub fn from_run_toml(text: &str) -> std::result::Result<Self, String> {
+        fn missing(template: &toml::Value, got: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+            if let (toml::Value::Table(t), toml::Value::Table(g)) = (template, got) {
+                for (k, v) in t {
+                    let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    match g.get(k) {
+                        None => out.push(name),
+                        Some(x) => missing(v, x, &name, out),
+                    }
+                }
+            }
+        }
+        fn empty(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+            match v {
+                toml::Value::String(s) if s.trim().is_empty() => out.push(prefix.to_string()),
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        empty(v, &name, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let got: toml::Value =
+            toml::from_str(text).map_err(|e| format!("not a valid run config: {}", e.message().trim()))?;
+        let template = toml::Value::try_from(Self::default()).expect("the default config serialises");
+        let mut absent = Vec::new();
+        missing(&template, &got, "", &mut absent);
+        if !absent.is_empty() {
+            let n = absent.len();
+            absent.truncate(4);
+            return Err(format!(
+                "incomplete run config: {n} field(s) missing ({}{}); a run's config.toml lists every field: restore it from a backup or train a new run",
+                absent.join(", "),
+                if n > 4 { ", …" } else { "" }
+            ));
+        }
+        let mut blank = Vec::new();
+        empty(&got, "", &mut blank);
+        // `data` is informational for the library (runs made through the API may leave it
+        // empty); `ekvae eval` says so when it needs it.
+        blank.retain(|f| f != "data");
+        if !blank.is_empty() {
+            return Err(format!(
+                "empty field(s) in the run config: {}; restore the run's config.toml",
+                blank.join(", ")
+            ));
+        }
+        got.try_into().map_err(|e: toml::de::Error| format!("not a valid run config: {}", e.message().trim()))
+    }
+
+    /// Parse a user's TOML config (`--config`); fields it does not set (also inside `[model]`
+    /// and `[lambda]`) keep their defaults.
     pub fn from_toml(text: &str) -> std::result::Result<Self, toml::de::Error> {
         fn merge(base: &mut toml::Value, over: toml::Value) {
             match (base, over) {
@@ -194,15 +241,20 @@ pub struct StepStats {
 
 /// One row of `metrics.csv`. D, R and −ELBO are in nats per frame, averaged over the epoch's
 /// minibatches; the validation −ELBO is per frame over whole validation episodes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+///
+/// The CSV schema is this struct (serde, field order = column order, `D`/`R` renamed): a field
+/// added here is a new column of the header, the writer and the reader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct EpochRow {
     /// Epoch (1-based).
     pub epoch: usize,
     /// λ at the end of the epoch.
     pub lambda: f64,
     /// Distortion D per frame.
+    #[serde(rename = "D")]
     pub distortion: f64,
     /// Rate R per frame.
+    #[serde(rename = "R")]
     pub rate: f64,
     /// −ELBO = R + D per frame.
     pub neg_elbo: f64,
@@ -219,26 +271,10 @@ pub struct EpochRow {
     pub clearance: f64,
 }
 
-/// The header of `metrics.csv`.
-pub const METRICS_HEADER: &str =
-    "epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds,phase,winding,clearance";
-
-impl EpochRow {
-    fn csv(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{:.3},{},{},{}",
-            self.epoch,
-            self.lambda,
-            self.distortion,
-            self.rate,
-            self.neg_elbo,
-            self.val_neg_elbo,
-            self.seconds,
-            self.phase,
-            self.winding,
-            self.clearance
-        )
-    }
+/// The header of `metrics.csv` as of this build (derived from [`EpochRow`]; see
+/// [`crate::rundir::metrics_header`]).
+pub fn metrics_header() -> String {
+    crate::rundir::metrics_header()
 }
 
 /// Hooks for progress display; all methods do nothing by default.
@@ -249,6 +285,8 @@ pub trait Progress {
     fn step(&mut self, _stats: &StepStats) {}
     /// An epoch finished and was checkpointed.
     fn end_epoch(&mut self, _row: &EpochRow) {}
+    /// Something the user should know about the run directory (e.g. a restart from scratch).
+    fn notice(&mut self, _message: &str) {}
 }
 
 /// A [`Progress`] that shows nothing.
@@ -349,7 +387,7 @@ pub struct Trainer {
     pub config: TrainConfig,
     /// The model, on the autodiff device (`None` only inside [`Trainer::step`]).
     model: Option<Ekvae>,
-    optim: ModuleOptimizer,
+    pub(crate) optim: ModuleOptimizer,
     /// The λ schedule (constant 1 for the ELBO objective).
     pub schedule: LambdaSchedule,
     /// Completed epochs.
@@ -544,258 +582,33 @@ pub fn validate(model: &Ekvae, data: &Sequences, episodes: &[usize], seed: u64) 
     Ok(total / (episodes.len() * data.steps) as f64)
 }
 
-/// What a run directory's `state.json` records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunState {
-    /// Completed epochs.
-    pub epoch: usize,
-    /// The checkpoint folder of that epoch, relative to the run directory.
-    pub checkpoint: String,
-    /// The λ schedule after that epoch.
-    pub schedule: LambdaSchedule,
-}
-
-/// Files of a run directory.
-#[derive(Debug, Clone)]
-pub struct RunDir {
-    /// The run directory.
-    pub root: PathBuf,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
-}
-
-/// Write `bytes` to `path` atomically: [`ekvae_envs::dataset::write_atomic`] (temporary file in
-/// the same folder, fsync, rename; an existing file survives a failure), with its error mapped.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    ekvae_envs::dataset::write_atomic(path, |w| w.write_all(bytes)).map_err(|e| match e {
-        ekvae_envs::Error::Io { path, source, .. } => Error::Io { path, source },
-        other => {
-            Error::Io { path: path.to_path_buf(), source: std::io::Error::other(other.to_string()) }
-        }
-    })
-}
-
-impl RunDir {
-    /// The run directory at `root` (not created).
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
-    }
-    /// `config.toml`.
-    pub fn config_path(&self) -> PathBuf {
-        self.root.join("config.toml")
-    }
-    /// `metrics.csv`.
-    pub fn metrics_path(&self) -> PathBuf {
-        self.root.join("metrics.csv")
-    }
-    /// `state.json`.
-    pub fn state_path(&self) -> PathBuf {
-        self.root.join("state.json")
-    }
-
-    /// Whether a run (config or state) already lives here.
-    pub fn holds_run(&self) -> bool {
-        self.config_path().exists() || self.state_path().exists()
-    }
-
-    /// Read `config.toml`.
-    pub fn read_config(&self) -> Result<TrainConfig> {
-        let path = self.config_path();
-        if !self.root.is_dir() {
-            return Err(Error::Checkpoint {
-                path: self.root.clone(),
-                message: "run directory does not exist; train one with `ekvae train --out DIR`"
-                    .into(),
-            });
-        }
-        let text = fs::read_to_string(&path).map_err(|e| Error::Checkpoint {
-            path: path.clone(),
-            message: format!(
-                "cannot read the run config ({e}); is this a run directory made by `ekvae train`?"
+/// The NaN guard on validation: an epoch whose validation −ELBO is not finite (when there is
+/// a validation split) stops the run before it is logged or checkpointed; `kept` is the epoch
+/// of the last good checkpoint, for the message.
+pub fn check_validation(row: &EpochRow, has_validation: bool, kept: Option<usize>) -> Result<()> {
+    if has_validation && !row.val_neg_elbo.is_finite() {
+        return Err(Error::Stopped {
+            cause: format!(
+                "non-finite validation −ELBO ({}) at epoch {}",
+                row.val_neg_elbo, row.epoch
             ),
-        })?;
-        let cfg = TrainConfig::from_toml(&text).map_err(|e| Error::Checkpoint {
-            path: path.clone(),
-            message: format!("not a valid run config: {}", e.message()),
-        })?;
-        cfg.check().map_err(|e| Error::Checkpoint { path, message: e.to_string() })?;
-        Ok(cfg)
-    }
-
-    /// Read `state.json`.
-    pub fn read_state(&self) -> Result<RunState> {
-        let path = self.state_path();
-        let text = fs::read_to_string(&path).map_err(|e| Error::Checkpoint {
-            path: path.clone(),
-            message: format!("no checkpoint state ({e}); the run has not finished an epoch"),
-        })?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::Checkpoint { path, message: format!("corrupt run state: {e}") })
-    }
-
-    /// Save model and optimizer of `trainer` as the checkpoint of its current epoch, then
-    /// point `state.json` at it and remove older checkpoints.
-    pub fn save_checkpoint(&self, trainer: &Trainer) -> Result<()> {
-        let rel = format!("checkpoints/epoch-{:04}", trainer.epoch);
-        let dir = self.root.join(&rel);
-        let tmp = self.root.join(format!(
-            "checkpoints/.epoch-{:04}.tmp-{}",
-            trainer.epoch,
-            std::process::id()
-        ));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-        }
-        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-        let model_path = tmp.join("model.safetensors");
-        let mut store = SafetensorsStore::from_file(&model_path);
-        trainer.model().save_into(&mut store).map_err(|e| Error::Checkpoint {
-            path: model_path.clone(),
-            message: format!("cannot write model weights: {e}"),
-        })?;
-        let optim_path = tmp.join("optimizer.bpk");
-        trainer.optim.save(&optim_path).map_err(|e| Error::Checkpoint {
-            path: optim_path.clone(),
-            message: format!("cannot write optimizer state: {e:?}"),
-        })?;
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-        }
-        fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
-        let state =
-            RunState { epoch: trainer.epoch, checkpoint: rel.clone(), schedule: trainer.schedule };
-        write_atomic(
-            &self.state_path(),
-            serde_json::to_string_pretty(&state).expect("serialisable").as_bytes(),
-        )?;
-        // Remove older checkpoints (best effort: they are no longer referenced).
-        if let Ok(entries) = fs::read_dir(self.root.join("checkpoints")) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with("epoch-") && format!("checkpoints/{name}") != rel {
-                    let _ = fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Load the model of the last checkpoint onto `device` (which decides autodiff).
-    pub fn load_model(
-        &self,
-        config: &TrainConfig,
-        state: &RunState,
-        device: &Device,
-    ) -> Result<Ekvae> {
-        let path = self.root.join(&state.checkpoint).join("model.safetensors");
-        load_model_file(&config.model, &path, device)
-    }
-
-    /// Rebuild a [`Trainer`] from the last checkpoint (model, optimizer state, λ, epoch).
-    pub fn resume(&self, device: &Device) -> Result<Trainer> {
-        let config = self.read_config()?;
-        let state = self.read_state()?;
-        let mut trainer = Trainer::new(config.clone(), device)?;
-        let model = self.load_model(&config, &state, trainer.device())?;
-        trainer.set_model(model);
-        let optim_path = self.root.join(&state.checkpoint).join("optimizer.bpk");
-        if !optim_path.is_file() {
-            return Err(Error::Checkpoint {
-                path: optim_path,
-                message: "optimizer state missing".into(),
-            });
-        }
-        let optim = std::mem::replace(&mut trainer.optim, AdamConfig::new().init());
-        trainer.optim = optim.load(&optim_path).map_err(|e| Error::Checkpoint {
-            path: optim_path.clone(),
-            message: format!("corrupt optimizer state: {e:?}"),
-        })?;
-        trainer.schedule = state.schedule;
-        trainer.epoch = state.epoch;
-        Ok(trainer)
-    }
-
-    /// Rewrite `metrics.csv` keeping the header and the rows of epochs ≤ `epoch` (after a
-    /// crash between checkpoint and log, or before resuming).
-    pub fn truncate_metrics(&self, epoch: usize) -> Result<()> {
-        let path = self.metrics_path();
-        let text = fs::read_to_string(&path).unwrap_or_default();
-        let mut out = String::from(METRICS_HEADER);
-        out.push('\n');
-        for line in text.lines().skip(1) {
-            if let Some(e) = line.split(',').next().and_then(|e| e.parse::<usize>().ok())
-                && e <= epoch
-            {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        write_atomic(&path, out.as_bytes())
-    }
-
-    /// Append one row to `metrics.csv` (creating it with its header) and flush.
-    pub fn append_metrics(&self, row: &EpochRow) -> Result<()> {
-        let path = self.metrics_path();
-        let new = !path.exists();
-        let mut f =
-            fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
-        let mut line = String::new();
-        if new {
-            line.push_str(METRICS_HEADER);
-            line.push('\n');
-        }
-        line.push_str(&row.csv());
-        line.push('\n');
-        f.write_all(line.as_bytes()).and_then(|_| f.flush()).map_err(io_err(&path))
-    }
-}
-
-/// Load model weights saved by [`RunDir::save_checkpoint`] into a model built from `config`,
-/// checking that every tensor is present with the right shape.
-pub fn load_model_file(config: &EkvaeConfig, path: &Path, device: &Device) -> Result<Ekvae> {
-    if !path.is_file() {
-        return Err(Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: "checkpoint file missing".into(),
+            kept,
         });
     }
-    let mut model = config.init(device)?;
-    let mut store = SafetensorsStore::from_file(path).allow_partial(false).validate(true);
-    let result = model.load_from(&mut store).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message: match e {
-            // Tensors with other shapes: a checkpoint of another configuration.
-            burn::store::SafetensorsStoreError::ValidationFailed(detail) => {
-                let detail: String = detail.chars().take(300).collect();
-                format!("checkpoint does not match the run's model config ({detail}…)")
-            }
-            other => format!("corrupt or unreadable checkpoint: {other}"),
-        },
-    })?;
-    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
-        let detail = result
-            .errors
-            .iter()
-            .map(|e| format!("{e:?}"))
-            .chain(result.missing.iter().map(|(p, _)| format!("missing {p}")))
-            .chain(result.unused.iter().map(|p| format!("unexpected {p}")))
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("checkpoint does not match the run's model config ({detail})"),
-        });
-    }
-    Ok(model)
+    Ok(())
 }
 
-/// Train from scratch into the empty (or new) directory `out`, or continue the run there
-/// when `resume` is set (then `config` only supplies a new epoch count). Returns the rows
-/// written by this call.
+/// Train into the run directory `out`; what happens there is decided by [`RunDir::plan`]:
+/// - no run there: a fresh one with `config`;
+/// - a run that never finished an epoch: started again from scratch (reported through
+///   [`Progress::notice`]), with `config` for a plain `train`, with the recorded config for
+///   `resume` (then `config` only supplies the epoch count);
+/// - a run with a finished epoch: refused without `resume`; with it, continued from the last
+///   checkpoint (`config` only supplies the new epoch count).
+///
+/// The directory is locked while training. An epoch whose loss, gradient or validation −ELBO
+/// is not finite stops the run before it is logged or checkpointed. Returns the rows written by
+/// this call.
 pub fn train(
     config: TrainConfig,
     data: &Sequences,
@@ -805,33 +618,60 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<Vec<EpochRow>> {
     let run = RunDir::new(out);
-    let mut trainer = if resume {
-        let mut t = run.resume(device)?;
-        t.config.epochs = config.epochs;
-        t.config.check_data(data)?;
-        write_atomic(&run.config_path(), t.config.to_toml().as_bytes())?;
-        run.truncate_metrics(t.epoch)?;
-        t
-    } else {
+    if !resume {
         config.check()?;
         config.check_data(data)?;
-        if run.holds_run() {
-            return Err(Error::Checkpoint {
-                path: out.to_path_buf(),
-                message: "already holds a run; use --resume to continue it or choose another --out"
-                    .into(),
-            });
+    }
+    // Refused runs create nothing; the decision is taken again under the lock.
+    run.plan(resume)?;
+    let _lock = run.lock()?;
+    let mut trainer = match run.plan(resume)? {
+        Plan::Fresh => {
+            run.write_config(&config)?;
+            run.truncate_metrics(0)?;
+            Trainer::new(config, device)?
         }
-        fs::create_dir_all(out).map_err(io_err(out))?;
-        write_atomic(&run.config_path(), config.to_toml().as_bytes())?;
-        let t = Trainer::new(config, device)?;
-        run.truncate_metrics(0)?;
-        t
+        Plan::Restart => {
+            let cfg = if resume {
+                let mut c = run.read_config()?;
+                c.epochs = config.epochs;
+                c
+            } else {
+                config
+            };
+            cfg.check()?;
+            cfg.check_data(data)?;
+            progress.notice(&format!(
+                "{} holds a run that never finished an epoch; starting it again from scratch{}",
+                out.display(),
+                if resume { " with its recorded config" } else { " with the new config" }
+            ));
+            run.clear_unfinished()?;
+            run.write_config(&cfg)?;
+            Trainer::new(cfg, device)?
+        }
+        Plan::Continue(state) => {
+            let mut cfg = run.read_config()?;
+            cfg.epochs = config.epochs;
+            cfg.check()?;
+            cfg.check_data(data)?;
+            let t = run.resume(cfg, &state, device)?;
+            run.write_config(&t.config)?;
+            run.truncate_metrics(t.epoch)?;
+            t
+        }
     };
     let (train_eps, val_eps) = split_episodes(data.episodes, trainer.config.val_fraction);
     let mut rows = Vec::new();
     while trainer.epoch < trainer.config.epochs {
-        let row = trainer.run_epoch(data, &train_eps, &val_eps, progress)?;
+        let kept = (trainer.epoch > 0).then_some(trainer.epoch);
+        let row = trainer.run_epoch(data, &train_eps, &val_eps, progress).map_err(|e| match e {
+            Error::NonFinite { .. } | Error::NotPositiveDefinite { .. } => {
+                Error::Stopped { cause: e.to_string(), kept }
+            }
+            other => other,
+        })?;
+        check_validation(&row, !val_eps.is_empty(), kept)?;
         // Metrics first: a crash between the two leaves a row that the resume truncates
         // (state.json still names the previous epoch), never a checkpoint without its row.
         run.append_metrics(&row)?;

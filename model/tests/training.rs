@@ -99,7 +99,7 @@ fn checkpoint_round_trip_gives_identical_outputs_and_resume_continues_exactly() 
     let cfg = run.read_config().unwrap();
     let state = run.read_state().unwrap();
     let loaded = run.load_model(&cfg, &state, &device).unwrap();
-    let resumed = run.resume(&device).unwrap();
+    let resumed = run.resume(cfg.clone(), &state, &device).unwrap();
     let (x, u) = seqs.batch(&[(0, 0), (3, 1)], 7, &device);
     let z1 = loaded.smoothed_means(x.clone(), u.clone()).unwrap().into_data();
     let z2 = resumed.model().valid().smoothed_means(x, u).unwrap().into_data();
