@@ -31,7 +31,9 @@ pub const MIN_CLEARANCE: f64 = 0.1;
 /// The result of [`winding_number`] / [`fold_diagnostic`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Winding {
-    /// Signed number of turns around the centroid (0 when the clearance is too small).
+    /// Signed number of turns around the centroid (0 when the clearance is too small). The
+    /// sign follows the orientation of the principal axes, which have no preferred sign: only
+    /// |winding| is meaningful across models or epochs.
     pub winding: i32,
     /// Smallest distance of the closed polyline to its centroid, over its RMS radius.
     pub clearance: f64,
