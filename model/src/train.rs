@@ -108,7 +108,7 @@ impl TrainConfig {
         data.check()?;
         if data.size != self.model.image_size {
             return Err(Error::ShapeMismatch(format!(
-                "the data have {0}×{0} images but the model is for {1}×{1}; collect with --size {1} or train with --image-size {0}",
+                "the data have {0}×{0} images but the model is for {1}×{1}; collect with --size {1}, or set image_size = {0} under [model] in the --config file",
                 data.size, self.model.image_size
             )));
         }
