@@ -123,7 +123,9 @@ pub fn check_output(path: &Path) -> Result<()> {
             }),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Io { path: path.into(), action: "inspect the output path", source }),
+        Err(source) => {
+            Err(Error::Io { path: path.into(), action: "inspect the output path", source })
+        }
     }
 }
 
@@ -172,8 +174,9 @@ pub fn write_atomic(
     builder.prefix(&prefix).suffix("");
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp =
-        builder.tempfile_in(&dir).map_err(io_err(&dir, "create a temporary file in this folder"))?;
+    let mut tmp = builder
+        .tempfile_in(&dir)
+        .map_err(io_err(&dir, "create a temporary file in this folder"))?;
     {
         let mut w = AtomicWriter {
             inner: BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),

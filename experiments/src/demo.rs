@@ -204,7 +204,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     say!(
         "  data    {} training + {} test episodes × {} steps, {}×{} frames",
-        plan.train_episodes, plan.test_episodes, plan.steps, plan.size, plan.size
+        plan.train_episodes,
+        plan.test_episodes,
+        plan.steps,
+        plan.size,
+        plan.size
     );
     say!(
         "  train   {epochs} epochs (constrained objective) in {:.1} min → {}",

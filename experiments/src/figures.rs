@@ -33,7 +33,12 @@ pub fn bitmap(
 }
 
 /// Write 8-bit pixels (`color` layout) as a PNG, atomically.
-pub fn write_png(path: &Path, (w, h): (u32, u32), color: png::ColorType, pixels: &[u8]) -> Result<()> {
+pub fn write_png(
+    path: &Path,
+    (w, h): (u32, u32),
+    color: png::ColorType,
+    pixels: &[u8],
+) -> Result<()> {
     ekvae_envs::dataset::write_atomic(path, |out| {
         let mut enc = png::Encoder::new(out, w, h);
         enc.set_color(color);
@@ -246,7 +251,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ekvae-fig-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("metrics.csv");
-        let row = EpochRow { epoch: 1, lambda: 2.5, distortion: 30.0, rate: 4.0, ..EpochRow::default() };
+        let row =
+            EpochRow { epoch: 1, lambda: 2.5, distortion: 30.0, rate: 4.0, ..EpochRow::default() };
         std::fs::write(&path, ekvae_model::rundir::metrics_text(&[row])).unwrap();
         let rows = read_metrics(&path).unwrap();
         assert_eq!(rows.len(), 1);

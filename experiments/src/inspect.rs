@@ -88,7 +88,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let p = &m.params;
     say!(
         "env         {}  g={} m={} l={} dt={} max_speed={} max_torque={}",
-        m.env, p.g, p.m, p.l, p.dt, p.max_speed, p.max_torque
+        m.env,
+        p.g,
+        p.m,
+        p.l,
+        p.dt,
+        p.max_speed,
+        p.max_torque
     );
     say!("collection  policy {}  seed {}  first episode {}", m.policy, m.seed, m.first_episode);
     say!("images      u8  [N, T, H, W] = [{n}, {t}, {s}, {s}]");

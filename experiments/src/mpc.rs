@@ -303,7 +303,8 @@ fn check_args(args: &MpcArgs) -> Result<()> {
     }
     // The per-step rows and beliefs are kept for the CSV, the plots and the animations.
     let per_step = std::mem::size_of::<StepRow>() as u64 + 8 * 8;
-    let bytes = (args.episodes as u64).checked_mul(args.steps as u64).and_then(|n| n.checked_mul(per_step));
+    let bytes =
+        (args.episodes as u64).checked_mul(args.steps as u64).and_then(|n| n.checked_mul(per_step));
     ekvae_envs::fsio::check_memory(bytes, "--episodes × --steps", "lower --episodes or --steps")?;
     Ok(())
 }

@@ -15,7 +15,9 @@ pub fn line(args: std::fmt::Arguments<'_>) {
         return;
     }
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+    if let Err(e) =
+        out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush())
+    {
         let first = !CLOSED.swap(true, Ordering::Relaxed);
         if first && e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("warning: cannot write to standard output ({e}); the rest of it is dropped");

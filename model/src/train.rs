@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Sequences, split_episodes};
 use crate::ekvae::{Ekvae, EkvaeConfig, ObjectiveNoise, RateDistortion};
+use crate::objective::{LambdaConfig, LambdaSchedule, Objective, lagrangian, neg_elbo};
 use crate::rundir::Plan;
 pub use crate::rundir::{RunDir, RunState, load_model_file, write_atomic};
-use crate::objective::{LambdaConfig, LambdaSchedule, Objective, lagrangian, neg_elbo};
 use crate::{Error, Result};
 
 /// Everything that defines a training run; saved as `config.toml` in the run directory.
@@ -152,16 +152,18 @@ impl TrainConfig {
                 toml::Value::String(s) if s.trim().is_empty() => out.push(prefix.to_string()),
                 toml::Value::Table(t) => {
                     for (k, v) in t {
-                        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        let name =
+                            if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                         empty(v, &name, out);
                     }
                 }
                 _ => {}
             }
         }
-        let got: toml::Value =
-            toml::from_str(text).map_err(|e| format!("not a valid run config: {}", e.message().trim()))?;
-        let template = toml::Value::try_from(Self::default()).expect("the default config serialises");
+        let got: toml::Value = toml::from_str(text)
+            .map_err(|e| format!("not a valid run config: {}", e.message().trim()))?;
+        let template =
+            toml::Value::try_from(Self::default()).expect("the default config serialises");
         let mut absent = Vec::new();
         missing(&template, &got, "", &mut absent);
         if !absent.is_empty() {
@@ -184,7 +186,8 @@ impl TrainConfig {
                 blank.join(", ")
             ));
         }
-        got.try_into().map_err(|e: toml::de::Error| format!("not a valid run config: {}", e.message().trim()))
+        got.try_into()
+            .map_err(|e: toml::de::Error| format!("not a valid run config: {}", e.message().trim()))
     }
 
     /// Parse a user's TOML config (`--config`); fields it does not set (also inside `[model]`

@@ -86,7 +86,12 @@ fn metrics_without_seconds(run: &Path) -> Vec<String> {
     let col = header.iter().position(|h| *h == "seconds").unwrap();
     text.lines()
         .map(|l| {
-            l.split(',').enumerate().filter(|(i, _)| *i != col).map(|(_, v)| v).collect::<Vec<_>>().join(",")
+            l.split(',')
+                .enumerate()
+                .filter(|(i, _)| *i != col)
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .join(",")
         })
         .collect()
 }
@@ -99,7 +104,10 @@ fn eval(run: &Path, data: &Path) -> Output {
 fn assert_one_line(o: &Output, needle: &str) {
     assert_clean_failure(o, needle);
     let err = stderr(o);
-    let errors = err.lines().filter(|l| !l.starts_with("training ") && !l.starts_with("collecting ")).count();
+    let errors = err
+        .lines()
+        .filter(|l| !l.starts_with("training ") && !l.starts_with("collecting "))
+        .count();
     assert_eq!(errors, 1, "more than one line: {err}");
 }
 
@@ -122,7 +130,11 @@ fn damaged_foreign_empty_and_unfinished_runs() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for f in [checkpoint_file(&run, "model.safetensors"), run.join("state.json"), run.join("eval.json")] {
+        for f in [
+            checkpoint_file(&run, "model.safetensors"),
+            run.join("state.json"),
+            run.join("eval.json"),
+        ] {
             let mode = fs::metadata(&f).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o644, "{} is {mode:o}", f.display());
         }
@@ -136,7 +148,17 @@ fn damaged_foreign_empty_and_unfinished_runs() {
     bad[mid..mid + 16].iter_mut().for_each(|b| *b ^= 0x5a);
     fs::write(&model, &bad).unwrap();
     assert_one_line(&eval(&run, &data), "model.safetensors");
-    let o = ekvae(&["mpc", "--model", s(&run), "--episodes", "1", "--steps", "50", "--out", s(&d.join("m"))]);
+    let o = ekvae(&[
+        "mpc",
+        "--model",
+        s(&run),
+        "--episodes",
+        "1",
+        "--steps",
+        "50",
+        "--out",
+        s(&d.join("m")),
+    ]);
     assert_one_line(&o, "damaged");
     assert_one_line(&train(&data, &run, &["--resume", "--epochs", "2"]), "damaged");
     assert_eq!(fs::read(&model).unwrap(), bad, "the damaged file is left as it is");
@@ -218,7 +240,8 @@ fn damaged_foreign_empty_and_unfinished_runs() {
 
     // 11. The NaN guard covers validation; the message says truthfully what is kept.
     let wild = d.join("wild");
-    let o = train(&data, &wild, &["--config", s(&tiny_config(d, 3)), "--model", "rnn", "--lr", "1e30"]);
+    let o =
+        train(&data, &wild, &["--config", s(&tiny_config(d, 3)), "--model", "rnn", "--lr", "1e30"]);
     if !o.status.success() {
         let err = stderr(&o);
         assert!(!err.contains("the last good checkpoint is kept"), "{err}");
@@ -240,18 +263,42 @@ fn sizes_are_bounded_before_allocation() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let t = Instant::now();
-    let o = ekvae(&["collect", "--episodes", "40", "--steps", "40", "--size", "100000", "--out", s(&d.join("x.npz"))]);
+    let o = ekvae(&[
+        "collect",
+        "--episodes",
+        "40",
+        "--steps",
+        "40",
+        "--size",
+        "100000",
+        "--out",
+        s(&d.join("x.npz")),
+    ]);
     assert_one_line(&o, "lower --episodes, --steps or --size");
     assert!(t.elapsed() < Duration::from_secs(5), "refused only after {:?}", t.elapsed());
     assert!(!d.join("x.npz").exists());
-    assert_one_line(&ekvae(&["collect", "--size", "12", "--out", s(&d.join("y.npz"))]), "multiple of 8");
+    assert_one_line(
+        &ekvae(&["collect", "--size", "12", "--out", s(&d.join("y.npz"))]),
+        "multiple of 8",
+    );
     let data = collect(d, "d.npz", 4, 12, 8);
-    let o = train(&data, &d.join("r"), &["--config", s(&tiny_config(d, 1)), "--batch", "100000000"]);
+    let o =
+        train(&data, &d.join("r"), &["--config", s(&tiny_config(d, 1)), "--batch", "100000000"]);
     assert_one_line(&o, "lower --batch");
     assert!(!d.join("r").exists());
     let o = ekvae(&["mpc", "--model", "true", "--horizon", "100000", "--out", s(&d.join("m"))]);
     assert_one_line(&o, "--horizon 100000");
-    let o = ekvae(&["mpc", "--model", "true", "--steps", "4000000000000", "--episodes", "1000000", "--out", s(&d.join("m"))]);
+    let o = ekvae(&[
+        "mpc",
+        "--model",
+        "true",
+        "--steps",
+        "4000000000000",
+        "--episodes",
+        "1000000",
+        "--out",
+        s(&d.join("m")),
+    ]);
     assert_one_line(&o, "lower --episodes or --steps");
     // Smaller item: the size-mismatch hint names only flags that exist.
     let cfg16 = d.join("c16.toml");
@@ -286,7 +333,8 @@ fn outputs_never_replace_inputs_or_special_files() {
         (link.clone(), "symbolic link"),
         (d.to_path_buf(), "directory"),
     ] {
-        let o = ekvae(&["collect", "--episodes", "1", "--steps", "2", "--size", "8", "--out", s(&out)]);
+        let o =
+            ekvae(&["collect", "--episodes", "1", "--steps", "2", "--size", "8", "--out", s(&out)]);
         assert_one_line(&o, needle);
         let o = ekvae(&["inspect", s(&data), "--sheet", s(&out)]);
         assert_one_line(&o, needle);
@@ -308,7 +356,21 @@ fn outputs_never_replace_inputs_or_special_files() {
 fn a_closed_stdout_is_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let data = collect(dir.path(), "d.npz", 2, 8, 8);
-    for args in [vec!["inspect", s(&data)], vec!["--help"], vec!["mpc", "--model", "true", "--episodes", "1", "--steps", "50", "--out", s(&dir.path().join("m"))]] {
+    for args in [
+        vec!["inspect", s(&data)],
+        vec!["--help"],
+        vec![
+            "mpc",
+            "--model",
+            "true",
+            "--episodes",
+            "1",
+            "--steps",
+            "50",
+            "--out",
+            s(&dir.path().join("m")),
+        ],
+    ] {
         let mut child =
             ekvae_cmd().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         drop(child.stdout.take()); // the reader is gone before the first line
@@ -344,10 +406,15 @@ fn a_full_disk_leaves_no_partial_files() {
     assert_eq!(temp_files(d), Vec::<PathBuf>::new());
     let npz = d.join("big.npz");
     fs::write(&npz, b"precious").unwrap();
-    let o = limited(&format!("collect --episodes 40 --steps 40 --size 16 --quiet --out {}", s(&npz)));
+    let o =
+        limited(&format!("collect --episodes 40 --steps 40 --size 16 --quiet --out {}", s(&npz)));
     assert_clean_failure(&o, "big.npz");
     let err = stderr(&o);
-    assert_eq!(err.lines().filter(|l| !l.starts_with("collecting ")).count(), 1, "stray lines: {err}");
+    assert_eq!(
+        err.lines().filter(|l| !l.starts_with("collecting ")).count(),
+        1,
+        "stray lines: {err}"
+    );
     assert_eq!(fs::read(&npz).unwrap(), b"precious");
     assert_eq!(temp_files(d), Vec::<PathBuf>::new());
 }
@@ -356,11 +423,16 @@ fn a_full_disk_leaves_no_partial_files() {
 /// some subcommand (or of cargo, in the few build hints).
 #[test]
 fn hints_name_only_existing_flags() {
-    let mut known: Vec<String> = vec!["--help".into(), "--version".into(), "--features".into(), "--release".into()];
+    let mut known: Vec<String> =
+        vec!["--help".into(), "--version".into(), "--features".into(), "--release".into()];
     for sub in ["collect", "inspect", "train", "eval", "mpc", "reproduce", "demo"] {
         let o = ekvae(&[sub, "--help"]);
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        known.extend(text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).filter(|w| w.starts_with("--")).map(str::to_string));
+        known.extend(
+            text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|w| w.starts_with("--"))
+                .map(str::to_string),
+        );
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut unknown = Vec::new();
@@ -376,7 +448,11 @@ fn hints_name_only_existing_flags() {
                     continue;
                 }
                 for w in code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
-                    if w.starts_with("--") && w.len() > 2 && w.as_bytes()[2].is_ascii_lowercase() && !known.iter().any(|k| k == w) {
+                    if w.starts_with("--")
+                        && w.len() > 2
+                        && w.as_bytes()[2].is_ascii_lowercase()
+                        && !known.iter().any(|k| k == w)
+                    {
                         unknown.push(format!("{}:{}: {w}", e.path().display(), i + 1));
                     }
                 }
@@ -409,6 +485,7 @@ fn kill_storm_train_resumes_to_identical_results() {
 
     let storm = d.join("storm");
     let (mut kills, mut attempts) = (0usize, 0);
+    let mut killed_at = std::collections::BTreeSet::new();
     // Kill points in epochs after start-up (negative: during start-up); each resumed attempt
     // makes at most about one epoch of progress before its kill, so most kills land mid-run.
     const AT: [f64; 14] = [0.5, 1.3, -0.5, 0.8, 1.1, 0.2, 1.5, 0.9, -0.2, 1.2, 0.3, 1.4, 0.7, 1.05];
@@ -425,7 +502,9 @@ fn kill_storm_train_resumes_to_identical_results() {
         }
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let delay = match AT.get(attempts - 1) {
-            Some(&x) => Duration::from_secs_f64((startup.as_secs_f64() + x * epoch.as_secs_f64()).max(0.005)),
+            Some(&x) => Duration::from_secs_f64(
+                (startup.as_secs_f64() + x * epoch.as_secs_f64()).max(0.005),
+            ),
             None => Duration::from_secs(60),
         };
         let t = Instant::now();
@@ -443,7 +522,8 @@ fn kill_storm_train_resumes_to_identical_results() {
                 let o = child.wait_with_output().unwrap();
                 assert!(status.success(), "attempt {attempts}: {}", stderr(&o));
                 let state: serde_json::Value =
-                    serde_json::from_str(&fs::read_to_string(storm.join("state.json")).unwrap()).unwrap();
+                    serde_json::from_str(&fs::read_to_string(storm.join("state.json")).unwrap())
+                        .unwrap();
                 if state["epoch"] == 8 {
                     break;
                 }
@@ -452,10 +532,17 @@ fn kill_storm_train_resumes_to_identical_results() {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;
+                let epoch = fs::read_to_string(storm.join("state.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .and_then(|v| v["epoch"].as_u64())
+                    .unwrap_or(0);
+                killed_at.insert(epoch);
             }
         }
     }
     assert!(kills >= 5, "only {kills} kills landed (start-up {startup:?}, epoch {epoch:?})");
+    assert!(killed_at.len() >= 3, "kills landed after epochs {killed_at:?} only");
     for f in ["model.safetensors", "optimizer.bpk"] {
         assert_eq!(
             fs::read(checkpoint_file(&reference, f)).unwrap(),
@@ -463,9 +550,19 @@ fn kill_storm_train_resumes_to_identical_results() {
             "{f} differs after {kills} kills"
         );
     }
-    assert_eq!(fs::read(reference.join("state.json")).unwrap(), fs::read(storm.join("state.json")).unwrap());
+    assert_eq!(
+        fs::read(reference.join("state.json")).unwrap(),
+        fs::read(storm.join("state.json")).unwrap()
+    );
     assert_eq!(metrics_without_seconds(&reference), metrics_without_seconds(&storm));
-    assert_eq!(temp_files(&storm), Vec::<PathBuf>::new(), "temporary files left after {kills} kills");
-    eprintln!("kill storm: {kills} kills in {attempts} attempts, {:?} in all", started.elapsed());
+    assert_eq!(
+        temp_files(&storm),
+        Vec::<PathBuf>::new(),
+        "temporary files left after {kills} kills"
+    );
+    eprintln!(
+        "kill storm: {kills} kills in {attempts} attempts (after epochs {killed_at:?}), {:?} in all",
+        started.elapsed()
+    );
     assert!(started.elapsed() < Duration::from_secs(60), "the storm took {:?}", started.elapsed());
 }
