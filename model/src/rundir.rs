@@ -331,6 +331,11 @@ pub fn load_model_file(config: &EkvaeConfig, path: &Path, device: &Device) -> Re
     load_model_bytes(config, bytes, path, device)
 }
 
+/// The columns every `metrics.csv` has had since the first version; columns added to
+/// [`EpochRow`] later may be absent from older files (they read as their defaults).
+pub const FIRST_METRICS_COLUMNS: [&str; 7] =
+    ["epoch", "lambda", "D", "R", "neg_elbo", "val_neg_elbo", "seconds"];
+
 /// The header line of `metrics.csv`, derived from [`EpochRow`].
 pub fn metrics_header() -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -362,8 +367,17 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
 
 fn parse_metrics(text: &str) -> std::result::Result<Vec<EpochRow>, String> {
     let expected = metrics_header();
-    let first = text.lines().next().unwrap_or_default();
-    if first.trim_end() != expected {
+    let first = text.lines().next().unwrap_or_default().trim_end();
+    // The columns must be this build's, in its order; columns added to `EpochRow` after
+    // `FIRST_METRICS_COLUMNS` may be missing (a run of an older version: they read as their
+    // defaults and are written out on the next append).
+    let known: Vec<&str> = expected.split(',').collect();
+    let got: Vec<&str> = first.split(',').collect();
+    let in_order = got.iter().all(|c| known.contains(c))
+        && got
+            .windows(2)
+            .all(|w| known.iter().position(|k| k == &w[0]) < known.iter().position(|k| k == &w[1]));
+    if !in_order || !FIRST_METRICS_COLUMNS.iter().all(|c| got.contains(c)) {
         return Err(format!(
             "not a metrics.csv of this version (header `{first}`, expected `{expected}`)"
         ));
@@ -853,6 +867,10 @@ mod tests {
         assert_eq!(back[2].lambda.to_bits(), rows[2].lambda.to_bits());
         assert!(back[0].val_neg_elbo.is_nan());
         assert!(parse_metrics("epoch,lambda\n1,2\n").unwrap_err().contains("header"));
+        let mut swapped = text.replacen("epoch,lambda", "lambda,epoch", 1);
+        assert!(parse_metrics(&swapped).unwrap_err().contains("header"));
+        swapped = text.replacen("seconds", "seconds,extra", 1);
+        assert!(parse_metrics(&swapped).unwrap_err().contains("header"));
         let skipped = text.replace("\n2,", "\n5,");
         assert!(parse_metrics(&skipped).unwrap_err().contains("expected 2"));
         assert_eq!(parse_metrics(&metrics_text(&[])).unwrap().len(), 0);

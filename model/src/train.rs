@@ -240,8 +240,10 @@ pub struct StepStats {
 /// minibatches; the validation −ELBO is per frame over whole validation episodes.
 ///
 /// The CSV schema is this struct (serde, field order = column order, `D`/`R` renamed): a field
-/// added here is a new column of the header, the writer and the reader.
+/// added here is a new column of the header, the writer and the reader (files of older runs
+/// without it read it as its default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EpochRow {
     /// Epoch (1-based).
     pub epoch: usize,
