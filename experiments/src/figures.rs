@@ -5,7 +5,7 @@
 use std::io;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ekvae_model::train::EpochRow;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -43,11 +43,13 @@ pub fn write_png(
         let mut enc = png::Encoder::new(out, w, h);
         enc.set_color(color);
         enc.set_depth(png::BitDepth::Eight);
+        // Charts are mostly flat colour: adaptive filtering keeps them small.
+        enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
         let mut writer = enc.write_header().map_err(io::Error::other)?;
         writer.write_image_data(pixels).map_err(io::Error::other)?;
         writer.finish().map_err(io::Error::other)
     })
-    .with_context(|| format!("cannot write {}", path.display()))
+    .map_err(anyhow::Error::from)
 }
 
 /// Write a grid of `size × size` grayscale frames (rows of cells; `None` = empty cell) as a PNG,

@@ -568,7 +568,7 @@ fn write_csv(path: &Path, rows: &[StepRow]) -> Result<()> {
         }
         w.flush()
     })
-    .with_context(|| format!("cannot write {}", path.display()))
+    .map_err(anyhow::Error::from)
 }
 
 /// One plot panel: axis label, y range, the plotted quantity of a row, and whether it is a
@@ -647,7 +647,8 @@ fn animate(
     if let Some(e) = frame_error {
         return Err(e);
     }
-    written.with_context(|| format!("cannot write {}", path.display()))
+    // The error names the file.
+    written.map_err(anyhow::Error::from)
 }
 
 #[cfg(test)]

@@ -400,9 +400,12 @@ fn a_full_disk_leaves_no_partial_files() {
             .output()
             .unwrap()
     };
+    // 8 KiB: steps.csv and summary.json fit, trajectories.png does not.
     let out = d.join("m");
-    let o = limited(&format!("mpc --model true --episodes 2 --steps 60 --out {}", s(&out)));
-    assert_clean_failure(&o, "cannot write");
+    let o = limited(&format!("mpc --model true --episodes 1 --steps 50 --out {}", s(&out)));
+    assert_clean_failure(&o, "trajectories.png");
+    assert!(!out.join("trajectories.png").exists());
+    assert!(out.join("summary.json").is_file());
     assert_eq!(temp_files(d), Vec::<PathBuf>::new());
     let npz = d.join("big.npz");
     fs::write(&npz, b"precious").unwrap();
