@@ -247,7 +247,8 @@ pub fn temp_owner(file_name: &str) -> Option<(&str, u32)> {
 }
 
 /// Whether process `pid` may still be running. Where that cannot be known (no `/proc`), every
-/// process counts as running, so nothing is removed.
+/// process counts as running, so nothing is removed; a temporary file whose pid was reused by
+/// an unrelated process is likewise kept until that process ends.
 pub fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
