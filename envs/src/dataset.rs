@@ -259,23 +259,30 @@ impl Dataset {
         let (n, t, s) = (self.episodes as u64, self.steps as u64, self.size as u64);
         write_atomic(path, |w| {
             let mut npz = npyz::npz::NpzWriter::new(w);
-            write_array(&mut npz, "images", &[n, t, s, s], "|u1", &self.images, |v, out| {
-                out.push(*v)
-            })?;
-            write_array(&mut npz, "actions", &[n, t, 1], "<f4", &self.actions, |v, out| {
-                out.extend_from_slice(&v.to_le_bytes())
-            })?;
-            write_array(&mut npz, "states", &[n, t, 2], "<f8", &self.states, |v, out| {
-                out.extend_from_slice(&v.to_le_bytes())
-            })?;
-            write_array(&mut npz, "rewards", &[n, t], "<f4", &self.rewards, |v, out| {
-                out.extend_from_slice(&v.to_le_bytes())
-            })?;
-            write_array(&mut npz, "meta", &[meta.len() as u64], "|u1", &meta, |v, out| {
-                out.push(*v)
-            })?;
-            npz.zip_writer().finish().map_err(io::Error::other)?;
-            Ok(())
+            let written = (|| {
+                write_array(&mut npz, "images", &[n, t, s, s], "|u1", &self.images, |v, out| {
+                    out.push(*v)
+                })?;
+                write_array(&mut npz, "actions", &[n, t, 1], "<f4", &self.actions, |v, out| {
+                    out.extend_from_slice(&v.to_le_bytes())
+                })?;
+                write_array(&mut npz, "states", &[n, t, 2], "<f8", &self.states, |v, out| {
+                    out.extend_from_slice(&v.to_le_bytes())
+                })?;
+                write_array(&mut npz, "rewards", &[n, t], "<f4", &self.rewards, |v, out| {
+                    out.extend_from_slice(&v.to_le_bytes())
+                })?;
+                write_array(&mut npz, "meta", &[meta.len() as u64], "|u1", &meta, |v, out| {
+                    out.push(*v)
+                })?;
+                npz.zip_writer().finish().map(drop).map_err(io::Error::other)
+            })();
+            if written.is_err() {
+                // The zip writer finishes again in `Drop` and prints there when that fails
+                // (a full disk): the file is discarded anyway, so it is not dropped.
+                std::mem::forget(npz);
+            }
+            written
         })
     }
 

@@ -123,7 +123,9 @@ pub fn check_output(path: &Path) -> Result<()> {
             }),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Io { path: path.into(), action: "inspect the output path", source }),
+        Err(source) => {
+            Err(Error::Io { path: path.into(), action: "inspect the output path", source })
+        }
     }
 }
 
@@ -172,8 +174,9 @@ pub fn write_atomic(
     builder.prefix(&prefix).suffix("");
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp =
-        builder.tempfile_in(&dir).map_err(io_err(&dir, "create a temporary file in this folder"))?;
+    let mut tmp = builder
+        .tempfile_in(&dir)
+        .map_err(io_err(&dir, "create a temporary file in this folder"))?;
     {
         let mut w = AtomicWriter {
             inner: BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
@@ -244,7 +247,8 @@ pub fn temp_owner(file_name: &str) -> Option<(&str, u32)> {
 }
 
 /// Whether process `pid` may still be running. Where that cannot be known (no `/proc`), every
-/// process counts as running, so nothing is removed.
+/// process counts as running, so nothing is removed; a temporary file whose pid was reused by
+/// an unrelated process is likewise kept until that process ends.
 pub fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;

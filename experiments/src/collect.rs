@@ -21,7 +21,8 @@ pub struct CollectArgs {
     /// Steps per episode T (at least 1): T frames and T actions per episode.
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
-    /// Image size S in pixels; frames are S × S grayscale (at least 8).
+    /// Image size S in pixels; frames are S × S grayscale (a multiple of 8, the sizes the
+    /// model trains on).
     #[arg(long, default_value_t = 32)]
     pub size: usize,
     /// Master random seed.
@@ -43,6 +44,9 @@ pub struct CollectArgs {
     pub quiet: bool,
 }
 
+/// Image sides must be multiples of this for `ekvae train` (the model's pixel-unshuffle by S/8).
+pub const MODEL_SIZE_STEP: usize = 8;
+
 /// Run `ekvae collect`.
 pub fn run(args: CollectArgs) -> Result<()> {
     let policy: PolicySpec = args.policy.parse()?;
@@ -54,6 +58,22 @@ pub fn run(args: CollectArgs) -> Result<()> {
         params: PendulumParams::default(),
     };
     cfg.check()?;
+    if args.size % MODEL_SIZE_STEP != 0 {
+        anyhow::bail!(
+            "invalid --size {}: the model trains on images whose side is a multiple of {MODEL_SIZE_STEP} (8, 16, 24, 32, …); use one of those",
+            args.size
+        );
+    }
+    // Bounds before allocation: the whole dataset is built in memory before it is written.
+    let bytes = cfg
+        .total_image_bytes()
+        .and_then(|b| b.checked_add(cfg.episodes.checked_mul(cfg.steps)?.checked_mul(24)?))
+        .map(|b| b as u64);
+    ekvae_envs::fsio::check_memory(
+        bytes,
+        "this dataset (--episodes × --steps × --size²)",
+        "lower --episodes, --steps or --size",
+    )?;
     if args.threads == Some(0) {
         anyhow::bail!("invalid --threads: must be at least 1");
     }

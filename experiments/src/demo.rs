@@ -200,28 +200,32 @@ pub fn run(args: DemoArgs) -> Result<()> {
         &run_dir,
     )?;
 
-    println!(
+    say!(
         "\nekvae demo{} finished in {:.1} min ({})",
         if args.quick { " --quick" } else { "" },
         t_all.elapsed().as_secs_f64() / 60.0,
         out.display()
     );
-    println!(
+    say!(
         "  data    {} training + {} test episodes × {} steps, {}×{} frames",
-        plan.train_episodes, plan.test_episodes, plan.steps, plan.size, plan.size
+        plan.train_episodes,
+        plan.test_episodes,
+        plan.steps,
+        plan.size,
+        plan.size
     );
-    println!(
+    say!(
         "  train   {epochs} epochs (constrained objective) in {:.1} min → {}",
         train_s / 60.0,
         run_dir.display()
     );
     match r2 {
         Some((cs, td)) => {
-            println!("  eval    R²(cos θ, sin θ) = {cs:.3}, R²(θ̇) = {td:.3} on the test episodes")
+            say!("  eval    R²(cos θ, sin θ) = {cs:.3}, R²(θ̇) = {td:.3} on the test episodes")
         }
-        None => println!("  eval    see {}", run_dir.join("eval.json").display()),
+        None => say!("  eval    see {}", run_dir.join("eval.json").display()),
     }
-    println!(
+    say!(
         "  mpc     {mpc_episodes} random starts: success {:.0}%, mean return {:.1}, near upright {:.0}% of steps, {:.2} ms/step median ({:.2} p95)",
         100.0 * mpc.success_rate,
         mpc.mean_return,
@@ -229,7 +233,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         mpc.plan_ms_median,
         mpc.plan_ms_p95
     );
-    println!(
+    say!(
         "  see     {}/{{summary.json, swingup.gif, belief.gif, trajectories.png}}",
         mpc_out.display()
     );

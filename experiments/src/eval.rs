@@ -99,10 +99,18 @@ pub fn prediction_keys(h: usize) -> [String; 3] {
 pub fn run(args: EvalArgs) -> Result<()> {
     let device = device_from_name(&args.device)?;
     let run = RunDir::new(&args.run);
-    let config = run.read_config()?;
-    let state = run.read_state()?;
+    let (config, state) = run.open()?;
+    // Everything eval reads is read and checked before it writes anything.
+    let metrics = crate::figures::read_metrics(&run.metrics_path())?;
     let model = run.load_model(&config, &state, &device)?;
-    let train_path = args.train_data.clone().unwrap_or_else(|| PathBuf::from(&config.data));
+    let train_path = match &args.train_data {
+        Some(p) => p.clone(),
+        None if config.data.trim().is_empty() => bail!(
+            "{}: the run records no training data path; give it with --train-data",
+            run.config_path().display()
+        ),
+        None => PathBuf::from(&config.data),
+    };
     let train = load_dataset(&train_path)
         .context("loading the training data (override with --train-data)")?;
     let test = load_dataset(&args.data)?;
@@ -187,7 +195,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
             thin: false,
         }],
     )?;
-    let metrics = crate::figures::read_metrics(&run.metrics_path())?;
     crate::figures::training_curves(
         &args.run.join("training_curves.png"),
         &[(format!("{} {}", config.model.inference, config.objective), metrics)],
@@ -218,7 +225,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let path = args.run.join("eval.json");
     write_atomic(&path, serde_json::to_string_pretty(&value)?.as_bytes())?;
-    println!(
+    say!(
         "R²(cos θ, sin θ) = {:.4}   R²(θ̇) = {:.4}   (test {} frames; train fit {:.4} / {:.4})",
         report.r2_cos_sin,
         report.r2_theta_dot,
@@ -231,7 +238,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         report.r2_cos, report.r2_sin, fold.winding, fold.clearance
     );
     for &h in &args.horizons {
-        println!(
+        say!(
             "prediction h = {h:>2}: pixel MSE {:.5} (last frame held {:.5}), angle error {:.1}°",
             curves.pixel_mse[h - 1],
             curves.pixel_mse_last_frame[h - 1],
@@ -239,7 +246,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     if curves.diverged_windows > 0 {
-        println!(
+        say!(
             "warning: the prediction overflowed (NaN/∞) in {} of {} windows; the errors above are over the other {}",
             curves.diverged_windows,
             curves.diverged_windows + curves.windows,
@@ -247,15 +254,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     if json.selected_from > 1 {
-        println!(
+        say!(
             "note: this run's seed was selected from {} candidates (train --restarts)",
             json.selected_from
         );
     }
     if !fold.is_ring() {
-        println!("{}", crate::train::fold_warning(fold.winding, fold.clearance));
+        say!("{}", crate::train::fold_warning(fold.winding, fold.clearance));
     }
-    println!("wrote {} and the figures in {}", path.display(), args.run.display());
+    say!("wrote {} and the figures in {}", path.display(), args.run.display());
     Ok(())
 }
 

@@ -1,52 +1,55 @@
-//! Figures shared by `eval`, `reproduce`, `inspect` and `mpc`: atomic PNG writing (temporary
-//! sibling, then rename), grids of frames, error-against-horizon curves and training curves.
+//! Figures shared by `eval`, `reproduce`, `inspect` and `mpc`: PNGs drawn in memory and written
+//! through the one atomic writer, grids of frames, error-against-horizon curves and training
+//! curves.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ekvae_model::train::EpochRow;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-
-/// A hidden temporary file next to `path` (same folder, so the final rename is atomic); keeps
-/// the extension last because image encoders pick the format from it.
-pub fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
-}
-
-/// Move a finished temporary file to its final name.
-pub fn finish_atomic(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
-}
 
 fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// Draw a `width × height` PNG with `draw` into a temporary sibling and rename it to `path`;
-/// on failure the temporary file is removed and nothing appears under `path`.
+/// Draw a `width × height` chart with `draw` into memory and write it as a PNG through the
+/// workspace's one atomic writer; on failure nothing appears under `path`.
 pub fn bitmap(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
 ) -> Result<()> {
-    let tmp = temp_sibling(path);
-    let result = (|| {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+    ekvae_envs::fsio::check_output(path)?;
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         draw(&root)?;
-        root.present().map_err(plot_err).with_context(|| format!("cannot write {}", tmp.display()))
-    })();
-    match result {
-        Ok(()) => finish_atomic(&tmp, path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+        root.present().map_err(plot_err)?;
     }
+    write_png(path, size, png::ColorType::Rgb, &rgb)
+}
+
+/// Write 8-bit pixels (`color` layout) as a PNG, atomically.
+pub fn write_png(
+    path: &Path,
+    (w, h): (u32, u32),
+    color: png::ColorType,
+    pixels: &[u8],
+) -> Result<()> {
+    ekvae_envs::dataset::write_atomic(path, |out| {
+        let mut enc = png::Encoder::new(out, w, h);
+        enc.set_color(color);
+        enc.set_depth(png::BitDepth::Eight);
+        // Charts are mostly flat colour: adaptive filtering keeps them small.
+        enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+        let mut writer = enc.write_header().map_err(io::Error::other)?;
+        writer.write_image_data(pixels).map_err(io::Error::other)?;
+        writer.finish().map_err(io::Error::other)
+    })
+    .map_err(anyhow::Error::from)
 }
 
 /// Write a grid of `size × size` grayscale frames (rows of cells; `None` = empty cell) as a PNG,
@@ -78,15 +81,7 @@ pub fn gray_grid_png(path: &Path, size: usize, rows: &[Vec<Option<Vec<u8>>>]) ->
         }
     }
     let (w, h) = (u32::try_from(width)?, u32::try_from(height)?);
-    ekvae_envs::dataset::write_atomic(path, |out| {
-        let mut enc = png::Encoder::new(out, w, h);
-        enc.set_color(png::ColorType::Grayscale);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(io::Error::other)?;
-        writer.write_image_data(&img).map_err(io::Error::other)?;
-        writer.finish().map_err(io::Error::other)
-    })
-    .with_context(|| format!("cannot write {}", path.display()))
+    write_png(path, (w, h), png::ColorType::Grayscale, &img)
 }
 
 /// Pixels in [0, 1] as bytes.
@@ -243,54 +238,10 @@ pub fn training_curves(path: &Path, runs: &[(String, Vec<EpochRow>)]) -> Result<
     })
 }
 
-/// Read a run's `metrics.csv` (header [`ekvae_model::train::METRICS_HEADER`]; files written
-/// before the fold diagnostic existed lack `phase,winding,clearance` and read as Lagrangian
-/// phase, winding 0, clearance NaN).
+/// Read a run's `metrics.csv` (the schema is [`EpochRow`]'s, owned by
+/// [`ekvae_model::rundir`]).
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
-    #[derive(serde::Deserialize)]
-    struct Row {
-        epoch: usize,
-        lambda: f64,
-        #[serde(rename = "D")]
-        d: f64,
-        #[serde(rename = "R")]
-        r: f64,
-        neg_elbo: f64,
-        val_neg_elbo: f64,
-        seconds: f64,
-        #[serde(default = "lagrangian")]
-        phase: ekvae_model::Phase,
-        #[serde(default)]
-        winding: i32,
-        #[serde(default = "nan")]
-        clearance: f64,
-    }
-    fn lagrangian() -> ekvae_model::Phase {
-        ekvae_model::Phase::Lagrangian
-    }
-    fn nan() -> f64 {
-        f64::NAN
-    }
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    reader
-        .deserialize::<Row>()
-        .map(|row| {
-            let r = row.with_context(|| format!("{}: malformed row", path.display()))?;
-            Ok(EpochRow {
-                epoch: r.epoch,
-                lambda: r.lambda,
-                distortion: r.d,
-                rate: r.r,
-                neg_elbo: r.neg_elbo,
-                val_neg_elbo: r.val_neg_elbo,
-                seconds: r.seconds,
-                phase: r.phase,
-                winding: r.winding,
-                clearance: r.clearance,
-            })
-        })
-        .collect()
+    Ok(ekvae_model::rundir::read_metrics(path)?)
 }
 
 #[cfg(test)]
@@ -302,22 +253,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ekvae-fig-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("metrics.csv");
-        std::fs::write(
-            &path,
-            "epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds\n1,2.5,30,4,34,35,1.5\n",
-        )
-        .unwrap();
+        let row =
+            EpochRow { epoch: 1, lambda: 2.5, distortion: 30.0, rate: 4.0, ..EpochRow::default() };
+        std::fs::write(&path, ekvae_model::rundir::metrics_text(&[row])).unwrap();
         let rows = read_metrics(&path).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(
             (rows[0].epoch, rows[0].lambda, rows[0].distortion, rows[0].rate),
             (1, 2.5, 30.0, 4.0)
         );
-        std::fs::write(
-            &path,
-            "epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds\n1,x,30,4,34,35,1.5\n",
-        )
-        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap().replace("\n1,2.5,", "\n1,x,");
+        std::fs::write(&path, text).unwrap();
         assert!(read_metrics(&path).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -76,42 +76,51 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "invalid --rows/--cols: the contact sheet needs at least one row and one column"
         );
     }
+    let sheet = args.sheet.clone().unwrap_or_else(|| default_sheet_path(&args.file));
+    // The sheet never replaces the dataset (or any non-regular file), checked before the work.
+    ekvae_envs::fsio::check_output(&sheet)?;
+    ekvae_envs::fsio::check_distinct(&sheet, &[&args.file])?;
     let d = Dataset::load(&args.file)?;
     let m = &d.meta;
     let (n, t, s) = (d.episodes, d.steps, d.size);
-    println!("file        {}", args.file.display());
-    println!("format      version {} ({})", m.format_version, m.generator);
+    say!("file        {}", args.file.display());
+    say!("format      version {} ({})", m.format_version, m.generator);
     let p = &m.params;
-    println!(
+    say!(
         "env         {}  g={} m={} l={} dt={} max_speed={} max_torque={}",
-        m.env, p.g, p.m, p.l, p.dt, p.max_speed, p.max_torque
+        m.env,
+        p.g,
+        p.m,
+        p.l,
+        p.dt,
+        p.max_speed,
+        p.max_torque
     );
-    println!("collection  policy {}  seed {}  first episode {}", m.policy, m.seed, m.first_episode);
-    println!("images      u8  [N, T, H, W] = [{n}, {t}, {s}, {s}]");
-    println!("actions     f32 [N, T, 1]    = [{n}, {t}, 1]");
-    println!("states      f64 [N, T, 2]    = [{n}, {t}, 2]");
-    println!("rewards     f32 [N, T]       = [{n}, {t}]");
+    say!("collection  policy {}  seed {}  first episode {}", m.policy, m.seed, m.first_episode);
+    say!("images      u8  [N, T, H, W] = [{n}, {t}, {s}, {s}]");
+    say!("actions     f32 [N, T, 1]    = [{n}, {t}, 1]");
+    say!("states      f64 [N, T, 2]    = [{n}, {t}, 2]");
+    say!("rewards     f32 [N, T]       = [{n}, {t}]");
     let theta = Stats::of(d.states.iter().step_by(2).copied());
     let wrapped = Stats::of(d.states.iter().step_by(2).map(|&x| angle_normalize(x)));
     let thdot = Stats::of(d.states.iter().skip(1).step_by(2).copied());
     let actions = Stats::of(d.actions.iter().map(|&x| x as f64));
     let rewards = Stats::of(d.rewards.iter().map(|&x| x as f64));
     let clipped = d.actions.iter().filter(|&&u| (u as f64).abs() >= p.max_torque).count();
-    println!("θ           {theta}");
-    println!("θ wrapped   {wrapped}   (angle_normalize, in [-π, π))");
-    println!("θ̇           {thdot}");
-    println!(
+    say!("θ           {theta}");
+    say!("θ wrapped   {wrapped}   (angle_normalize, in [-π, π))");
+    say!("θ̇           {thdot}");
+    say!(
         "actions     {actions}   at or beyond ±max_torque: {:.2} %",
         100.0 * clipped as f64 / d.actions.len() as f64
     );
-    println!("rewards     {rewards}");
+    say!("rewards     {rewards}");
     let lit = d.images.iter().filter(|&&v| v > 0).count() as f64 / d.images.len() as f64;
     let mean_px = d.images.iter().map(|&v| v as f64).sum::<f64>() / d.images.len() as f64;
-    println!("pixels      mean {mean_px:.2} / 255, {:.2} % non-zero", 100.0 * lit);
+    say!("pixels      mean {mean_px:.2} / 255, {:.2} % non-zero", 100.0 * lit);
 
-    let sheet = args.sheet.clone().unwrap_or_else(|| default_sheet_path(&args.file));
     let (rows, cols) = contact_sheet(&d, &sheet, args.rows, args.cols)?;
-    println!("sheet       {}  (rows: episodes {rows:?}; columns: steps {cols:?})", sheet.display());
+    say!("sheet       {}  (rows: episodes {rows:?}; columns: steps {cols:?})", sheet.display());
     Ok(())
 }
 

@@ -92,12 +92,11 @@ impl LearnedModel {
     /// Loads the last checkpoint of the run in `dir` (made by `ekvae train`).
     pub fn load(dir: &Path) -> Result<Self> {
         let run = RunDir::new(dir);
-        let config = run.read_config().with_context(|| format!("--model {}", dir.display()))?;
-        let state = run.read_state().with_context(|| format!("--model {}", dir.display()))?;
+        let (config, state) = run.open().with_context(|| format!("--model {}", dir.display()))?;
         let device = Device::flex();
         let ekvae = run
             .load_model(&config, &state, &device)
-            .with_context(|| format!("--model {}: cannot load the checkpoint", dir.display()))?;
+            .with_context(|| format!("--model {}", dir.display()))?;
         if ekvae.action_dim() != 1 {
             bail!(
                 "--model {}: the model takes {}-dimensional actions; the pendulum has 1",

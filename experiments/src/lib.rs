@@ -1,5 +1,14 @@
 //! The `ekvae` command line: one module per subcommand, glue over the library crates.
 
+/// `println!` for results on standard output that ends quietly on a closed pipe
+/// (`ekvae inspect data.npz | head -1`): see [`output::line`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
 pub mod cli;
 pub mod collect;
 pub mod demo;
@@ -8,5 +17,6 @@ pub mod figures;
 pub mod inspect;
 pub mod learned;
 pub mod mpc;
+pub mod output;
 pub mod reproduce;
 pub mod train;

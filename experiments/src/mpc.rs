@@ -18,7 +18,6 @@
 //! Success: |angle_normalize(θ)| < 0.3 rad at each of the last 50 steps. Near-upright
 //! fraction: the share of steps with |angle_normalize(θ)| < π/6.
 
-use crate::figures::{finish_atomic, temp_sibling};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ekvae_envs::pendulum::{Pendulum, angle_normalize};
@@ -296,8 +295,23 @@ fn check_args(args: &MpcArgs) -> Result<()> {
     if !(16..=1024).contains(&args.gif_size) {
         bail!("--gif-size {} is out of range; use 16 to 1024", args.gif_size);
     }
+    if let Some(h) = args.horizon
+        && !(1..=MAX_HORIZON).contains(&h)
+    {
+        bail!(
+            "--horizon {h} is out of range; use 1 to {MAX_HORIZON} steps (every control step solves an iLQR problem of that length)"
+        );
+    }
+    // The per-step rows and beliefs are kept for the CSV, the plots and the animations.
+    let per_step = std::mem::size_of::<StepRow>() as u64 + 8 * 8;
+    let bytes =
+        (args.episodes as u64).checked_mul(args.steps as u64).and_then(|n| n.checked_mul(per_step));
+    ekvae_envs::fsio::check_memory(bytes, "--episodes × --steps", "lower --episodes or --steps")?;
     Ok(())
 }
+
+/// The longest planning horizon `--horizon` accepts.
+pub const MAX_HORIZON: usize = 1000;
 
 /// Default horizon of the true-model MPC.
 pub const TRUE_HORIZON: usize = 40;
@@ -498,7 +512,7 @@ pub fn execute(
         )?;
     }
 
-    println!(
+    say!(
         "mpc ({}): {} episodes, mean return {:.2} ± {:.2}, success {:.0}%, near-upright {:.1}%, plan ms median {:.4} p95 {:.4} max {:.3}; wrote {}",
         report.model,
         args.episodes,
@@ -548,15 +562,14 @@ fn side_by_side(left: &[u8], right: &[u8], size: usize) -> Vec<u8> {
 }
 
 fn write_csv(path: &Path, rows: &[StepRow]) -> Result<()> {
-    let tmp = temp_sibling(path);
-    let mut w =
-        csv::Writer::from_path(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    for r in rows {
-        w.serialize(r).with_context(|| format!("cannot write {}", tmp.display()))?;
-    }
-    w.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
-    drop(w);
-    finish_atomic(&tmp, path)
+    ekvae_envs::dataset::write_atomic(path, |out| {
+        let mut w = csv::Writer::from_writer(out);
+        for r in rows {
+            w.serialize(r).map_err(std::io::Error::other)?;
+        }
+        w.flush()
+    })
+    .map_err(anyhow::Error::from)
 }
 
 /// One plot panel: axis label, y range, the plotted quantity of a row, and whether it is a
@@ -564,10 +577,7 @@ fn write_csv(path: &Path, rows: &[StepRow]) -> Result<()> {
 type Panel = (&'static str, f64, f64, fn(&StepRow) -> f64, bool);
 
 fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usize) -> Result<()> {
-    let tmp = temp_sibling(path);
-    {
-        let root = BitMapBackend::new(&tmp, (900, 900)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::figures::bitmap(path, (900, 900), |root| {
         let panels = root.split_evenly((3, 1));
         let series: [Panel; 3] = [
             ("θ (wrapped, rad)", -PI, PI, |r| angle_normalize(r.theta), true),
@@ -602,11 +612,8 @@ fn plot_trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usiz
                 }
             }
         }
-        root.present()
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-    }
-    finish_atomic(&tmp, path)
+        Ok(())
+    })
 }
 
 /// Writes grayscale frames (`width × height` bytes each, row-major) as an animated GIF, one
@@ -616,25 +623,33 @@ fn animate(
     (width, height): (usize, usize),
     frames: impl Iterator<Item = Result<Vec<u8>>>,
 ) -> Result<()> {
-    let tmp = temp_sibling(path);
     let w = u16::try_from(width).context("frame size too large for a GIF")?;
     let h = u16::try_from(height).context("frame size too large for a GIF")?;
     let palette: Vec<u8> = (0..=255u8).flat_map(|v| [v, v, v]).collect();
-    {
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut enc = gif::Encoder::new(std::io::BufWriter::new(file), w, h, &palette)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        enc.set_repeat(gif::Repeat::Infinite)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+    // Frames may fail to draw (a learned decoder); that error is kept apart from I/O errors.
+    let mut frame_error = None;
+    let written = ekvae_envs::dataset::write_atomic(path, |out| {
+        let mut enc = gif::Encoder::new(out, w, h, &palette).map_err(std::io::Error::other)?;
+        enc.set_repeat(gif::Repeat::Infinite).map_err(std::io::Error::other)?;
         for pixels in frames {
-            let pixels = pixels?;
+            let pixels = match pixels {
+                Ok(p) => p,
+                Err(e) => {
+                    frame_error = Some(e);
+                    return Err(std::io::Error::other("a frame could not be drawn"));
+                }
+            };
             let mut frame = gif::Frame::from_indexed_pixels(w, h, &pixels, None);
             frame.delay = 5; // hundredths of a second: dt = 50 ms
-            enc.write_frame(&frame).with_context(|| format!("cannot write {}", tmp.display()))?;
+            enc.write_frame(&frame).map_err(std::io::Error::other)?;
         }
+        enc.into_inner().map(drop).map_err(std::io::Error::other)
+    });
+    if let Some(e) = frame_error {
+        return Err(e);
     }
-    finish_atomic(&tmp, path)
+    // The error names the file.
+    written.map_err(anyhow::Error::from)
 }
 
 #[cfg(test)]

@@ -509,11 +509,9 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         if resume {
             // Never mix budgets: the run must have been made by this grid.
             check_config(&run, &fresh, &dir)?;
-        } else if dir.exists() {
-            // Stopped before its first checkpoint: nothing to keep.
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot clear {}", dir.display()))?;
         }
+        // A run stopped before its first checkpoint is restarted by `train` itself (the run
+        // directory's owner decides that).
         let mut progress = GridBar {
             bar: bar.clone(),
             prefix: format!("run {}/{} {}", i + 1, runs.len(), spec.name()),

@@ -7,6 +7,7 @@ use clap::Args;
 use ekvae_envs::dataset::Dataset;
 use ekvae_model::backend::device_from_name;
 use ekvae_model::data::Sequences;
+use ekvae_model::rundir::RunDir;
 use ekvae_model::train::{EpochRow, Progress, StepStats, TrainConfig, train};
 use ekvae_model::{Inference, LambdaConfig, Objective, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -302,6 +303,9 @@ impl Progress for Bar {
             bar.inc(1);
         }
     }
+    fn notice(&mut self, message: &str) {
+        eprintln!("note: {message}");
+    }
     fn end_epoch(&mut self, r: &EpochRow) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
@@ -323,13 +327,52 @@ impl Progress for Bar {
     }
 }
 
+/// A rough lower bound of the memory one training step (or one validation chunk of 64 whole
+/// episodes) needs: per frame the input, the encoder/decoder activations on the 8×8 grid and
+/// their gradients.
+pub fn step_memory_bytes(cfg: &TrainConfig, steps: usize, val_episodes: usize) -> Option<u64> {
+    let m = &cfg.model;
+    let s2 = m.image_size.checked_mul(m.image_size)? as u64;
+    let per_frame = 4 * 3 * (8 * s2 + 6 * 64 * m.channels as u64 + 4 * m.hidden as u64);
+    let train = (cfg.batch_size as u64).checked_mul(cfg.seq_len as u64)?.checked_mul(per_frame)?;
+    let val = (val_episodes.min(64) as u64).checked_mul(steps as u64)?.checked_mul(per_frame)?;
+    Some(train.max(val))
+}
+
 /// Run `ekvae train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let device = device_from_name(&args.device)?;
     let data = load_dataset(&args.data)?;
     let seqs = sequences(&data);
     let cfg = if args.resume {
-        let run = ekvae_model::train::RunDir::new(&args.out);
+        let changed: Vec<&str> = [
+            ("--model", args.model.is_some()),
+            ("--objective", args.objective.is_some()),
+            ("--seed", args.seed.is_some()),
+            ("--config", args.config.is_some()),
+            ("--aux-dim", args.aux_dim.is_some()),
+            ("--state-dim", args.state_dim.is_some()),
+            ("--bases", args.bases.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--seq-len", args.seq_len.is_some()),
+            ("--steps-per-epoch", args.steps_per_epoch.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--d0", args.d0.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if !changed.is_empty() {
+            eprintln!(
+                "note: --resume continues the run in {} with its recorded config; only --epochs can change, so {} {} ignored",
+                args.out.display(),
+                changed.join(", "),
+                if changed.len() == 1 { "is" } else { "are" }
+            );
+        }
+        let run = RunDir::new(&args.out);
+        // The run directory's owner says first whether there is anything to resume.
+        run.plan(true)?;
         let mut c = run.read_config()?;
         if let Some(e) = args.epochs {
             c.epochs = e;
@@ -338,17 +381,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         resolve_config(&args, &data)?
     };
-    if !args.resume && ekvae_model::train::RunDir::new(&args.out).holds_run() {
-        bail!(
-            "{} already holds a run; use --resume to continue it or choose another --out",
-            args.out.display()
-        );
-    }
+    // Bounds before allocation.
+    let val_episodes = (cfg.val_fraction * data.episodes as f64).ceil() as usize;
+    ekvae_envs::fsio::check_memory(
+        step_memory_bytes(&cfg, data.steps, val_episodes),
+        "one training step (--batch × --seq-len frames) or a validation chunk",
+        "lower --batch or --seq-len",
+    )?;
     if args.restarts == 0 {
         bail!("--restarts must be at least 1");
     }
     let mut cfg = cfg;
     if args.restarts > 1 && !args.resume {
+        if ekvae_model::train::RunDir::new(&args.out).read_state().is_ok() {
+            bail!(
+                "{} already holds a trained run; use --resume to continue it (without --restarts) or choose another --out",
+                args.out.display()
+            );
+        }
         let selection = select_seed(&args, &cfg, &seqs, &device)?;
         cfg.seed = selection.chosen_seed;
         cfg.model.seed = selection.chosen_seed;

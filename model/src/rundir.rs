@@ -58,7 +58,11 @@ fn checkpoint_err(path: impl Into<PathBuf>, message: impl Into<String>) -> Error
 pub fn one_line(text: &str) -> String {
     let joined = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>();
     let s = joined.join("; ");
-    if s.chars().count() > 300 { format!("{}…", s.chars().take(300).collect::<String>()) } else { s }
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s
+    }
 }
 
 /// Write `bytes` to `path` with the workspace's one atomic-write function
@@ -81,10 +85,7 @@ impl FileDigest {
     /// The digest of `data`.
     pub fn of(data: &[u8]) -> Self {
         let hash = sha2::Sha256::digest(data);
-        Self {
-            bytes: data.len() as u64,
-            sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
-        }
+        Self { bytes: data.len() as u64, sha256: hash.iter().map(|b| format!("{b:02x}")).collect() }
     }
 }
 
@@ -149,7 +150,9 @@ fn sort_keys(v: serde_json::Value) -> serde_json::Value {
                 m.into_iter().map(|(k, v)| (k, sort_keys(v))).collect();
             serde_json::Value::Object(sorted.into_iter().collect())
         }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(sort_keys).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sort_keys).collect())
+        }
         other => other,
     }
 }
@@ -178,15 +181,22 @@ impl RunState {
                 Some(f) => format!("state format {f}, but this build reads format {STATE_FORMAT}"),
             });
         }
-        let exact: BTreeMap<String, String> = match value.as_object_mut().and_then(|m| m.remove("exact")) {
+        let exact: BTreeMap<String, String> = match value
+            .as_object_mut()
+            .and_then(|m| m.remove("exact"))
+        {
             Some(e) => serde_json::from_value(e).map_err(|e| format!("exact: {e}"))?,
-            None => return Err("no `exact` float bits; the file was edited or is incomplete".into()),
+            None => {
+                return Err("no `exact` float bits; the file was edited or is incomplete".into());
+            }
         };
         for (ptr, hex) in &exact {
             let bits = u64::from_str_radix(hex, 16)
                 .map_err(|_| format!("exact{ptr}: `{hex}` is not 16 hex digits"))?;
             let x = f64::from_bits(bits);
-            let slot = value.pointer_mut(ptr).ok_or_else(|| format!("exact names {ptr}, which is missing"))?;
+            let slot = value
+                .pointer_mut(ptr)
+                .ok_or_else(|| format!("exact names {ptr}, which is missing"))?;
             let shown = slot.as_f64().ok_or_else(|| format!("{ptr} is not a number"))?;
             // The printed number may come back one ulp off; anything more is an edit.
             if (shown - x).abs() > 1e-12 * x.abs().max(1e-300) {
@@ -316,11 +326,15 @@ pub fn load_model_bytes(
 /// Load a weights file saved by [`RunDir::save_checkpoint`] into a model built from `config`
 /// (no digest check: use [`RunDir::load_model`] for a run's checkpoint).
 pub fn load_model_file(config: &EkvaeConfig, path: &Path, device: &Device) -> Result<Ekvae> {
-    let bytes = fs::read(path).map_err(|e| {
-        checkpoint_err(path, format!("cannot read the checkpoint file ({e})"))
-    })?;
+    let bytes = fs::read(path)
+        .map_err(|e| checkpoint_err(path, format!("cannot read the checkpoint file ({e})")))?;
     load_model_bytes(config, bytes, path, device)
 }
+
+/// The columns every `metrics.csv` has had since the first version; columns added to
+/// [`EpochRow`] later may be absent from older files (they read as their defaults).
+pub const FIRST_METRICS_COLUMNS: [&str; 7] =
+    ["epoch", "lambda", "D", "R", "neg_elbo", "val_neg_elbo", "seconds"];
 
 /// The header line of `metrics.csv`, derived from [`EpochRow`].
 pub fn metrics_header() -> String {
@@ -353,8 +367,17 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
 
 fn parse_metrics(text: &str) -> std::result::Result<Vec<EpochRow>, String> {
     let expected = metrics_header();
-    let first = text.lines().next().unwrap_or_default();
-    if first.trim_end() != expected {
+    let first = text.lines().next().unwrap_or_default().trim_end();
+    // The columns must be this build's, in its order; columns added to `EpochRow` after
+    // `FIRST_METRICS_COLUMNS` may be missing (a run of an older version: they read as their
+    // defaults and are written out on the next append).
+    let known: Vec<&str> = expected.split(',').collect();
+    let got: Vec<&str> = first.split(',').collect();
+    let in_order = got.iter().all(|c| known.contains(c))
+        && got
+            .windows(2)
+            .all(|w| known.iter().position(|k| k == &w[0]) < known.iter().position(|k| k == &w[1]));
+    if !in_order || !FIRST_METRICS_COLUMNS.iter().all(|c| got.contains(c)) {
         return Err(format!(
             "not a metrics.csv of this version (header `{first}`, expected `{expected}`)"
         ));
@@ -362,7 +385,8 @@ fn parse_metrics(text: &str) -> std::result::Result<Vec<EpochRow>, String> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let mut rows: Vec<EpochRow> = Vec::new();
     for (i, row) in reader.deserialize::<EpochRow>().enumerate() {
-        let row = row.map_err(|e| format!("malformed row {} ({})", i + 2, one_line(&e.to_string())))?;
+        let row =
+            row.map_err(|e| format!("malformed row {} ({})", i + 2, one_line(&e.to_string())))?;
         if row.epoch != i + 1 {
             return Err(format!("row {} is epoch {}, expected {}", i + 2, row.epoch, i + 1));
         }
@@ -462,7 +486,9 @@ impl RunDir {
                 let epoch = self.read_state().map(|s| s.epoch.to_string()).unwrap_or("?".into());
                 Err(checkpoint_err(
                     &self.root,
-                    format!("already holds a run (finished epoch {epoch}); use --resume to continue it or choose another --out"),
+                    format!(
+                        "already holds a run (finished epoch {epoch}); use --resume to continue it or choose another --out"
+                    ),
                 ))
             }
             (false, true, true) => Err(checkpoint_err(
@@ -477,7 +503,8 @@ impl RunDir {
     /// trains here); then remove temporary files of dead processes.
     pub fn lock(&self) -> Result<RunLock> {
         self.check_root()?;
-        fs::create_dir_all(&self.root).map_err(|source| Error::Io { path: self.root.clone(), source })?;
+        fs::create_dir_all(&self.root)
+            .map_err(|source| Error::Io { path: self.root.clone(), source })?;
         let path = self.lock_path();
         let file = fs::OpenOptions::new()
             .create(true)
@@ -534,7 +561,8 @@ impl RunDir {
                 format!("cannot read the run state ({e}); the run has not finished an epoch"),
             )
         })?;
-        RunState::from_json(&text).map_err(|m| checkpoint_err(&path, format!("corrupt run state: {m}")))
+        RunState::from_json(&text)
+            .map_err(|m| checkpoint_err(&path, format!("corrupt run state: {m}")))
     }
 
     /// Read and cross-check config and state of a finished run (for eval and mpc).
@@ -588,7 +616,12 @@ impl RunDir {
 
     /// Rebuild a [`Trainer`] from the last checkpoint (model, optimizer state, λ, epoch) with
     /// `config` (the run's, perhaps with a new epoch count).
-    pub fn resume(&self, config: TrainConfig, state: &RunState, device: &Device) -> Result<Trainer> {
+    pub fn resume(
+        &self,
+        config: TrainConfig,
+        state: &RunState,
+        device: &Device,
+    ) -> Result<Trainer> {
         let mut trainer = Trainer::new(config.clone(), device)?;
         let model = self.load_model(&config, state, trainer.device())?;
         trainer.set_model(model);
@@ -611,9 +644,10 @@ impl RunDir {
         }
         let bytes = self.checkpoint_bytes(state, OPTIMIZER_FILE)?;
         let optim = std::mem::replace(&mut trainer.optim, AdamConfig::new().init());
-        trainer.optim = optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| {
-            checkpoint_err(&optim_path, format!("not readable as optimizer state ({e:?})"))
-        })?;
+        trainer.optim =
+            optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| {
+                checkpoint_err(&optim_path, format!("not readable as optimizer state ({e:?})"))
+            })?;
         let loaded = trainer.optim.to_record().len();
         if loaded != expected.state_tensors {
             return Err(checkpoint_err(
@@ -642,7 +676,8 @@ impl RunDir {
         let dir = self.root.join(&rel);
         let written = (|| -> Result<BTreeMap<String, FileDigest>> {
             if tmp.exists() {
-                fs::remove_dir_all(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+                fs::remove_dir_all(&tmp)
+                    .map_err(|source| Error::Io { path: tmp.clone(), source })?;
             }
             fs::create_dir(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
             let model = model_bytes(trainer.model())?;
@@ -650,7 +685,8 @@ impl RunDir {
             write_atomic(&tmp.join(MODEL_FILE), &model)?;
             write_atomic(&tmp.join(OPTIMIZER_FILE), &optim)?;
             if dir.exists() {
-                fs::remove_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+                fs::remove_dir_all(&dir)
+                    .map_err(|source| Error::Io { path: dir.clone(), source })?;
             }
             fs::rename(&tmp, &dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
             ekvae_envs::fsio::sync_dir(&checkpoints);
@@ -730,7 +766,11 @@ impl RunDir {
 }
 
 /// Refuse a config whose model differs from the one the checkpoint was made with.
-fn check_model_config(config_path: &Path, config: &EkvaeConfig, recorded: &EkvaeConfig) -> Result<()> {
+fn check_model_config(
+    config_path: &Path,
+    config: &EkvaeConfig,
+    recorded: &EkvaeConfig,
+) -> Result<()> {
     if config == recorded {
         return Ok(());
     }
@@ -812,7 +852,12 @@ mod tests {
     #[test]
     fn metrics_schema_round_trip() {
         let rows: Vec<EpochRow> = (1..=3)
-            .map(|e| EpochRow { epoch: e, lambda: 0.1 * e as f64, val_neg_elbo: f64::NAN, ..EpochRow::default() })
+            .map(|e| EpochRow {
+                epoch: e,
+                lambda: 0.1 * e as f64,
+                val_neg_elbo: f64::NAN,
+                ..EpochRow::default()
+            })
             .collect();
         let text = metrics_text(&rows);
         assert!(text.starts_with(&metrics_header()));
@@ -822,6 +867,10 @@ mod tests {
         assert_eq!(back[2].lambda.to_bits(), rows[2].lambda.to_bits());
         assert!(back[0].val_neg_elbo.is_nan());
         assert!(parse_metrics("epoch,lambda\n1,2\n").unwrap_err().contains("header"));
+        let mut swapped = text.replacen("epoch,lambda", "lambda,epoch", 1);
+        assert!(parse_metrics(&swapped).unwrap_err().contains("header"));
+        swapped = text.replacen("seconds", "seconds,extra", 1);
+        assert!(parse_metrics(&swapped).unwrap_err().contains("header"));
         let skipped = text.replace("\n2,", "\n5,");
         assert!(parse_metrics(&skipped).unwrap_err().contains("expected 2"));
         assert_eq!(parse_metrics(&metrics_text(&[])).unwrap().len(), 0);

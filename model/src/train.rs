@@ -112,7 +112,7 @@ impl TrainConfig {
         data.check()?;
         if data.size != self.model.image_size {
             return Err(Error::ShapeMismatch(format!(
-                "the data have {0}×{0} images but the model is for {1}×{1}; collect with --size {1} or train with --image-size {0}",
+                "the data have {0}×{0} images but the model is for {1}×{1}; collect with --size {1}, or set image_size = {0} under [model] in the --config file",
                 data.size, self.model.image_size
             )));
         }
@@ -156,16 +156,18 @@ impl TrainConfig {
                 toml::Value::String(s) if s.trim().is_empty() => out.push(prefix.to_string()),
                 toml::Value::Table(t) => {
                     for (k, v) in t {
-                        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        let name =
+                            if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                         empty(v, &name, out);
                     }
                 }
                 _ => {}
             }
         }
-        let got: toml::Value =
-            toml::from_str(text).map_err(|e| format!("not a valid run config: {}", e.message().trim()))?;
-        let template = toml::Value::try_from(Self::default()).expect("the default config serialises");
+        let got: toml::Value = toml::from_str(text)
+            .map_err(|e| format!("not a valid run config: {}", e.message().trim()))?;
+        let template =
+            toml::Value::try_from(Self::default()).expect("the default config serialises");
         let mut absent = Vec::new();
         missing(&template, &got, "", &mut absent);
         if !absent.is_empty() {
@@ -188,7 +190,8 @@ impl TrainConfig {
                 blank.join(", ")
             ));
         }
-        got.try_into().map_err(|e: toml::de::Error| format!("not a valid run config: {}", e.message().trim()))
+        got.try_into()
+            .map_err(|e: toml::de::Error| format!("not a valid run config: {}", e.message().trim()))
     }
 
     /// Parse a user's TOML config (`--config`); fields it does not set (also inside `[model]`
@@ -243,8 +246,10 @@ pub struct StepStats {
 /// minibatches; the validation −ELBO is per frame over whole validation episodes.
 ///
 /// The CSV schema is this struct (serde, field order = column order, `D`/`R` renamed): a field
-/// added here is a new column of the header, the writer and the reader.
+/// added here is a new column of the header, the writer and the reader (files of older runs
+/// without it read it as its default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EpochRow {
     /// Epoch (1-based).
     pub epoch: usize,

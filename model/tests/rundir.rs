@@ -56,7 +56,10 @@ fn checkpoints_are_byte_stable_and_resume_is_bit_exact() {
     let (sa, sb) = (RunDir::new(&a).read_state().unwrap(), RunDir::new(&b).read_state().unwrap());
     assert_eq!(sa.schedule.lambda.to_bits(), sb.schedule.lambda.to_bits());
     assert_eq!(sa.schedule.d_hat.map(f64::to_bits), sb.schedule.d_hat.map(f64::to_bits));
-    assert_eq!(fs::read(RunDir::new(&a).state_path()).unwrap(), fs::read(RunDir::new(&b).state_path()).unwrap());
+    assert_eq!(
+        fs::read(RunDir::new(&a).state_path()).unwrap(),
+        fs::read(RunDir::new(&b).state_path()).unwrap()
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -98,7 +101,14 @@ fn damaged_or_foreign_checkpoints_are_refused_with_one_line_naming_the_file() {
     let own = fs::read(&optim).unwrap();
     fs::copy(ckpt(&rnn, "optimizer.bpk"), &optim).unwrap();
     let resume = |d: &Path| {
-        train(TrainConfig { epochs: 3, ..tiny(Inference::Kalman) }, &data.view(), d, true, &device, &mut NoProgress)
+        train(
+            TrainConfig { epochs: 3, ..tiny(Inference::Kalman) },
+            &data.view(),
+            d,
+            true,
+            &device,
+            &mut NoProgress,
+        )
     };
     let err = resume(&ek).unwrap_err().to_string();
     assert!(err.contains("optimizer.bpk"), "{err}");
@@ -129,8 +139,15 @@ fn run_configs_are_strict_and_user_configs_partial() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("r");
-    train(TrainConfig { epochs: 1, ..tiny(Inference::Kalman) }, &data.view(), &d, false, &device, &mut NoProgress)
-        .unwrap();
+    train(
+        TrainConfig { epochs: 1, ..tiny(Inference::Kalman) },
+        &data.view(),
+        &d,
+        false,
+        &device,
+        &mut NoProgress,
+    )
+    .unwrap();
     let run = RunDir::new(&d);
     let text = fs::read_to_string(run.config_path()).unwrap();
     assert_eq!(TrainConfig::from_run_toml(&text).unwrap(), run.read_config().unwrap());
@@ -144,7 +161,8 @@ fn run_configs_are_strict_and_user_configs_partial() {
     let blank = text.replace("objective = \"constrained\"", "objective = \"\"");
     fs::write(run.config_path(), blank).unwrap();
     assert!(run.read_config().unwrap_err().to_string().contains("objective"));
-    let no_rnn: String = text.lines().filter(|l| !l.starts_with("rnn_hidden")).map(|l| format!("{l}\n")).collect();
+    let no_rnn: String =
+        text.lines().filter(|l| !l.starts_with("rnn_hidden")).map(|l| format!("{l}\n")).collect();
     fs::write(run.config_path(), no_rnn).unwrap();
     assert!(run.read_config().unwrap_err().to_string().contains("model.rnn_hidden"));
     // A user's --config may be partial.
@@ -173,7 +191,10 @@ fn a_run_without_a_finished_epoch_is_no_dead_end() {
     let rows = train(cfg.clone(), &data.view(), &d, true, &device, &mut notes).unwrap();
     assert_eq!(rows.len(), 2);
     assert!(notes.0[0].contains("never finished an epoch"), "{:?}", notes.0);
-    assert!(!d.join("checkpoints/.epoch-0001.tmp-2000000000").exists() || !Path::new("/proc/self").exists());
+    assert!(
+        !d.join("checkpoints/.epoch-0001.tmp-2000000000").exists()
+            || !Path::new("/proc/self").exists()
+    );
     // And plain `train` over an unfinished run is allowed too.
     fs::remove_file(run.state_path()).unwrap();
     let mut notes = Notes(Vec::new());
@@ -197,8 +218,11 @@ fn the_nan_guard_covers_validation_and_tells_the_truth() {
     // A non-finite step: the message says which checkpoint exists (none here).
     let data = Synthetic::pendulum(4, 8, 8, 6);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig { learning_rate: 1e30, grad_clip: 0.0, epochs: 3, ..tiny(Inference::Rnn) };
-    if let Err(e) = train(cfg, &data.view(), &dir.path().join("r"), false, &Device::flex(), &mut NoProgress) {
+    let cfg =
+        TrainConfig { learning_rate: 1e30, grad_clip: 0.0, epochs: 3, ..tiny(Inference::Rnn) };
+    if let Err(e) =
+        train(cfg, &data.view(), &dir.path().join("r"), false, &Device::flex(), &mut NoProgress)
+    {
         let msg = e.to_string();
         if matches!(e, Error::Stopped { kept: None, .. }) {
             assert!(!RunDir::new(dir.path().join("r")).has_checkpoint(), "{msg}");
