@@ -1,4 +1,4 @@
-//! The run-directory owner (issue 11): digests, recorded model/optimizer config, strict configs,
+//! The run-directory owner: digests, recorded model/optimizer config, strict configs,
 //! byte-stable checkpoints, no dead ends, the NaN guard on validation, the lock.
 
 mod common;

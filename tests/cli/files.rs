@@ -1,4 +1,4 @@
-//! Issue 11: run directories and files with one owner. Each numbered case of the issue has a
+//! Run directories and files with one owner, as a hostile user would try them. Each case has a
 //! test here (or in `model/tests/rundir.rs` / the crates' unit tests, as noted), plus the
 //! kill-storm test of `train`.
 

@@ -66,7 +66,10 @@ fn collect_train_eval_resume() {
     assert!(config.contains("objective = \"elbo\""), "{config}");
     assert!(config.contains("seed = 4"), "{config}");
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().next().unwrap(), "epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds");
+    assert_eq!(
+        metrics.lines().next().unwrap(),
+        "epoch,lambda,D,R,neg_elbo,val_neg_elbo,seconds,phase,winding,clearance"
+    );
     assert_eq!(metrics.lines().count(), 2);
 
     // Training into the same directory again without --resume: refused, nothing overwritten.
