@@ -168,6 +168,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         lr: None,
         d0: None,
         freeze_mixing_epochs: None,
+        lr_final_fraction: None,
         device: "cpu".into(),
         quiet: false,
         restarts: 1,

@@ -841,15 +841,20 @@ mod tests {
 
     #[test]
     fn the_grid_goes_seed_by_seed_with_unique_names() {
+        // --seeds 3: the EKVAE arms get 3 seeds, the RNN arms ⌈3/2⌉ = 2.
         let plan = Plan::new(false, Some(3), None);
         let runs = plan.runs();
-        assert_eq!(runs.len(), 12);
+        assert_eq!(runs.len(), 3 * 2 + 2 * 2);
+        assert_eq!(runs[8].name(), "ekvae-constrained-s2");
+        assert_eq!(runs[9].name(), "ekvae-elbo-s2");
         assert_eq!(runs[0].name(), "ekvae-constrained-s0");
         assert_eq!(runs[3].name(), "rnn-elbo-s0");
         assert_eq!(runs[4].name(), "ekvae-constrained-s1");
         let mut names: Vec<String> = runs.iter().map(RunSpec::name).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 12);
+        assert_eq!(names.len(), 10);
+        // The default grid: EKVAE × 20 seeds, RNN × 10 seeds, each × 2 objectives.
+        assert_eq!(Plan::new(false, None, None).runs().len(), 20 * 2 + 10 * 2);
     }
 }

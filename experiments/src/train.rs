@@ -70,6 +70,9 @@ pub struct TrainArgs {
     /// Target distortion D0 in nats per pixel (constrained objective).
     #[arg(long)]
     pub d0: Option<f64>,
+    /// Cosine learning-rate decay to this fraction of --lr at the last epoch (1 = constant).
+    #[arg(long)]
+    pub lr_final_fraction: Option<f64>,
     /// Epochs at the start with the transition's mixing weights frozen uniform (one global
     /// linear model first, as in KVAE's staged training); 0 = never.
     #[arg(long)]
@@ -258,6 +261,9 @@ pub fn resolve_config(args: &TrainArgs, data: &Dataset) -> Result<TrainConfig> {
     }
     if let Some(v) = args.d0 {
         cfg.lambda.d0 = v;
+    }
+    if let Some(v) = args.lr_final_fraction {
+        cfg.lr_final_fraction = v;
     }
     if let Some(v) = args.freeze_mixing_epochs {
         cfg.freeze_mixing_epochs = v;

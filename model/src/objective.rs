@@ -401,12 +401,19 @@ mod tests {
 
     #[test]
     fn authors_schedule_without_reconstruction_starts_at_init() {
-        let c = LambdaConfig { reconstruction: false, init: 100.0, update_every: 1, ..authors() };
+        let c = LambdaConfig {
+            reconstruction: false,
+            init: 100.0,
+            update_every: 1,
+            nu: 1.0,
+            ..authors()
+        };
         let mut s = LambdaSchedule::new(c);
         assert_eq!((s.phase, s.lambda), (Phase::Lagrangian, 100.0));
-        // D̂ = 0.0 < D0 = 0.1: pull-back factor exp(2·tanh(1 − 1/100)·(−0.1)), inside the band.
+        // D̂ = 0.0 < D0 = 0.1: pull-back factor exp(1·tanh(1 − 1/100)·(−0.1)) = 0.927, inside
+        // the band [0.9, 1.05].
         let l = s.update(0.0);
-        assert!((l - 100.0 * (2.0 * (0.99f64).tanh() * -0.1).exp()).abs() < 1e-9, "λ = {l}");
+        assert!((l - 100.0 * ((0.99f64).tanh() * -0.1).exp()).abs() < 1e-9, "λ = {l}");
     }
 
     #[test]

@@ -46,8 +46,11 @@ pub struct TrainConfig {
     /// Minibatches per epoch; 0 = as many as cover the training episodes once
     /// (⌈episodes · ⌊T / seq_len⌋ / batch⌉).
     pub steps_per_epoch: usize,
-    /// Adam learning rate.
+    /// Adam learning rate (of the first epoch).
     pub learning_rate: f64,
+    /// Cosine decay: the learning rate falls from `learning_rate` in the first epoch to
+    /// `learning_rate · lr_final_fraction` in the last (1 = constant).
+    pub lr_final_fraction: f64,
     /// Maximal global L2 norm of the gradient (rescaled above it); 0 disables clipping.
     pub grad_clip: f64,
     /// Fraction of the episodes held out for validation (the last ones).
@@ -73,6 +76,7 @@ impl Default for TrainConfig {
             seq_len: 32,
             steps_per_epoch: 0,
             learning_rate: 2e-3,
+            lr_final_fraction: 1.0,
             grad_clip: 100.0,
             val_fraction: 0.1,
             seed: 0,
@@ -98,6 +102,12 @@ impl TrainConfig {
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return bad(format!("learning_rate must be positive, got {}", self.learning_rate));
         }
+        if !(self.lr_final_fraction > 0.0 && self.lr_final_fraction <= 1.0) {
+            return bad(format!(
+                "lr_final_fraction must be in (0, 1], got {}",
+                self.lr_final_fraction
+            ));
+        }
         if !(self.grad_clip >= 0.0) {
             return bad(format!("grad_clip must be ≥ 0, got {}", self.grad_clip));
         }
@@ -105,6 +115,17 @@ impl TrainConfig {
             return bad(format!("val_fraction must be in [0, 1), got {}", self.val_fraction));
         }
         Ok(())
+    }
+
+    /// The learning rate of epoch `epoch` (1-based): cosine from `learning_rate` at epoch 1 to
+    /// `learning_rate · lr_final_fraction` at the last epoch.
+    pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        let f = self.lr_final_fraction;
+        if f >= 1.0 || self.epochs <= 1 {
+            return self.learning_rate;
+        }
+        let progress = (epoch.saturating_sub(1) as f64 / (self.epochs - 1) as f64).min(1.0);
+        self.learning_rate * (f + (1.0 - f) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
     }
 
     /// Check that a dataset fits this config (image size, action dimension, length).
@@ -483,7 +504,8 @@ impl Trainer {
             self.model().visit(&mut scale);
         }
         let model = self.model.take().expect("model present");
-        self.model = Some(self.optim.step(self.config.learning_rate, model, grads));
+        let lr = self.config.learning_rate_at(self.epoch + 1);
+        self.model = Some(self.optim.step(lr, model, grads));
         if self.config.objective == Objective::Constrained {
             self.schedule.update(distortion / (s * s) as f64);
         }
