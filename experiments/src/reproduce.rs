@@ -615,7 +615,8 @@ pub fn write_table(out: &Path, plan: &Plan, wall_seconds: f64) -> Result<()> {
     let mut first_ok: Option<PathBuf> = None;
     for (ci, &(model, objective)) in CONFIGS.iter().enumerate() {
         let label = format!("{model} {objective}");
-        let mut arm = Arm { model, objective, seeds: plan.seeds_for(model), failed: 0, runs: vec![] };
+        let mut arm =
+            Arm { model, objective, seeds: plan.seeds_for(model), failed: 0, runs: vec![] };
         let mut curves: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
         let mut histories: Vec<Vec<EpochRow>> = Vec::new();
         for seed in 0..arm.seeds as u64 {

@@ -167,8 +167,9 @@ fn select_seed(
         })
         .expect("at least one candidate");
     Ok(Selection {
-        rule: "a ring by the fold diagnostic (|winding| = 1) first, then the lowest validation −ELBO"
-            .into(),
+        rule:
+            "a ring by the fold diagnostic (|winding| = 1) first, then the lowest validation −ELBO"
+                .into(),
         candidate_epochs: epochs,
         chosen_seed: best.seed,
         candidates,
@@ -327,7 +328,11 @@ impl Progress for Bar {
                 r.val_neg_elbo,
                 r.winding,
                 r.seconds,
-                if r.phase == ekvae_model::Phase::Reconstruction { "  (reconstruction)" } else { "" }
+                if r.phase == ekvae_model::Phase::Reconstruction {
+                    "  (reconstruction)"
+                } else {
+                    ""
+                }
             );
         }
     }

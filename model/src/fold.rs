@@ -136,11 +136,8 @@ pub fn winding_number(points: &[(f64, f64)]) -> Winding {
         closest = closest.min((a.0 + s * ex).hypot(a.1 + s * ey));
     }
     let clearance = closest / rms;
-    let winding = if clearance < MIN_CLEARANCE {
-        0
-    } else {
-        (turns / std::f64::consts::TAU).round() as i32
-    };
+    let winding =
+        if clearance < MIN_CLEARANCE { 0 } else { (turns / std::f64::consts::TAU).round() as i32 };
     Winding { winding, clearance }
 }
 
@@ -160,7 +157,8 @@ pub fn fold_diagnostic(model: &Ekvae) -> Result<Winding> {
     let mut frames = Vec::with_capacity(n * s * s);
     for i in 0..n {
         let theta = std::f64::consts::TAU * i as f64 / n as f64;
-        frames.extend(ekvae_envs::render::render(theta, s).into_iter().map(|v| f32::from(v) / 255.0));
+        frames
+            .extend(ekvae_envs::render::render(theta, s).into_iter().map(|v| f32::from(v) / 255.0));
     }
     let device = model.device();
     let x = Tensor::<4>::from_data(TensorData::new(frames, [1, n, s, s]), &device);

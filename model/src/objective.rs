@@ -110,7 +110,9 @@ pub fn reconstruction(terms: &RateDistortion, steps: usize) -> Tensor<1> {
 /// The normalised Lagrangian per time step, averaged over the batch: mean_b (D_b + R_b/λ) / T.
 /// Its gradient is that of [`lagrangian`] divided by λ.
 pub fn normalised_lagrangian(terms: &RateDistortion, lambda: f64, steps: usize) -> Tensor<1> {
-    (terms.distortion.clone() + terms.rate.clone().div_scalar(lambda)).mean().div_scalar(steps as f64)
+    (terms.distortion.clone() + terms.rate.clone().div_scalar(lambda))
+        .mean()
+        .div_scalar(steps as f64)
 }
 
 /// Which λ schedule the constrained objective follows (see the module docs).
@@ -323,7 +325,8 @@ impl LambdaSchedule {
                 self.since_update += 1;
                 if self.since_update >= c.update_every {
                     self.since_update = 0;
-                    let f = if gap > 0.0 { 1.0 } else { (c.tau * (1.0 - 1.0 / self.lambda)).tanh() };
+                    let f =
+                        if gap > 0.0 { 1.0 } else { (c.tau * (1.0 - 1.0 / self.lambda)).tanh() };
                     let factor = (c.nu * f * gap).exp().clamp(c.factor_min, c.factor_max);
                     self.lambda = (self.lambda * factor).clamp(c.min, c.max);
                 }
@@ -473,11 +476,12 @@ mod tests {
         let device = Device::flex().autodiff();
         let w0 = [0.3f32, -1.2, 0.7, 2.0];
         let grad = |which: u8| -> Vec<f32> {
-            let w = Tensor::<1>::from_data(TensorData::new(w0.to_vec(), [4]), &device)
-                .require_grad();
+            let w =
+                Tensor::<1>::from_data(TensorData::new(w0.to_vec(), [4]), &device).require_grad();
             // A batch of two "sequences" with rate and distortion that depend on w differently.
             let rate = (w.clone() * w.clone()).reshape([2, 2]).sum_dim(1).reshape([2]);
-            let distortion = w.clone().sin().add_scalar(3.0).reshape([2, 2]).sum_dim(1).reshape([2]);
+            let distortion =
+                w.clone().sin().add_scalar(3.0).reshape([2, 2]).sum_dim(1).reshape([2]);
             let terms = RateDistortion { rate, distortion };
             let loss = match which {
                 0 => lagrangian(&terms, 7.5, 0.05, 3, 4),

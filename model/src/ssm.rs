@@ -251,7 +251,10 @@ mod tests {
     fn frozen_mixing_uses_the_mean_of_the_bases() {
         let device = Device::flex();
         let mut t = TransitionConfig::new(3).with_num_bases(4).with_seed(5).init(&device);
-        let z = Tensor::<2>::from_data(TensorData::new(vec![0.3f32, -1.0, 2.0, 1.5, 0.2, -0.7], [2, 3]), &device);
+        let z = Tensor::<2>::from_data(
+            TensorData::new(vec![0.3f32, -1.0, 2.0, 1.5, 0.2, -0.7], [2, 3]),
+            &device,
+        );
         let u = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, -2.0], [2, 1]), &device);
         let free = t.alpha(z.clone(), u.clone()).into_data().try_to_vec::<f32>().unwrap();
         // The mixing network's α differs from uniform (random initial weights) …

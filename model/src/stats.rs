@@ -73,9 +73,15 @@ mod tests {
     fn wilson_matches_hand_computed_values() {
         // Reference values from the closed form in Python (math.sqrt, z = 1.959963984540054).
         let (lo, hi) = wilson_interval(9, 10, Z95);
-        assert!((lo - 0.595_849_973_204_761_5).abs() < 1e-12 && (hi - 0.982_123_786_904_927).abs() < 1e-12);
+        assert!(
+            (lo - 0.595_849_973_204_761_5).abs() < 1e-12
+                && (hi - 0.982_123_786_904_927).abs() < 1e-12
+        );
         let (lo, hi) = wilson_interval(2, 5, Z95);
-        assert!((lo - 0.117_620_774_232_647_94).abs() < 1e-12 && (hi - 0.769_275_718_723_987).abs() < 1e-12);
+        assert!(
+            (lo - 0.117_620_774_232_647_94).abs() < 1e-12
+                && (hi - 0.769_275_718_723_987).abs() < 1e-12
+        );
         let (lo, hi) = wilson_interval(0, 10, Z95);
         assert!(lo == 0.0 && (hi - 0.277_532_799_862_889_26).abs() < 1e-12);
         let (lo, hi) = wilson_interval(20, 20, Z95);

@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Sequences, split_episodes};
 use crate::ekvae::{Ekvae, EkvaeConfig, ObjectiveNoise, RateDistortion};
-use crate::objective::{LambdaConfig, LambdaSchedule, Objective, Phase, constrained_loss, neg_elbo};
+use crate::objective::{
+    LambdaConfig, LambdaSchedule, Objective, Phase, constrained_loss, neg_elbo,
+};
 use crate::rundir::Plan;
 pub use crate::rundir::{RunDir, RunState, load_model_file, write_atomic};
 use crate::{Error, Result};

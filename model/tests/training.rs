@@ -210,11 +210,12 @@ fn warm_dynamics_cuts_the_encoder_out_of_the_rate_gradient_only() {
     let plain = model.rate_distortion_with(x.clone(), u.clone(), &noise, false).unwrap();
     let cut = model.rate_distortion_with(x, u, &noise, true).unwrap();
     // The same values: only the gradient paths differ.
-    let v = |t: &burn::tensor::Tensor<1>| t.clone().into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
+    let v = |t: &burn::tensor::Tensor<1>| {
+        t.clone().into_data().convert::<f64>().try_to_vec::<f64>().unwrap()
+    };
     assert_eq!(v(&plain.rate), v(&cut.rate));
     assert_eq!(v(&plain.distortion), v(&cut.distortion));
-    let g_plain =
-        burn::optim::GradientsParams::from_grads(plain.rate.sum().backward(), &model);
+    let g_plain = burn::optim::GradientsParams::from_grads(plain.rate.sum().backward(), &model);
     let g_cut = burn::optim::GradientsParams::from_grads(cut.rate.sum().backward(), &model);
     // The rate moves the encoder normally, not when cut; the dynamics get the same gradient.
     assert!(grad_mass(&model.encoder, &g_plain) > 1e-3);

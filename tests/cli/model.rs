@@ -178,3 +178,63 @@ fn bad_input_is_a_clear_error_and_overwrites_nothing() {
     let o = train(&bad, &dir.path().join("rbad"), &cfg, &[]);
     assert_clean_failure(&o, "bad.npz");
 }
+
+#[test]
+fn restarts_select_a_seed_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let train_file = collect(dir.path(), "train.npz", 16, 1);
+    let test_file = collect(dir.path(), "test.npz", 16, 2);
+    let cfg = tiny_config(dir.path());
+    let run = dir.path().join("run");
+    let o = train(
+        &train_file,
+        &run,
+        &cfg,
+        &["--seed", "10", "--restarts", "3", "--restart-epochs", "1"],
+    );
+    assert!(o.status.success(), "train --restarts failed: {}", stderr(&o));
+    assert!(stderr(&o).contains("model selection: seed"), "{}", stderr(&o));
+    let sel: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap())
+            .unwrap();
+    let seeds: Vec<u64> =
+        sel["candidates"].as_array().unwrap().iter().map(|c| c["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [10, 11, 12]);
+    let chosen = sel["chosen_seed"].as_u64().unwrap();
+    // The chosen candidate obeys the rule: no other candidate is a ring with a lower val −ELBO
+    // while the chosen one is not, or the same ring status with a lower val −ELBO.
+    let key = |c: &serde_json::Value| {
+        (c["winding"].as_i64().unwrap().abs() != 1, c["val_neg_elbo"].as_f64().unwrap())
+    };
+    let best = sel["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .min_by(|a, b| key(a).partial_cmp(&key(b)).unwrap())
+        .unwrap();
+    assert_eq!(best["seed"].as_u64().unwrap(), chosen);
+    // The run trained fully with the chosen seed, and eval reports the selection.
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains(&format!("seed = {chosen}")), "{config}");
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 2);
+    let o = ekvae(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        test_file.to_str().unwrap(),
+        "--horizons",
+        "1,2",
+        "--condition",
+        "2",
+    ]);
+    assert!(o.status.success(), "eval failed: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("selected from 3 candidates"));
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["selected_from"].as_u64(), Some(3));
+    for key in ["winding", "winding_clearance", "r2_cos", "r2_sin"] {
+        assert!(eval.get(key).is_some(), "eval.json lacks {key}");
+    }
+}
