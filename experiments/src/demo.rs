@@ -169,6 +169,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         d0: None,
         freeze_mixing_epochs: None,
         lr_final_fraction: None,
+        ae_lr_factor: None,
         device: "cpu".into(),
         quiet: false,
         restarts: 1,

@@ -70,6 +70,10 @@ pub struct TrainArgs {
     /// Target distortion D0 in nats per pixel (constrained objective).
     #[arg(long)]
     pub d0: Option<f64>,
+    /// Once the rate has entered (authors' schedule), the encoder and decoder learn at
+    /// --lr × this factor, the dynamics at --lr (1 = one learning rate).
+    #[arg(long)]
+    pub ae_lr_factor: Option<f64>,
     /// Cosine learning-rate decay to this fraction of --lr at the last epoch (1 = constant).
     #[arg(long)]
     pub lr_final_fraction: Option<f64>,
@@ -262,6 +266,9 @@ pub fn resolve_config(args: &TrainArgs, data: &Dataset) -> Result<TrainConfig> {
     }
     if let Some(v) = args.d0 {
         cfg.lambda.d0 = v;
+    }
+    if let Some(v) = args.ae_lr_factor {
+        cfg.ae_lr_factor = v;
     }
     if let Some(v) = args.lr_final_fraction {
         cfg.lr_final_fraction = v;

@@ -61,6 +61,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// λ schedule (used by the constrained objective).
     pub lambda: LambdaConfig,
+    /// Authors' schedule: once the rate has entered (Lagrangian phase), the encoder and decoder
+    /// step with `learning_rate · ae_lr_factor` while the transition, prior and auxiliary
+    /// observation keep the full rate (1 = one learning rate for all).
+    pub ae_lr_factor: f64,
     /// Epochs at the start during which the transition's mixing weights α are frozen uniform
     /// (one global linear model, KVAE's staged training); 0 = never.
     pub freeze_mixing_epochs: usize,
@@ -79,6 +83,7 @@ impl Default for TrainConfig {
             steps_per_epoch: 0,
             learning_rate: 2e-3,
             lr_final_fraction: 1.0,
+            ae_lr_factor: 1.0,
             grad_clip: 100.0,
             val_fraction: 0.1,
             seed: 0,
@@ -103,6 +108,9 @@ impl TrainConfig {
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return bad(format!("learning_rate must be positive, got {}", self.learning_rate));
+        }
+        if !(self.ae_lr_factor > 0.0 && self.ae_lr_factor <= 1.0) {
+            return bad(format!("ae_lr_factor must be in (0, 1], got {}", self.ae_lr_factor));
         }
         if !(self.lr_final_fraction > 0.0 && self.lr_final_fraction <= 1.0) {
             return bad(format!(
@@ -361,6 +369,19 @@ impl ModuleVisitor for GradScale<'_> {
     }
 }
 
+/// Moves the gradients of the visited parameters from one set to another.
+struct TakeGrads<'a> {
+    from: &'a mut GradientsParams,
+    to: &'a mut GradientsParams,
+}
+impl ModuleVisitor for TakeGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.from.remove::<D>(param.id) {
+            self.to.register(param.id, g);
+        }
+    }
+}
+
 /// Global L2 norm of the gradients of `model`'s parameters.
 pub fn grad_norm(model: &Ekvae, grads: &GradientsParams) -> f64 {
     let mut v = GradNorm { grads, sum_sq: 0.0 };
@@ -505,9 +526,25 @@ impl Trainer {
             let mut scale = GradScale { grads: &mut grads, factor: self.config.grad_clip / norm };
             self.model().visit(&mut scale);
         }
-        let model = self.model.take().expect("model present");
         let lr = self.config.learning_rate_at(self.epoch + 1);
-        self.model = Some(self.optim.step(lr, model, grads));
+        let split = self.config.ae_lr_factor < 1.0
+            && self.config.objective == Objective::Constrained
+            && self.schedule.config.schedule == crate::objective::ScheduleKind::Authors
+            && self.schedule.phase == Phase::Lagrangian;
+        if split {
+            // Two Adam steps on disjoint parameter sets (Adam's state, its time step included,
+            // is per parameter, so this is one step with two learning rates).
+            let mut ae = GradientsParams::new();
+            let mut take = TakeGrads { from: &mut grads, to: &mut ae };
+            self.model().encoder.visit(&mut take);
+            self.model().decoder.visit(&mut take);
+            let model = self.model.take().expect("model present");
+            let model = self.optim.step(lr * self.config.ae_lr_factor, model, ae);
+            self.model = Some(self.optim.step(lr, model, grads));
+        } else {
+            let model = self.model.take().expect("model present");
+            self.model = Some(self.optim.step(lr, model, grads));
+        }
         if self.config.objective == Objective::Constrained {
             self.schedule.update(distortion / (s * s) as f64);
         }

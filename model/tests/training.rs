@@ -223,3 +223,46 @@ fn warm_dynamics_cuts_the_encoder_out_of_the_rate_gradient_only() {
     let (tp, tc) = (grad_mass(&model.transition, &g_plain), grad_mass(&model.transition, &g_cut));
     assert!(tp > 1e-3 && ((tp - tc) / tp).abs() < 1e-5, "{tp} vs {tc}");
 }
+
+/// All parameter values of a module, flattened in visiting order.
+fn values<M: Module>(module: &M) -> Vec<f64> {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct V(Vec<f64>);
+    impl ModuleVisitor for V {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.extend(param.val().into_data().convert::<f64>().try_to_vec::<f64>().unwrap());
+        }
+    }
+    let mut v = V(Vec::new());
+    module.visit(&mut v);
+    v.0
+}
+
+#[test]
+fn ae_lr_factor_slows_only_the_encoder_and_decoder_after_the_rate_enters() {
+    let data = Synthetic::pendulum(4, 8, 8, 1);
+    let seqs = data.view();
+    let device = Device::flex();
+    let step_deltas = |factor: f64| {
+        let cfg = TrainConfig { ae_lr_factor: factor, ..tiny_config() };
+        let mut trainer = Trainer::new(cfg, &device).unwrap();
+        trainer.schedule.phase = ekvae_model::Phase::Lagrangian; // the rate has entered
+        let dev = trainer.device().clone();
+        let (x, u) = seqs.batch(&[(0, 0), (1, 1)], 6, &dev);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let noise = draw_noise(trainer.model(), &mut rng, 2, 6, &dev);
+        let (e0, t0) = (values(&trainer.model().encoder), values(&trainer.model().transition));
+        trainer.step(x, u, &noise).unwrap();
+        let (e1, t1) = (values(&trainer.model().encoder), values(&trainer.model().transition));
+        let delta = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>();
+        (delta(&e0, &e1), delta(&t0, &t1))
+    };
+    let (enc_full, trans_full) = step_deltas(1.0);
+    let (enc_slow, trans_slow) = step_deltas(0.01);
+    // Adam's first step moves each parameter by about lr (m̂/√v̂ = ±1 up to ε): the encoder's
+    // total movement scales with the factor, the transition's does not change.
+    assert!(enc_full > 0.0 && trans_full > 0.0);
+    assert!((enc_slow / enc_full - 0.01).abs() < 2e-3, "{enc_slow} / {enc_full}");
+    assert!(((trans_slow - trans_full) / trans_full).abs() < 1e-9, "{trans_slow} vs {trans_full}");
+}
