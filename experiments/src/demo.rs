@@ -173,7 +173,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         device: "cpu".into(),
         quiet: false,
         restarts: 1,
-        restart_epochs: 5,
+        restart_epochs: 15,
     })?;
     let train_s = t_train.elapsed().as_secs_f64();
 

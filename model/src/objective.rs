@@ -288,6 +288,10 @@ pub struct LambdaSchedule {
     pub d_hat: Option<f64>,
     /// Optimiser steps since λ was last updated (authors' schedule).
     pub since_update: usize,
+    /// Whether D̂ has fallen below D0 at least once (the end of the reconstruction phase, or
+    /// without one the first time the constraint held).
+    #[serde(default)]
+    pub constraint_met: bool,
 }
 
 impl LambdaSchedule {
@@ -297,7 +301,14 @@ impl LambdaSchedule {
             ScheduleKind::Authors if config.reconstruction => Phase::Reconstruction,
             _ => Phase::Lagrangian,
         };
-        Self { config, phase, lambda: config.init, d_hat: None, since_update: 0 }
+        Self {
+            config,
+            phase,
+            lambda: config.init,
+            d_hat: None,
+            since_update: 0,
+            constraint_met: false,
+        }
     }
 
     /// Fold in one batch distortion per pixel (after the optimiser step on that batch) and
@@ -310,6 +321,7 @@ impl LambdaSchedule {
         };
         self.d_hat = Some(d_hat);
         let gap = d_hat - c.d0;
+        self.constraint_met |= gap < 0.0;
         match (c.schedule, self.phase) {
             (ScheduleKind::Fast, _) => {
                 self.lambda = (self.lambda * (c.nu * gap).exp()).clamp(c.min, c.max);

@@ -61,9 +61,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// λ schedule (used by the constrained objective).
     pub lambda: LambdaConfig,
-    /// Authors' schedule: once the rate has entered (Lagrangian phase), the encoder and decoder
-    /// step with `learning_rate · ae_lr_factor` while the transition, prior and auxiliary
-    /// observation keep the full rate (1 = one learning rate for all).
+    /// Authors' schedule: once the distortion constraint has first held (the end of the
+    /// reconstruction phase), the encoder and decoder step with `learning_rate · ae_lr_factor`
+    /// while the transition, prior and auxiliary observation keep the full rate (1 = one
+    /// learning rate for all).
     pub ae_lr_factor: f64,
     /// Epochs at the start during which the transition's mixing weights α are frozen uniform
     /// (one global linear model, KVAE's staged training); 0 = never.
@@ -530,7 +531,7 @@ impl Trainer {
         let split = self.config.ae_lr_factor < 1.0
             && self.config.objective == Objective::Constrained
             && self.schedule.config.schedule == crate::objective::ScheduleKind::Authors
-            && self.schedule.phase == Phase::Lagrangian;
+            && self.schedule.constraint_met;
         if split {
             // Two Adam steps on disjoint parameter sets (Adam's state, its time step included,
             // is per parameter, so this is one step with two learning rates).

@@ -248,6 +248,7 @@ fn ae_lr_factor_slows_only_the_encoder_and_decoder_after_the_rate_enters() {
         let cfg = TrainConfig { ae_lr_factor: factor, ..tiny_config() };
         let mut trainer = Trainer::new(cfg, &device).unwrap();
         trainer.schedule.phase = ekvae_model::Phase::Lagrangian; // the rate has entered
+        trainer.schedule.constraint_met = true;
         let dev = trainer.device().clone();
         let (x, u) = seqs.batch(&[(0, 0), (1, 1)], 6, &dev);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
