@@ -58,7 +58,7 @@ pub fn run(args: CollectArgs) -> Result<()> {
         params: PendulumParams::default(),
     };
     cfg.check()?;
-    if args.size % MODEL_SIZE_STEP != 0 {
+    if !args.size.is_multiple_of(MODEL_SIZE_STEP) {
         anyhow::bail!(
             "invalid --size {}: the model trains on images whose side is a multiple of {MODEL_SIZE_STEP} (8, 16, 24, 32, …); use one of those",
             args.size

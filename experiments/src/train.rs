@@ -255,16 +255,14 @@ pub fn resolve_config(args: &TrainArgs, data: &Dataset) -> Result<TrainConfig> {
     if let Some(v) = args.lr {
         cfg.learning_rate = v;
     }
-    if let Some(v) = args.schedule {
-        if v != cfg.lambda.schedule {
-            // Switching schedules switches to that schedule's defaults; D0 is kept.
-            let d0 = cfg.lambda.d0;
-            cfg.lambda = match v {
-                ScheduleKind::Authors => LambdaConfig::default(),
-                ScheduleKind::Fast => LambdaConfig::fast(),
-            };
-            cfg.lambda.d0 = d0;
-        }
+    // Switching schedules switches to that schedule's defaults; D0 is kept.
+    if let Some(v) = args.schedule.filter(|&v| v != cfg.lambda.schedule) {
+        let d0 = cfg.lambda.d0;
+        cfg.lambda = match v {
+            ScheduleKind::Authors => LambdaConfig::default(),
+            ScheduleKind::Fast => LambdaConfig::fast(),
+        };
+        cfg.lambda.d0 = d0;
     }
     if let Some(v) = args.d0 {
         cfg.lambda.d0 = v;

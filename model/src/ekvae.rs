@@ -116,7 +116,7 @@ impl EkvaeConfig {
     /// Check the invariants: image side a multiple of 8, all sizes positive.
     pub fn check(&self) -> ModelResult<()> {
         let bad = |what: &str| Err(Error::InvalidConfig(what.to_string()));
-        if self.image_size < 8 || self.image_size % 8 != 0 {
+        if self.image_size < 8 || !self.image_size.is_multiple_of(8) {
             return bad(&format!(
                 "image_size must be a multiple of 8 (8, 16, 32, 48, 64, ...), got {}",
                 self.image_size

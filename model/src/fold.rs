@@ -49,7 +49,7 @@ impl Winding {
 /// Principal axes of the rows of `z` (`rows × n`, row-major): the mean and up to `k` unit
 /// axes in order of decreasing variance (power iteration with deflation, deterministic start).
 pub fn principal_axes(z: &[f64], n: usize, k: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let rows = if n == 0 { 0 } else { z.len() / n };
+    let rows = z.len().checked_div(n).unwrap_or(0);
     let mut mean = vec![0.0; n];
     for r in 0..rows {
         for j in 0..n {
@@ -100,7 +100,7 @@ pub fn principal_axes(z: &[f64], n: usize, k: usize) -> (Vec<f64>, Vec<Vec<f64>>
 /// The rows of `z` (`rows × n`) projected on their two leading principal axes (centred).
 pub fn pca_2d(z: &[f64], n: usize) -> Vec<(f64, f64)> {
     let (mean, axes) = principal_axes(z, n, 2);
-    let rows = if n == 0 { 0 } else { z.len() / n };
+    let rows = z.len().checked_div(n).unwrap_or(0);
     (0..rows)
         .map(|r| {
             let p = |a: &Vec<f64>| (0..n).map(|j| (z[r * n + j] - mean[j]) * a[j]).sum::<f64>();
@@ -120,7 +120,7 @@ pub fn winding_number(points: &[(f64, f64)]) -> Winding {
     let cy = points.iter().map(|p| p.1).sum::<f64>() / n as f64;
     let q: Vec<(f64, f64)> = points.iter().map(|p| (p.0 - cx, p.1 - cy)).collect();
     let rms = (q.iter().map(|p| p.0 * p.0 + p.1 * p.1).sum::<f64>() / n as f64).sqrt();
-    if !(rms > 0.0) {
+    if rms.is_nan() || rms <= 0.0 {
         return Winding { winding: 0, clearance: 0.0 };
     }
     let mut turns = 0.0;

@@ -61,7 +61,11 @@ impl LinearRegression {
     /// Least-squares fit with intercept of `y` (`rows × outputs`, row-major) on `x`
     /// (`rows × inputs`, row-major).
     pub fn fit(x: &[f64], inputs: usize, y: &[f64], outputs: usize) -> Result<Self> {
-        if inputs == 0 || outputs == 0 || x.len() % inputs != 0 || y.len() % outputs != 0 {
+        if inputs == 0
+            || outputs == 0
+            || !x.len().is_multiple_of(inputs)
+            || !y.len().is_multiple_of(outputs)
+        {
             return Err(Error::ShapeMismatch(
                 "regression needs at least one input and output".into(),
             ));
