@@ -1,7 +1,10 @@
 //! `ekvae reproduce`: the prediction-accuracy table (`docs/design.md`, section 5). Trains the
-//! grid {EKVAE, RNN baseline} × {constrained, ELBO} × seeds on one dataset with equal budgets
-//! (same epochs, minibatches, sequence length and learning rate), evaluates every run, and
-//! writes `table.md` / `table.csv` (mean ± std over seeds), `runs.csv` (every run) and figures.
+//! grid EKVAE × 20 seeds and RNN baseline × 10 seeds, each × {constrained, ELBO}, on one
+//! dataset with equal budgets (same epochs, minibatches and sequence length; the RNN has its
+//! own D0 and learning rate in the plan), evaluates every run, and writes `table.md` /
+//! `table.csv` (per arm: successful runs with a 95 % Wilson interval, Fisher's exact test of
+//! the objectives, every metric as mean ± std and median over all and over successful runs),
+//! `runs.csv` (every run, with its success) and figures.
 //!
 //! # Layout of `--out DIR`
 //! - `plan.json`: the grid and budgets; a rerun with other settings is refused;
@@ -11,9 +14,11 @@
 //! - `table.md`, `table.csv`, `runs.csv`, `prediction_error.png`, `training_curves.png`.
 //!
 //! # Resuming
-//! Runs go seed by seed. A run with its `eval.json` is done; one with a checkpoint continues
-//! from it (bit-for-bit as `ekvae train --resume`); so an interrupted `reproduce` started again
-//! with the same command continues where it stopped.
+//! Runs go seed by seed. A run whose `eval.json` evaluates the plan's last epoch is done, with
+//! or without its checkpoints (so a grid whose small files are committed run by run resumes
+//! from what is committed; its `config.toml` must match the plan); one with a checkpoint
+//! continues from it (bit-for-bit as `ekvae train --resume`); so an interrupted `reproduce`
+//! started again with the same command continues where it stopped.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
