@@ -603,8 +603,10 @@ impl Trainer {
             sum_r += stats.rate;
             progress.step(&stats);
         }
-        let val = self.validate(data, val_eps)?;
-        let fold = crate::fold::fold_diagnostic(&self.model().valid())?;
+        // One copy of the model without autodiff for both end-of-epoch evaluations.
+        let inference_model = self.model().valid();
+        let val = validate(&inference_model, data, val_eps, self.config.seed)?;
+        let fold = crate::fold::fold_diagnostic(&inference_model)?;
         self.epoch = epoch;
         let (d, r) = (sum_d / steps as f64, sum_r / steps as f64);
         Ok(EpochRow {
