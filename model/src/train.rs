@@ -552,12 +552,6 @@ impl Trainer {
         Ok(StepStats { loss: loss_value, distortion, rate, lambda, phase, grad_norm: norm })
     }
 
-    /// −ELBO per frame of whole episodes `episodes` (no gradients; fixed noise), or NaN if
-    /// there are none.
-    pub fn validate(&self, data: &Sequences, episodes: &[usize]) -> Result<f64> {
-        validate(&self.model().valid(), data, episodes, self.config.seed)
-    }
-
     /// Run one epoch of `steps` minibatches drawn from `train_eps`, then validate on `val_eps`.
     pub fn run_epoch(
         &mut self,
