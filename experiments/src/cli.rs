@@ -3,9 +3,15 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// ekvae: learn deep state-space models (EKVAE) of a pendulum from pixels and swing it up with MPC.
+/// ekvae: learn a deep state-space model (EKVAE: a VAE per frame + an extended Kalman smoother
+/// over locally-linear latent dynamics) of a pendulum from its pixels, check what its latent
+/// holds, and swing the real pendulum up from its images with iLQR-MPC on the learned dynamics.
+///
+/// The pipeline, in order: collect → (inspect) → train → eval → mpc; `reproduce` runs the
+/// prediction-accuracy grid and `demo` runs everything on built-in defaults. Every command
+/// writes CSV/JSON records and figures; `ekvae COMMAND --help` shows each flag with its default.
 #[derive(Debug, Parser)]
-#[command(name = "ekvae", version, about, long_about = None)]
+#[command(name = "ekvae", version, long_about = None)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -23,7 +29,7 @@ pub enum Command {
     Train(crate::train::TrainArgs),
     /// Evaluate a trained run: identification (R²), open-loop prediction errors per horizon, figures.
     Eval(crate::eval::EvalArgs),
-    /// Swing the pendulum up with iLQR model-predictive control and score it (returns, success, plan times).
+    /// Swing the pendulum up with iLQR-MPC on the true physics or, with --run, from pixels on a trained model; score it.
     Mpc(crate::mpc::MpcArgs),
     /// The prediction-accuracy table: train and evaluate {EKVAE, RNN} × {constrained, ELBO} × seeds, write table.md/table.csv.
     Reproduce(crate::reproduce::ReproduceArgs),
@@ -50,7 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => crate::inspect::run(args),
         Command::Train(args) => crate::train::run(args),
         Command::Eval(args) => crate::eval::run(args),
-        Command::Mpc(args) => crate::mpc::run(args),
+        Command::Mpc(args) => crate::mpc::run(args).map(drop),
         Command::Reproduce(args) => crate::reproduce::run(args),
         Command::Demo(args) => crate::demo::run(args),
     }

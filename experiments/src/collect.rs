@@ -1,8 +1,9 @@
 //! `ekvae collect`: random-action pendulum rollouts rendered to pixels, saved as one `.npz`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use ekvae_envs::collect::{self, CollectConfig, PolicySpec};
+use ekvae_envs::collect::{CollectConfig, PolicySpec};
+use ekvae_pipeline::collect::{CollectJob, prepare_output};
 use ekvae_envs::pendulum::PendulumParams;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub struct CollectArgs {
     /// (free swinging) or `constant:U`.
     #[arg(long, default_value = "uniform")]
     pub policy: String,
-    /// Worker threads (default: all cores). The output does not depend on it.
+    /// Worker threads [default: all cores]. The output does not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Do not show the progress bar.
@@ -44,59 +45,38 @@ pub struct CollectArgs {
     pub quiet: bool,
 }
 
-/// Image sides must be multiples of this for `ekvae train` (the model's pixel-unshuffle by S/8).
-pub const MODEL_SIZE_STEP: usize = 8;
+impl CollectArgs {
+    /// The library's job.
+    pub fn job(&self) -> Result<CollectJob> {
+        Ok(CollectJob {
+            config: CollectConfig {
+                episodes: self.episodes,
+                steps: self.steps,
+                size: self.size,
+                seed: self.seed,
+                params: PendulumParams::default(),
+            },
+            policy: self.policy.parse::<PolicySpec>()?,
+            threads: self.threads,
+        })
+    }
+}
 
 /// Run `ekvae collect`.
 pub fn run(args: CollectArgs) -> Result<()> {
-    let policy: PolicySpec = args.policy.parse()?;
-    let cfg = CollectConfig {
-        episodes: args.episodes,
-        steps: args.steps,
-        size: args.size,
-        seed: args.seed,
-        params: PendulumParams::default(),
-    };
-    cfg.check()?;
-    if !args.size.is_multiple_of(MODEL_SIZE_STEP) {
-        anyhow::bail!(
-            "invalid --size {}: the model trains on images whose side is a multiple of {MODEL_SIZE_STEP} (8, 16, 24, 32, …); use one of those",
-            args.size
-        );
-    }
-    // Bounds before allocation: the whole dataset is built in memory before it is written.
-    let bytes = cfg
-        .total_image_bytes()
-        .and_then(|b| b.checked_add(cfg.episodes.checked_mul(cfg.steps)?.checked_mul(24)?))
-        .map(|b| b as u64);
-    ekvae_envs::fsio::check_memory(
-        bytes,
-        "this dataset (--episodes × --steps × --size²)",
-        "lower --episodes, --steps or --size",
-    )?;
-    if args.threads == Some(0) {
-        anyhow::bail!("invalid --threads: must be at least 1");
-    }
-    // Fail before the work, not after it, if the output cannot be written.
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if dir.exists() && !dir.is_dir() {
-            anyhow::bail!(
-                "{}: not a folder, so {} cannot be written",
-                dir.display(),
-                args.out.display()
-            );
-        }
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
-    }
-    ekvae_envs::dataset::check_writable(&args.out)?;
-
+    let job = args.job()?;
+    // Fail before the work, not after it, on bad settings or an output that cannot be written.
+    job.check()?;
+    prepare_output(&args.out)?;
+    let cfg = &job.config;
     let frames = cfg.episodes * cfg.steps;
     let mb = cfg.total_image_bytes().unwrap_or(usize::MAX) as f64 / 1e6;
-    eprintln!(
-        "collecting {} episodes × {} steps of {}×{} frames (policy {policy}, seed {}): {frames} frames, {mb:.1} MB of images",
-        cfg.episodes, cfg.steps, cfg.size, cfg.size, cfg.seed
-    );
+    if !args.quiet {
+        eprintln!(
+            "collecting {} episodes × {} steps of {}×{} frames (policy {}, seed {}): {frames} frames, {mb:.1} MB of images",
+            cfg.episodes, cfg.steps, cfg.size, cfg.size, job.policy, cfg.seed
+        );
+    }
     let bar = if args.quiet {
         ProgressBar::with_draw_target(Some(cfg.episodes as u64), ProgressDrawTarget::hidden())
     } else {
@@ -107,26 +87,20 @@ pub fn run(args: CollectArgs) -> Result<()> {
             .expect("valid template"),
     );
     let start = Instant::now();
-    let work = || collect::collect(&cfg, &policy, &|k| bar.inc(k as u64));
-    let data = match args.threads {
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .context("cannot start the worker threads")?
-            .install(work),
-        None => work(),
-    }?;
+    let data = job.run(&|k| bar.inc(k as u64))?;
     bar.finish_and_clear();
     let collected = start.elapsed().as_secs_f64();
     data.save(&args.out)?;
     let total = start.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
-    eprintln!(
-        "collected in {collected:.2} s ({:.0} frames/s), saved in {:.2} s: {} ({:.1} MB)",
-        frames as f64 / collected,
-        total - collected,
-        args.out.display(),
-        bytes as f64 / 1e6
-    );
+    if !args.quiet {
+        eprintln!(
+            "collected in {collected:.2} s ({:.0} frames/s), saved in {:.2} s: {} ({:.1} MB)",
+            frames as f64 / collected,
+            total - collected,
+            args.out.display(),
+            bytes as f64 / 1e6
+        );
+    }
     Ok(())
 }

@@ -2,22 +2,21 @@
 //! train an EKVAE (constrained objective), evaluate its latent space, and swing the pendulum up
 //! from pixels with MPC on the learned model — then print a short summary.
 //!
-//! Every stage calls the same function as its subcommand (`collect`, `train`, `eval`, `mpc`)
-//! with the arguments printed before it runs, so each stage can be rerun by hand. Rerunning
-//! the demo into the same folder reuses the datasets and continues training from the last
-//! checkpoint (`ekvae train --resume`).
+//! Every stage calls the same library function as its subcommand (`collect`, `train`, `eval`,
+//! `mpc`; see `ekvae_pipeline`) and writes the same files; the equivalent command is printed
+//! before it runs, so each stage can be rerun by hand. Rerunning the demo into the same folder
+//! reuses the datasets and continues training from the last checkpoint (`ekvae train
+//! --resume`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-
-use crate::collect::CollectArgs;
-use crate::eval::EvalArgs;
-use crate::learned::Jacobians;
-use crate::mpc::{ModelSource, MpcArgs};
-use crate::train::TrainArgs;
+use ekvae_pipeline::collect::{CollectJob, collect_to};
+use ekvae_pipeline::eval::{EvalConfig, evaluate};
+use ekvae_pipeline::swingup::{LearnedPlanner, Planner, SwingUpConfig, run_swingup};
+use ekvae_pipeline::train::{Overrides, Restarts, TrainJob, load_dataset, resolve_config, train_run};
 
 /// Run the full pipeline: collect → train → eval → pixel swing-up.
 #[derive(Debug, Args)]
@@ -37,6 +36,9 @@ pub struct DemoArgs {
     /// Override the number of MPC episodes (random starts).
     #[arg(long)]
     pub episodes: Option<usize>,
+    /// No progress bars or per-stage commands; only the summary.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// The built-in sizes of one demo.
@@ -85,8 +87,10 @@ impl Plan {
 /// the demo writes as `demo-config.toml` and passes to `ekvae train --config`.
 pub const DEMO_TRAIN_CONFIG: &str = include_str!("../../results/pixmpc-model/train-config.toml");
 
-fn stage(name: &str, command: &str) {
-    eprintln!("\n== {name}: {command}");
+fn stage(quiet: bool, name: &str, command: &str) {
+    if !quiet {
+        eprintln!("\n== {name}: {command}");
+    }
 }
 
 /// Runs `ekvae demo`.
@@ -108,10 +112,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
         (&test_data, plan.test_episodes, args.seed + 1),
     ] {
         if path.is_file() {
-            eprintln!("\n== collect: reusing {}", path.display());
+            stage(args.quiet, "collect", &format!("reusing {}", path.display()));
             continue;
         }
         stage(
+            args.quiet,
             "collect",
             &format!(
                 "ekvae collect --episodes {episodes} --steps {} --size {} --seed {seed} --out {}",
@@ -120,16 +125,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 path.display()
             ),
         );
-        crate::collect::run(CollectArgs {
-            episodes,
-            steps: plan.steps,
-            size: plan.size,
-            seed,
-            out: path.clone(),
-            policy: "uniform".into(),
-            threads: None,
-            quiet: false,
-        })?;
+        let job = CollectJob::uniform(episodes, plan.steps, plan.size, seed);
+        collect_to(&job, path, &|_| {})?;
     }
 
     let run_dir = out.join("model");
@@ -138,6 +135,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .with_context(|| format!("cannot write {}", config.display()))?;
     let resume = ekvae_model::train::RunDir::new(&run_dir).state_path().is_file();
     stage(
+        args.quiet,
         "train",
         &format!(
             "ekvae train --data {} --config {} --epochs {epochs} --seed {} --out {}{}",
@@ -149,58 +147,61 @@ pub fn run(args: DemoArgs) -> Result<()> {
         ),
     );
     let t_train = Instant::now();
-    crate::train::run(TrainArgs {
-        data: train_data.clone(),
-        out: run_dir.clone(),
-        model: None,
-        objective: None,
-        schedule: None,
-        epochs: Some(epochs),
-        seed: Some(args.seed),
-        config: Some(config.clone()),
-        resume,
-        aux_dim: None,
-        state_dim: None,
-        bases: None,
-        batch: None,
-        seq_len: None,
-        steps_per_epoch: None,
-        lr: None,
-        d0: None,
-        freeze_mixing_epochs: None,
-        lr_final_fraction: None,
-        ae_lr_factor: None,
-        device: "cpu".into(),
-        quiet: false,
-        restarts: 1,
-        restart_epochs: 15,
-    })?;
+    let data = load_dataset(&train_data)?;
+    let overrides = Overrides { epochs: Some(epochs), seed: Some(args.seed), ..Overrides::default() };
+    let mut train_config = resolve_config(Some(&config), &overrides, &data, &train_data)?;
+    train_config.commit = crate::writers::COMMIT.to_string();
+    let mut bar = crate::train::Bar::new(args.quiet);
+    train_run(
+        TrainJob {
+            config: train_config,
+            data: &data,
+            out: run_dir.clone(),
+            resume,
+            restarts: Restarts::default(),
+            device: burn::tensor::Device::flex(),
+        },
+        &mut bar,
+    )?;
+    drop(data);
     let train_s = t_train.elapsed().as_secs_f64();
 
     stage(
+        args.quiet,
         "eval",
-        &format!("ekvae eval --run {} --data {}", run_dir.display(), test_data.display()),
+        &format!(
+            "ekvae eval --run {} --data {} --train-data {}",
+            run_dir.display(),
+            test_data.display(),
+            train_data.display()
+        ),
     );
-    crate::eval::run(EvalArgs {
+    let eval_config = EvalConfig {
         train_data: Some(train_data.clone()),
-        ..EvalArgs::new(run_dir.clone(), test_data.clone())
-    })?;
-    let r2 = read_r2(&run_dir.join("eval.json"));
+        ..EvalConfig::new(run_dir.clone(), test_data.clone())
+    };
+    let evaluation = evaluate(&eval_config, &burn::tensor::Device::flex())?;
+    crate::eval::write_evaluation(&run_dir, &evaluation)?;
+    let ident = &evaluation.identification;
+    let (r2, winding) = ((ident.r2_cos_sin, ident.r2_theta_dot), evaluation.fold.winding);
+    drop(evaluation);
 
     let mpc_out = out.join("mpc");
     stage(
+        args.quiet,
         "mpc",
         &format!(
-            "ekvae mpc --model {} --episodes {mpc_episodes} --seed {} --out {}",
+            "ekvae mpc --run {} --episodes {mpc_episodes} --seed {} --out {}",
             run_dir.display(),
             args.seed,
             mpc_out.display()
         ),
     );
-    let mpc = crate::learned::run_mpc(
-        &mpc_args(run_dir.clone(), mpc_episodes, args.seed, mpc_out.clone()),
-        &run_dir,
-    )?;
+    let mpc_config = SwingUpConfig { episodes: mpc_episodes, seed: args.seed, ..SwingUpConfig::default() };
+    let mpc = run_swingup(&mpc_config, &Planner::Learned(LearnedPlanner::new(&run_dir)), &mut |_, _| {})?;
+    std::fs::create_dir_all(&mpc_out)
+        .with_context(|| format!("cannot create {}", mpc_out.display()))?;
+    crate::mpc::write_swingup(&mpc_out, &mpc, 64)?;
 
     say!(
         "\nekvae demo{} finished in {:.1} min ({})",
@@ -221,12 +222,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
         train_s / 60.0,
         run_dir.display()
     );
-    match r2 {
-        Some((cs, td)) => {
-            say!("  eval    R²(cos θ, sin θ) = {cs:.3}, R²(θ̇) = {td:.3} on the test episodes")
-        }
-        None => say!("  eval    see {}", run_dir.join("eval.json").display()),
-    }
+    say!(
+        "  eval    R²(cos θ, sin θ) = {:.3}, R²(θ̇) = {:.3} on the test episodes; fold diagnostic: winding {winding}",
+        r2.0,
+        r2.1
+    );
     say!(
         "  mpc     {mpc_episodes} random starts: success {:.0}%, mean return {:.1}, near upright {:.0}% of steps, {:.2} ms/step median ({:.2} p95)",
         100.0 * mpc.success_rate,
@@ -242,42 +242,23 @@ pub fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// `ekvae mpc --model RUN --episodes N --seed K --out OUT` with every other flag at its default.
-pub fn mpc_args(run: PathBuf, episodes: usize, seed: u64, out: PathBuf) -> MpcArgs {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        mpc: MpcArgs,
-    }
-    let w = Wrapper::parse_from(["mpc", "--out", "."]);
-    MpcArgs {
-        model: ModelSource::Run(run),
-        episodes,
-        seed,
-        out,
-        jacobians: Jacobians::Exact,
-        ..w.mpc
-    }
-}
-
-fn read_r2(path: &Path) -> Option<(f64, f64)> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    Some((v["r2_cos_sin"].as_f64()?, v["r2_theta_dot"].as_f64()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The MPC stage gets the subcommand's defaults, so the demo plans exactly as
-    /// `ekvae mpc --model RUN` does.
+    /// `ekvae mpc --run RUN` does.
     #[test]
     fn demo_mpc_uses_the_subcommand_defaults() {
-        let a = mpc_args("r".into(), 3, 7, "o".into());
-        assert_eq!(a.model, ModelSource::Run("r".into()));
-        assert_eq!((a.episodes, a.seed, a.horizon, a.steps, a.goal_steps), (3, 7, None, 200, 20));
-        assert_eq!(a.start, None);
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            mpc: crate::mpc::MpcArgs,
+        }
+        let w = Wrapper::parse_from(["mpc", "--out", ".", "--run", "r"]);
+        assert_eq!(w.mpc.config(), SwingUpConfig { episodes: 20, seed: 0, ..SwingUpConfig::default() });
+        assert_eq!(w.mpc.planner().unwrap(), Planner::Learned(LearnedPlanner::new("r")));
     }
 
     #[test]

@@ -7,6 +7,11 @@ use std::path::Path;
 
 use anyhow::Result;
 use ekvae_model::train::EpochRow;
+use ekvae_model::predict::PredictionStrip;
+use ekvae_envs::pendulum::angle_normalize;
+use ekvae_pipeline::swingup::StepRow;
+use std::f64::consts::PI;
+use anyhow::Context as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -242,6 +247,192 @@ pub fn training_curves(path: &Path, runs: &[(String, Vec<EpochRow>)]) -> Result<
 /// [`ekvae_model::rundir`]).
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
     Ok(ekvae_model::rundir::read_metrics(path)?)
+}
+
+/// Pixels between the two halves of `belief.gif` (drawn mid-gray).
+pub const BELIEF_GAP: usize = 2;
+
+/// Nearest-neighbour resize of a square `from × from` frame to `to × to`.
+pub fn upscale(frame: &[u8], from: usize, to: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(to * to);
+    for y in 0..to {
+        let sy = y * from / to;
+        for x in 0..to {
+            out.push(frame[sy * from + x * from / to]);
+        }
+    }
+    out
+}
+
+/// Two `size × size` frames next to each other with a gray gap: `[size, 2·size + gap]`.
+pub fn side_by_side(left: &[u8], right: &[u8], size: usize) -> Vec<u8> {
+    let width = 2 * size + BELIEF_GAP;
+    let mut out = Vec::with_capacity(width * size);
+    for y in 0..size {
+        out.extend_from_slice(&left[y * size..(y + 1) * size]);
+        out.extend(std::iter::repeat_n(128u8, BELIEF_GAP));
+        out.extend_from_slice(&right[y * size..(y + 1) * size]);
+    }
+    out
+}
+
+/// One plot panel: axis label, y range, the plotted quantity of a row, and whether it is a
+/// wrapped angle (lines break where it jumps between ±π).
+type Panel = (&'static str, f64, f64, fn(&StepRow) -> f64, bool);
+
+/// θ(t) (wrapped), θ̇(t) and u(t) of every episode, one panel each.
+pub fn trajectories(path: &Path, rows: &[StepRow], episodes: usize, steps: usize) -> Result<()> {
+    bitmap(path, (900, 900), |root| {
+        let panels = root.split_evenly((3, 1));
+        let series: [Panel; 3] = [
+            ("θ (wrapped, rad)", -PI, PI, |r| angle_normalize(r.theta), true),
+            ("θ̇ (rad/s)", -8.0, 8.0, |r| r.theta_dot, false),
+            ("u (torque)", -2.2, 2.2, |r| r.u, false),
+        ];
+        for (panel, (label, lo, hi, f, wrapped)) in panels.iter().zip(series) {
+            let mut chart = ChartBuilder::on(panel)
+                .margin(8)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0f64..steps as f64, lo..hi)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            chart
+                .configure_mesh()
+                .x_desc("step")
+                .y_desc(label)
+                .draw()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for ep in 0..episodes {
+                let color = Palette99::pick(ep).mix(0.8);
+                let pts: Vec<(f64, f64)> =
+                    rows.iter().filter(|r| r.episode == ep).map(|r| (r.t as f64, f(r))).collect();
+                // Break the line where the wrapped angle jumps between ±π.
+                for segment in pts.chunk_by(|a, b| !wrapped || (b.1 - a.1).abs() < PI) {
+                    chart
+                        .draw_series(LineSeries::new(
+                            segment.iter().copied(),
+                            color.stroke_width(1),
+                        ))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Writes grayscale frames (`width × height` bytes each, row-major) as an animated GIF, one
+/// frame per step at the real 50 ms per step, looping.
+pub fn animate(
+    path: &Path,
+    (width, height): (usize, usize),
+    frames: impl Iterator<Item = Result<Vec<u8>>>,
+) -> Result<()> {
+    let w = u16::try_from(width).context("frame size too large for a GIF")?;
+    let h = u16::try_from(height).context("frame size too large for a GIF")?;
+    let palette: Vec<u8> = (0..=255u8).flat_map(|v| [v, v, v]).collect();
+    // Frames may fail to draw (a learned decoder); that error is kept apart from I/O errors.
+    let mut frame_error = None;
+    let written = ekvae_envs::dataset::write_atomic(path, |out| {
+        let mut enc = gif::Encoder::new(out, w, h, &palette).map_err(std::io::Error::other)?;
+        enc.set_repeat(gif::Repeat::Infinite).map_err(std::io::Error::other)?;
+        for pixels in frames {
+            let pixels = match pixels {
+                Ok(p) => p,
+                Err(e) => {
+                    frame_error = Some(e);
+                    return Err(std::io::Error::other("a frame could not be drawn"));
+                }
+            };
+            let mut frame = gif::Frame::from_indexed_pixels(w, h, &pixels, None);
+            frame.delay = 5; // hundredths of a second: dt = 50 ms
+            enc.write_frame(&frame).map_err(std::io::Error::other)?;
+        }
+        enc.into_inner().map(drop).map_err(std::io::Error::other)
+    });
+    if let Some(e) = frame_error {
+        return Err(e);
+    }
+    // The error names the file.
+    written.map_err(anyhow::Error::from)
+}
+
+/// For each strip: a row of true frames and a row of predicted frames at the last conditioned
+/// frame (h = 0, truth only) and at h = 1, 2, 3 and every reported horizon.
+pub fn prediction_strips(
+    path: &Path,
+    size: usize,
+    strips: &[PredictionStrip],
+    horizons: &[usize],
+) -> Result<()> {
+    let px = size * size;
+    let mut cols: Vec<usize> = vec![0, 1, 2, 3];
+    cols.extend(horizons.iter().copied());
+    cols.sort_unstable();
+    cols.dedup();
+    let mut rows = Vec::new();
+    for s in strips {
+        let hmax = s.predicted.len() / px;
+        let cols: Vec<usize> = cols.iter().copied().filter(|&h| h <= hmax).collect();
+        rows.push(cols.iter().map(|&h| Some(to_gray(&s.truth[h * px..(h + 1) * px]))).collect());
+        rows.push(
+            cols.iter()
+                .map(|&h| (h > 0).then(|| to_gray(&s.predicted[(h - 1) * px..h * px])))
+                .collect(),
+        );
+    }
+    gray_grid_png(path, size, &rows)
+}
+
+/// The blog's figure: the latent space (two leading principal axes of the smoothed means)
+/// coloured by the true angle (cyclic hue) and by the angular velocity (viridis).
+pub fn latent_space(
+    path: &Path,
+    z: &[f64],
+    n: usize,
+    data: &ekvae_model::data::Sequences,
+) -> Result<()> {
+    let pts = ekvae_model::fold::pca_2d(z, n);
+    let rows = pts.len();
+    // At most 20 000 points keep the PNG readable.
+    let stride = rows.div_ceil(20_000).max(1);
+    let (xmin, xmax, ymin, ymax) = pts.iter().fold(
+        (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    let padx = (xmax - xmin).max(1e-9) * 0.05;
+    let pady = (ymax - ymin).max(1e-9) * 0.05;
+    let state = |r: usize| data.state(r / data.steps, r % data.steps);
+    let vmax = (0..rows).map(|r| state(r)[1].abs()).fold(1e-9, f64::max);
+    bitmap(path, (1200, 560), |root| {
+        let panels = root.split_evenly((1, 2));
+        for (i, panel) in panels.iter().enumerate() {
+            let title = if i == 0 {
+                "latent space coloured by angle θ"
+            } else {
+                "coloured by angular velocity dθ/dt"
+            };
+            let mut chart = ChartBuilder::on(panel)
+                .caption(title, ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(40)
+                .build_cartesian_2d(xmin - padx..xmax + padx, ymin - pady..ymax + pady)?;
+            chart.configure_mesh().x_desc("PC 1").y_desc("PC 2").draw()?;
+            chart.draw_series((0..rows).step_by(stride).map(|r| {
+                let [th, thd] = state(r);
+                let color: RGBColor = if i == 0 {
+                    let h = (th.rem_euclid(std::f64::consts::TAU)) / std::f64::consts::TAU;
+                    let c = HSLColor(h, 0.9, 0.5).to_rgba();
+                    RGBColor(c.0, c.1, c.2)
+                } else {
+                    ViridisRGB::get_color_normalized(thd, -vmax, vmax)
+                };
+                Circle::new(pts[r], 2, color.filled())
+            }))?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

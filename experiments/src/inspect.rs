@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub struct InspectArgs {
     /// The dataset (.npz) written by `ekvae collect`.
     pub file: PathBuf,
-    /// Where to write the contact sheet (default: next to FILE, named <stem>-sheet.png).
+    /// Where to write the contact sheet [default: next to FILE, named <stem>-sheet.png].
     #[arg(long)]
     pub sheet: Option<PathBuf>,
     /// Episodes (rows) on the contact sheet.

@@ -1,4 +1,6 @@
-//! The `ekvae` command line: one module per subcommand, glue over the library crates.
+//! The `ekvae` command line: one module per subcommand that parses flags into the typed
+//! configs of `ekvae-pipeline`, shows progress and prints; and the output writers ([`figures`]
+//! for PNG and GIF, [`writers`] for CSV, JSON and Markdown).
 
 /// `println!` for results on standard output that ends quietly on a closed pipe
 /// (`ekvae inspect data.npz | head -1`): see [`output::line`].
@@ -15,8 +17,8 @@ pub mod demo;
 pub mod eval;
 pub mod figures;
 pub mod inspect;
-pub mod learned;
 pub mod mpc;
 pub mod output;
 pub mod reproduce;
 pub mod train;
+pub mod writers;

@@ -1,15 +1,16 @@
-//! `ekvae train`: fit an EKVAE world model to a collected dataset.
+//! `ekvae train`: the command line of [`ekvae_pipeline::train`]: flags into a run config,
+//! progress on standard error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
-use ekvae_envs::dataset::Dataset;
 use ekvae_model::backend::device_from_name;
-use ekvae_model::data::Sequences;
-use ekvae_model::rundir::RunDir;
-use ekvae_model::train::{EpochRow, Progress, StepStats, TrainConfig, train};
-use ekvae_model::{Inference, LambdaConfig, Objective, ScheduleKind};
+use ekvae_model::train::{EpochRow, Progress, StepStats};
+use ekvae_model::{Inference, Objective, ScheduleKind};
+use ekvae_pipeline::train::{
+    Overrides, Reporter, Restarts, TrainJob, fold_warning, load_dataset, resolve_config, train_run,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `ekvae train`. Precedence: built-in defaults < `--config` file < flags.
@@ -22,63 +23,66 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Model: `ekvae` (extended Kalman smoother inference) or `rnn` (the RNN-inference
-    /// baseline: backward GRU + combiner, same generative model). Default: ekvae.
+    /// baseline: backward GRU + combiner, same generative model) [default: ekvae].
     #[arg(long)]
     pub model: Option<Inference>,
     /// Objective: `constrained` (min R subject to D ≤ D0, with the λ schedule of --schedule)
-    /// or `elbo` (R + D).
+    /// or `elbo` (R + D) [default: constrained].
     #[arg(long)]
     pub objective: Option<Objective>,
     /// λ schedule of the constrained objective: `authors` (Klushyn et al.: reconstruction
     /// phase, then D + R/λ with a slow clamped λ update; default) or `fast` (R + λ(D − D0),
-    /// λ updated every step; the earlier schedule, with its own ν, EMA and λ_max).
+    /// λ updated every step; the earlier schedule, with its own ν, EMA and λ_max)
+    /// [default: authors].
     #[arg(long)]
     pub schedule: Option<ScheduleKind>,
-    /// Number of epochs (with --resume: the new total).
+    /// Number of epochs (with --resume: the new total) [default: 40].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Seed of initialisation, minibatches and noise.
+    /// Seed of initialisation, minibatches and noise [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// TOML file with any fields of the run config (see a run's config.toml).
+    /// TOML file with any fields of a run's config.toml; flags override it. The image size
+    /// and action dimension always follow the data.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Dimension m of the auxiliary observation a_t.
+    /// Dimension m of the auxiliary observation a_t [default: 2].
     #[arg(long)]
     pub aux_dim: Option<usize>,
-    /// Dimension n of the latent state z_t.
+    /// Dimension n of the latent state z_t [default: 3].
     #[arg(long)]
     pub state_dim: Option<usize>,
-    /// Number K of base matrices of the locally-linear transition.
+    /// Number K of base matrices of the locally-linear transition [default: 8].
     #[arg(long)]
     pub bases: Option<usize>,
-    /// Sequences per minibatch.
+    /// Sequences per minibatch [default: 32].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Length of the training subsequences.
+    /// Length of the training subsequences [default: 32].
     #[arg(long)]
     pub seq_len: Option<usize>,
-    /// Minibatches per epoch (0 = one pass over the training episodes).
+    /// Minibatches per epoch; 0 = one pass over the training episodes [default: 0].
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
-    /// Adam learning rate.
+    /// Adam learning rate [default: 0.002].
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Target distortion D0 in nats per pixel (constrained objective).
+    /// Target distortion D0 in nats per pixel (constrained objective) [default: 0.05].
     #[arg(long)]
     pub d0: Option<f64>,
     /// Once the rate has entered (authors' schedule), the encoder and decoder learn at
-    /// --lr × this factor, the dynamics at --lr (1 = one learning rate).
+    /// --lr × this factor, the dynamics at --lr; 1 = one learning rate [default: 1].
     #[arg(long)]
     pub ae_lr_factor: Option<f64>,
-    /// Cosine learning-rate decay to this fraction of --lr at the last epoch (1 = constant).
+    /// Cosine learning-rate decay to this fraction of --lr at the last epoch; 1 = constant
+    /// [default: 1].
     #[arg(long)]
     pub lr_final_fraction: Option<f64>,
     /// Epochs at the start with the transition's mixing weights frozen uniform (one global
-    /// linear model first, as in KVAE's staged training); 0 = never.
+    /// linear model first, as in KVAE's staged training); 0 = never [default: 0].
     #[arg(long)]
     pub freeze_mixing_epochs: Option<usize>,
     /// Compute device: cpu, or cuda / wgpu when compiled with that feature.
@@ -100,192 +104,50 @@ pub struct TrainArgs {
     pub restart_epochs: usize,
 }
 
-/// One candidate of `--restarts`, as recorded in `selection.json`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Candidate {
-    /// Its seed.
-    pub seed: u64,
-    /// Validation −ELBO (nats/frame) after the candidate epochs.
-    pub val_neg_elbo: f64,
-    /// Fold diagnostic after the candidate epochs.
-    pub winding: i32,
-}
-
-/// `selection.json`: how the run's seed was chosen by `--restarts`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Selection {
-    /// The rule.
-    pub rule: String,
-    /// Epochs each candidate was trained for.
-    pub candidate_epochs: usize,
-    /// Every candidate.
-    pub candidates: Vec<Candidate>,
-    /// The seed trained fully.
-    pub chosen_seed: u64,
-}
-
-/// The file name of the selection record in a run directory.
-pub const SELECTION_FILE: &str = "selection.json";
-
-/// Train the `--restarts` candidates of `cfg` under `out/restarts/` (resuming any that were
-/// interrupted) and return the selection.
-fn select_seed(
-    args: &TrainArgs,
-    cfg: &TrainConfig,
-    seqs: &Sequences,
-    device: &burn::tensor::Device,
-) -> Result<Selection> {
-    let epochs = args.restart_epochs.min(cfg.epochs);
-    let mut candidates = Vec::new();
-    for i in 0..args.restarts as u64 {
-        let seed = cfg.seed + i;
-        let dir = args.out.join("restarts").join(format!("seed-{seed}"));
-        let mut c = cfg.clone();
-        c.seed = seed;
-        c.model.seed = seed;
-        c.epochs = epochs;
-        let run = ekvae_model::train::RunDir::new(&dir);
-        let done = run.read_state().map(|s| s.epoch >= epochs).unwrap_or(false);
-        if !done {
-            if !args.quiet {
-                eprintln!("candidate {}/{}: seed {seed}, {epochs} epochs", i + 1, args.restarts);
-            }
-            let resume = run.read_state().is_ok();
-            if !resume && run.holds_run() {
-                // Stopped inside its first epoch: nothing to keep.
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot remove {}", dir.display()))?;
-            }
-            let mut bar = Bar { bar: None, quiet: args.quiet, sum_loss: 0.0, n: 0 };
-            train(c, seqs, &dir, resume, device, &mut bar)
-                .with_context(|| format!("training candidate {}", dir.display()))?;
+impl TrainArgs {
+    /// The flags that override the config.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            model: self.model,
+            objective: self.objective,
+            schedule: self.schedule,
+            epochs: self.epochs,
+            seed: self.seed,
+            aux_dim: self.aux_dim,
+            state_dim: self.state_dim,
+            bases: self.bases,
+            batch: self.batch,
+            seq_len: self.seq_len,
+            steps_per_epoch: self.steps_per_epoch,
+            lr: self.lr,
+            d0: self.d0,
+            ae_lr_factor: self.ae_lr_factor,
+            lr_final_fraction: self.lr_final_fraction,
+            freeze_mixing_epochs: self.freeze_mixing_epochs,
         }
-        let rows = crate::figures::read_metrics(&run.metrics_path())?;
-        let last = rows.last().with_context(|| format!("{}: no epochs", dir.display()))?;
-        candidates.push(Candidate { seed, val_neg_elbo: last.val_neg_elbo, winding: last.winding });
-    }
-    let best = candidates
-        .iter()
-        .min_by(|a, b| {
-            (a.winding.abs() != 1)
-                .cmp(&(b.winding.abs() != 1))
-                .then(a.val_neg_elbo.total_cmp(&b.val_neg_elbo))
-        })
-        .expect("at least one candidate");
-    Ok(Selection {
-        rule:
-            "a ring by the fold diagnostic (|winding| = 1) first, then the lowest validation −ELBO"
-                .into(),
-        candidate_epochs: epochs,
-        chosen_seed: best.seed,
-        candidates,
-    })
-}
-
-/// Load a dataset file with a one-line error naming the file.
-pub fn load_dataset(path: &Path) -> Result<Dataset> {
-    Dataset::load(path).with_context(|| format!("cannot load dataset {}", path.display()))
-}
-
-/// A model-side view of a dataset.
-pub fn sequences(d: &Dataset) -> Sequences<'_> {
-    Sequences {
-        images: &d.images,
-        actions: &d.actions,
-        states: &d.states,
-        episodes: d.episodes,
-        steps: d.steps,
-        size: d.size,
-        action_dim: if d.episodes * d.steps == 0 {
-            1
-        } else {
-            d.actions.len() / (d.episodes * d.steps)
-        },
     }
 }
 
-/// Resolve the config from defaults, the --config file and the flags.
-pub fn resolve_config(args: &TrainArgs, data: &Dataset) -> Result<TrainConfig> {
-    let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config {}", path.display()))?;
-            TrainConfig::from_toml(&text).map_err(|e| {
-                anyhow::anyhow!("{}: invalid config: {}", path.display(), e.message())
-            })?
-        }
-        None => {
-            let mut c = TrainConfig::default();
-            // Without a config file the image size follows the data.
-            c.model.image_size = data.size;
-            c
-        }
-    };
-    if let Some(v) = args.model {
-        cfg.model.inference = v;
-    }
-    if let Some(v) = args.objective {
-        cfg.objective = v;
-    }
-    if let Some(v) = args.epochs {
-        cfg.epochs = v;
-    }
-    if let Some(v) = args.seed {
-        cfg.seed = v;
-        cfg.model.seed = v;
-    }
-    if let Some(v) = args.aux_dim {
-        cfg.model.aux_dim = v;
-    }
-    if let Some(v) = args.state_dim {
-        cfg.model.state_dim = v;
-    }
-    if let Some(v) = args.bases {
-        cfg.model.num_bases = v;
-    }
-    if let Some(v) = args.batch {
-        cfg.batch_size = v;
-    }
-    if let Some(v) = args.seq_len {
-        cfg.seq_len = v;
-    }
-    if let Some(v) = args.steps_per_epoch {
-        cfg.steps_per_epoch = v;
-    }
-    if let Some(v) = args.lr {
-        cfg.learning_rate = v;
-    }
-    // Switching schedules switches to that schedule's defaults; D0 is kept.
-    if let Some(v) = args.schedule.filter(|&v| v != cfg.lambda.schedule) {
-        let d0 = cfg.lambda.d0;
-        cfg.lambda = match v {
-            ScheduleKind::Authors => LambdaConfig::default(),
-            ScheduleKind::Fast => LambdaConfig::fast(),
-        };
-        cfg.lambda.d0 = d0;
-    }
-    if let Some(v) = args.d0 {
-        cfg.lambda.d0 = v;
-    }
-    if let Some(v) = args.ae_lr_factor {
-        cfg.ae_lr_factor = v;
-    }
-    if let Some(v) = args.lr_final_fraction {
-        cfg.lr_final_fraction = v;
-    }
-    if let Some(v) = args.freeze_mixing_epochs {
-        cfg.freeze_mixing_epochs = v;
-    }
-    cfg.data = args.data.display().to_string();
-    cfg.check()?;
-    Ok(cfg)
-}
-
-struct Bar {
+/// Progress on standard error: a bar per epoch and a line at its end.
+pub struct Bar {
     bar: Option<ProgressBar>,
     quiet: bool,
-    sum_loss: f64,
-    n: usize,
+}
+
+impl Bar {
+    /// A bar; `quiet` shows nothing but notes.
+    pub fn new(quiet: bool) -> Self {
+        Self { bar: None, quiet }
+    }
+}
+
+impl Reporter for Bar {
+    fn progress(&mut self, _what: &std::path::Path) -> &mut dyn Progress {
+        self
+    }
+    fn note(&mut self, message: &str) {
+        eprintln!("{message}");
+    }
 }
 
 impl Progress for Bar {
@@ -303,12 +165,8 @@ impl Progress for Bar {
         );
         bar.set_prefix(format!("{epoch}/{epochs}"));
         self.bar = Some(bar);
-        self.sum_loss = 0.0;
-        self.n = 0;
     }
     fn step(&mut self, s: &StepStats) {
-        self.sum_loss += s.loss;
-        self.n += 1;
         if let Some(bar) = &self.bar {
             bar.set_message(format!(
                 "λ {:.2} D {:.2} R {:.2} |g| {:.1}",
@@ -345,41 +203,17 @@ impl Progress for Bar {
     }
 }
 
-/// A rough lower bound of the memory one training step (or one validation chunk of 64 whole
-/// episodes) needs: per frame the input, the encoder/decoder activations on the 8×8 grid and
-/// their gradients.
-pub fn step_memory_bytes(cfg: &TrainConfig, steps: usize, val_episodes: usize) -> Option<u64> {
-    let m = &cfg.model;
-    let s2 = m.image_size.checked_mul(m.image_size)? as u64;
-    let per_frame = 4 * 3 * (8 * s2 + 6 * 64 * m.channels as u64 + 4 * m.hidden as u64);
-    let train = (cfg.batch_size as u64).checked_mul(cfg.seq_len as u64)?.checked_mul(per_frame)?;
-    let val = (val_episodes.min(64) as u64).checked_mul(steps as u64)?.checked_mul(per_frame)?;
-    Some(train.max(val))
-}
-
 /// Run `ekvae train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let device = device_from_name(&args.device)?;
     let data = load_dataset(&args.data)?;
-    let seqs = sequences(&data);
-    let cfg = if args.resume {
-        let changed: Vec<&str> = [
-            ("--model", args.model.is_some()),
-            ("--objective", args.objective.is_some()),
-            ("--seed", args.seed.is_some()),
-            ("--config", args.config.is_some()),
-            ("--aux-dim", args.aux_dim.is_some()),
-            ("--state-dim", args.state_dim.is_some()),
-            ("--bases", args.bases.is_some()),
-            ("--batch", args.batch.is_some()),
-            ("--seq-len", args.seq_len.is_some()),
-            ("--steps-per-epoch", args.steps_per_epoch.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--d0", args.d0.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(flag, set)| set.then_some(flag))
-        .collect();
+    let overrides = args.overrides();
+    let mut config = if args.resume {
+        let mut changed = overrides.set_names();
+        changed.retain(|f| *f != "--epochs");
+        if args.config.is_some() {
+            changed.push("--config");
+        }
         if !changed.is_empty() {
             eprintln!(
                 "note: --resume continues the run in {} with its recorded config; only --epochs can change, so {} {} ignored",
@@ -388,54 +222,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 if changed.len() == 1 { "is" } else { "are" }
             );
         }
-        let run = RunDir::new(&args.out);
-        // The run directory's owner says first whether there is anything to resume.
-        run.plan(true)?;
-        let mut c = run.read_config()?;
+        // Only the epochs are taken from here.
+        let mut c = ekvae_model::rundir::RunDir::new(&args.out).read_config().unwrap_or_default();
         if let Some(e) = args.epochs {
             c.epochs = e;
         }
         c
     } else {
-        resolve_config(&args, &data)?
+        resolve_config(args.config.as_deref(), &overrides, &data, &args.data)?
     };
-    // Bounds before allocation.
-    let val_episodes = (cfg.val_fraction * data.episodes as f64).ceil() as usize;
-    ekvae_envs::fsio::check_memory(
-        step_memory_bytes(&cfg, data.steps, val_episodes),
-        "one training step (--batch × --seq-len frames) or a validation chunk",
-        "lower --batch or --seq-len",
-    )?;
-    if args.restarts == 0 {
-        bail!("--restarts must be at least 1");
-    }
-    let mut cfg = cfg;
-    if args.restarts > 1 && !args.resume {
-        if ekvae_model::train::RunDir::new(&args.out).read_state().is_ok() {
-            bail!(
-                "{} already holds a trained run; use --resume to continue it (without --restarts) or choose another --out",
-                args.out.display()
-            );
-        }
-        let selection = select_seed(&args, &cfg, &seqs, &device)?;
-        cfg.seed = selection.chosen_seed;
-        cfg.model.seed = selection.chosen_seed;
-        let json = serde_json::to_string_pretty(&selection)?;
-        ekvae_model::train::write_atomic(&args.out.join(SELECTION_FILE), json.as_bytes())?;
-        eprintln!(
-            "model selection: seed {} chosen from {} candidates ({} epochs each; {}); recorded in {}",
-            selection.chosen_seed,
-            selection.candidates.len(),
-            selection.candidate_epochs,
-            selection.rule,
-            args.out.join(SELECTION_FILE).display()
-        );
-    }
-    if !args.quiet {
+    config.commit = crate::writers::COMMIT.to_string();
+    if !args.quiet && !args.resume {
         eprintln!(
             "training {} with the {} objective on {} ({} episodes × {} steps, {}×{}) → {}",
-            cfg.model.inference,
-            cfg.objective,
+            config.model.inference,
+            config.objective,
             args.data.display(),
             data.episodes,
             data.steps,
@@ -444,10 +245,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
             args.out.display()
         );
     }
-    let cfg_d0 = cfg.lambda.d0;
-    let mut bar = Bar { bar: None, quiet: args.quiet, sum_loss: 0.0, n: 0 };
-    let rows = train(cfg, &seqs, &args.out, args.resume, &device, &mut bar)
-        .with_context(|| format!("training into {}", args.out.display()))?;
+    let cfg_d0 = config.lambda.d0;
+    let mut bar = Bar::new(args.quiet);
+    let job = TrainJob {
+        config,
+        data: &data,
+        out: args.out.clone(),
+        resume: args.resume,
+        restarts: Restarts { candidates: args.restarts, epochs: args.restart_epochs },
+        device,
+    };
+    let trained = train_run(job, &mut bar)?;
+    let rows = trained.rows;
     if !args.quiet {
         match rows.last() {
             Some(r) => eprintln!(
@@ -464,17 +273,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         if r.phase == ekvae_model::Phase::Reconstruction {
             eprintln!(
-                "warning: the distortion never fell below D0 = {} nats/pixel, so the rate (the dynamics) was never trained; raise --d0 or train longer",
-                cfg_d0
+                "warning: the distortion never fell below D0 = {cfg_d0} nats/pixel, so the rate (the dynamics) was never trained; raise --d0 or train longer"
             );
         }
     }
     Ok(())
-}
-
-/// The warning printed by `train` and `eval` when the fold diagnostic finds no ring.
-pub fn fold_warning(winding: i32, clearance: f64) -> String {
-    format!(
-        "warning: the latent is folded (fold diagnostic: winding {winding}, clearance {clearance:.2}; a latent that holds the angle has |winding| = 1): a controller on this model will not work; retrain with another --seed or use --restarts"
-    )
 }

@@ -27,6 +27,22 @@ pub struct Sequences<'a> {
     pub action_dim: usize,
 }
 
+impl<'a> From<&'a ekvae_envs::Dataset> for Sequences<'a> {
+    /// The model's view of a dataset; the action dimension is the dataset's (1 for an empty one).
+    fn from(d: &'a ekvae_envs::Dataset) -> Self {
+        let frames = d.episodes * d.steps;
+        Sequences {
+            images: &d.images,
+            actions: &d.actions,
+            states: &d.states,
+            episodes: d.episodes,
+            steps: d.steps,
+            size: d.size,
+            action_dim: if frames == 0 { 1 } else { d.actions.len() / frames },
+        }
+    }
+}
+
 impl<'a> Sequences<'a> {
     /// Check that the buffers have the sizes the dimensions say.
     pub fn check(&self) -> Result<()> {

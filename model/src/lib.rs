@@ -24,6 +24,21 @@
 //! - [`linalg`]: small batched Cholesky, triangular inverse/solves and Gaussian
 //!   log-densities built from differentiable tensor ops.
 //! - [`Error`] and [`Result`].
+//!
+//! ```
+//! use burn::tensor::Device;
+//! use ekvae_envs::collect::{CollectConfig, collect};
+//! use ekvae_model::{data::Sequences, train::{NoProgress, TrainConfig, train}};
+//! // Collect a few 8×8 pendulum episodes, train a small EKVAE for one epoch into a run folder.
+//! let cfg = CollectConfig { episodes: 8, steps: 20, size: 8, ..CollectConfig::default() };
+//! let data = collect(&cfg, &"uniform".parse::<ekvae_envs::collect::PolicySpec>().unwrap(), &|_| {}).unwrap();
+//! let mut config = TrainConfig { epochs: 1, batch_size: 4, seq_len: 8, ..TrainConfig::default() };
+//! (config.model.image_size, config.model.channels, config.model.hidden) = (8, 4, 8);
+//! let run = std::env::temp_dir().join(format!("ekvae-doc-{}", std::process::id()));
+//! let rows = train(config, &Sequences::from(&data), &run, false, &Device::flex(), &mut NoProgress).unwrap();
+//! assert_eq!(rows.len(), 1);
+//! # std::fs::remove_dir_all(&run).unwrap();
+//! ```
 
 pub mod backend;
 pub mod data;

@@ -71,6 +71,10 @@ pub struct TrainConfig {
     pub freeze_mixing_epochs: usize,
     /// The training data file, recorded for `ekvae eval` (informational for the library).
     pub data: String,
+    /// The git commit of the code that started the run (set by the command line; empty, and
+    /// not written, when unknown). Informational: it never changes a result.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub commit: String,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +95,7 @@ impl Default for TrainConfig {
             lambda: LambdaConfig::default(),
             freeze_mixing_epochs: 0,
             data: String::new(),
+            commit: String::new(),
         }
     }
 }

@@ -11,6 +11,22 @@
 //!   returns an [`IlqrSolution`] with its [`StopReason`].
 //! - [`Mpc`]: receding-horizon control with shifted warm starts and multi-start re-planning;
 //!   [`StateEstimator`] (e.g. [`ExactState`]) and [`MpcAgent`] connect it to observations.
+//!
+//! ```
+//! use ekvae_envs::pendulum::{PendulumParams, angle_normalize, step};
+//! use ekvae_planner::{ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, PendulumCost, TruePendulum};
+//! // Swing the pendulum up from hanging at rest with iLQR-MPC on its exact physics.
+//! let (lower, upper) = TruePendulum::default().control_limits();
+//! let config = MpcConfig::with_bounds(ControlBounds { lower, upper });
+//! let mpc = Mpc::new(TruePendulum::default(), PendulumCost::default(), config).unwrap();
+//! let mut agent = MpcAgent::new(ExactState, mpc);
+//! let mut state = [std::f64::consts::PI, 0.0];
+//! for _ in 0..100 {
+//!     let plan = agent.act(&state).unwrap();
+//!     state = step(&PendulumParams::default(), state, plan.u[0]).state;
+//! }
+//! assert!(angle_normalize(state[0]).abs() < 0.1, "not upright: {state:?}");
+//! ```
 
 // Index loops mirror the matrix formulas (Q_ux[i*n + j], …); iterators would hide them.
 #![allow(clippy::needless_range_loop)]

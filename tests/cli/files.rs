@@ -150,7 +150,7 @@ fn damaged_foreign_empty_and_unfinished_runs() {
     assert_one_line(&eval(&run, &data), "model.safetensors");
     let o = ekvae(&[
         "mpc",
-        "--model",
+        "--run",
         s(&run),
         "--episodes",
         "1",
@@ -286,12 +286,10 @@ fn sizes_are_bounded_before_allocation() {
         train(&data, &d.join("r"), &["--config", s(&tiny_config(d, 1)), "--batch", "100000000"]);
     assert_one_line(&o, "lower --batch");
     assert!(!d.join("r").exists());
-    let o = ekvae(&["mpc", "--model", "true", "--horizon", "100000", "--out", s(&d.join("m"))]);
+    let o = ekvae(&["mpc", "--horizon", "100000", "--out", s(&d.join("m"))]);
     assert_one_line(&o, "--horizon 100000");
     let o = ekvae(&[
         "mpc",
-        "--model",
-        "true",
         "--steps",
         "4000000000000",
         "--episodes",
@@ -361,8 +359,6 @@ fn a_closed_stdout_is_not_a_panic() {
         vec!["--help"],
         vec![
             "mpc",
-            "--model",
-            "true",
             "--episodes",
             "1",
             "--steps",
@@ -402,7 +398,7 @@ fn a_full_disk_leaves_no_partial_files() {
     };
     // 8 KiB: steps.csv and summary.json fit, trajectories.png does not.
     let out = d.join("m");
-    let o = limited(&format!("mpc --model true --episodes 1 --steps 50 --out {}", s(&out)));
+    let o = limited(&format!("mpc --episodes 1 --steps 50 --out {}", s(&out)));
     assert_clean_failure(&o, "trajectories.png");
     assert!(!out.join("trajectories.png").exists());
     assert!(out.join("summary.json").is_file());

@@ -9,8 +9,6 @@ fn one_short_episode_writes_csv_summary_plot_and_animation() {
     let status = ekvae_cmd()
         .args([
             "mpc",
-            "--model",
-            "true",
             "--episodes",
             "1",
             "--seed",
@@ -83,7 +81,7 @@ fn bad_arguments_fail_with_one_clear_line() {
     for (args, needle) in [
         (vec!["--start", "1"], "THETA,THETADOT"),
         (vec!["--start", "0,nan"], "not a finite number"),
-        (vec!["--model", "no/such/run"], "run directory does not exist"),
+        (vec!["--run", "no/such/run"], "run directory does not exist"),
         (vec!["--horizon", "0"], "horizon"),
         (vec!["--episodes", "0"], "--episodes"),
     ] {

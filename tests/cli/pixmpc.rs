@@ -1,4 +1,4 @@
-//! `ekvae mpc --model RUN_DIR` end to end on a tiny trained run: collect a few short
+//! `ekvae mpc --run RUN_DIR` end to end on a tiny trained run: collect a few short
 //! episodes, train one small epoch, then one short pixel-MPC episode; and bad input.
 
 use super::{ekvae_cmd, read_steps_csv};
@@ -52,7 +52,7 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
     let run = tiny_run(dir.path());
     let out = dir.path().join("mpc");
     ok(ekvae_cmd()
-        .args(["mpc", "--model"])
+        .args(["mpc", "--run"])
         .arg(&run)
         .args([
             "--episodes",
@@ -118,10 +118,10 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
 
     // Bad input: latent-cost flags with the true model, a bad weight, a run without checkpoint.
     for (args, needle) in [
-        (vec!["--model", "true", "--state-weight", "1"], "learned model"),
-        (vec!["--model", run.to_str().unwrap(), "--control-weight", "0"], "control > 0"),
-        (vec!["--model", run.to_str().unwrap(), "--goal-steps", "0"], "--goal-steps"),
-        (vec!["--model", dir.path().to_str().unwrap()], "config.toml"),
+        (vec!["--state-weight", "1"], "learned model"),
+        (vec!["--run", run.to_str().unwrap(), "--control-weight", "0"], "control > 0"),
+        (vec!["--run", run.to_str().unwrap(), "--goal-steps", "0"], "--goal-steps"),
+        (vec!["--run", dir.path().to_str().unwrap()], "config.toml"),
     ] {
         let o = ekvae_cmd()
             .arg("mpc")

@@ -125,6 +125,42 @@ fn quick_grid_writes_the_table_and_resumes_where_it_stopped() {
         }
     }
 
+    // The same grid in three shards (as a job array would run it), then one run without
+    // --shard that only tabulates: the shards' union is the whole grid, with the same numbers.
+    let sharded = dir.path().join("sharded");
+    let mut trained = Vec::new();
+    for k in 1..=3 {
+        let o = reproduce(&sharded, &["--shard", &format!("{k}/3")]);
+        assert!(o.status.success(), "shard {k}/3 failed: {}", stderr(&o));
+        let log = stderr(&o);
+        assert!(!sharded.join("table.md").exists(), "a shard wrote the table");
+        trained.extend(log.lines().filter_map(|l| l.strip_prefix("== ")).map(|l| {
+            l.split_whitespace().next().unwrap().to_string()
+        }));
+    }
+    trained.sort();
+    let mut all: Vec<String> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    all.sort();
+    assert_eq!(trained, all, "every run trained by exactly one shard");
+    let o = reproduce(&sharded, &[]);
+    assert!(o.status.success(), "tabulating the shards failed: {}", stderr(&o));
+    assert!(!stderr(&o).contains("== "), "the final run retrained: {}", stderr(&o));
+    for (a, b) in rows.iter().zip(&table_rows(&sharded)) {
+        for ((name, x), (_, y)) in a.3.iter().zip(&b.3) {
+            if !name.starts_with("train_seconds") {
+                assert!(x == y || (x.is_nan() && y.is_nan()), "{} {} {name}: {x} vs {y}", a.0, a.1);
+            }
+        }
+    }
+    for bad in ["0/3", "4/3", "1/0", "a/b", "1"] {
+        let o = reproduce(&sharded, &["--shard", bad]);
+        assert!(!o.status.success(), "--shard {bad} accepted");
+        assert!(stderr(&o).contains("expected K/N"), "--shard {bad}: {}", stderr(&o));
+    }
+
     // Another grid in the same folder is refused without touching it.
     let o = reproduce(&out, &["--seeds", "3"]);
     assert_clean_failure(&o, "was started with another grid");

@@ -73,9 +73,18 @@ fn markdown_docs(root: &Path) -> Vec<Doc> {
 /// consecutive comment lines, and the `#` comments of the Cargo manifests.
 fn comment_docs(root: &Path) -> Vec<Doc> {
     let mut files = Vec::new();
-    for dir in ["src", "tests", "envs", "model", "planner", "experiments"] {
-        files_with_ext(&root.join(dir), ".rs", &mut files);
-        files_with_ext(&root.join(dir), "Cargo.toml", &mut files);
+    // The root package's folders and every workspace crate (a top-level folder with a
+    // Cargo.toml), so a new crate is checked without being listed here.
+    let mut dirs: Vec<PathBuf> = ["src", "tests", "examples"].iter().map(|d| root.join(d)).collect();
+    for entry in fs::read_dir(root).expect("the repository root is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.join("Cargo.toml").is_file() {
+            dirs.push(path);
+        }
+    }
+    for dir in dirs {
+        files_with_ext(&dir, ".rs", &mut files);
+        files_with_ext(&dir, "Cargo.toml", &mut files);
     }
     files.push(root.join("Cargo.toml"));
     let mut docs = Vec::new();
@@ -273,7 +282,7 @@ fn the_checker_finds_dangling_references() {
     let good = [
         "See [the design](docs/design.md#objective), [burn](https://burn.dev) and [`Ekvae`](crate::Ekvae).",
         "`model/src/kalman.rs:120`, `results/pixmpc-model`, `runs/demo/`, `checkpoints/epoch-NNNN/`.",
-        "`ekvae mpc --model results/pixmpc-model --out runs/x`; `table.md`; `results/reproduce/runs/{model}-s{seed}/`.",
+        "`ekvae mpc --run results/pixmpc-model --out runs/x`; `table.md`; `results/reproduce/runs/{model}-s{seed}/`.",
     ];
     for text in good {
         let p = problems(&root, &[doc(text)]);

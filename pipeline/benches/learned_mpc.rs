@@ -2,14 +2,14 @@
 //! against burn (per step, and batched over a horizon), one MPC step on each, and one
 //! filter step (encoder + EKF) — on the committed model `results/pixmpc-model`.
 //!
-//! `cargo bench -p ekvae-experiments --bench learned_mpc`
+//! `cargo bench --workspace --bench learned_mpc`
 
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ekvae_envs::render::render;
-use ekvae_experiments::learned::{
+use ekvae_pipeline::control::{
     Jacobians, LatentCostWeights, LatentDynamics, LearnedModel, PixelFilter, latent_cost,
 };
 use ekvae_model::kalman::Transition as _;

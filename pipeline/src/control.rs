@@ -1,40 +1,61 @@
-//! MPC on a trained EKVAE: the planner runs in the model's latent space.
+//! The controllers of the swing-up: the true model's MPC on the state, and MPC on a trained
+//! EKVAE, which plans in the model's latent space from rendered frames.
 //!
+//! - [`Controller`]: what the episode loop ([`crate::swingup`]) drives.
 //! - [`LearnedModel`]: a trained run loaded from its directory — the burn model (encoder and
 //!   decoder, used once per frame) and its linear-Gaussian parts exported to plain `f64`
 //!   ([`PlainModel`]) for the planner's inner loop and the filter.
 //! - [`LatentDynamics`]: the transition mean `z' = F(z,u) z + B(z,u) u` as a planner
-//!   [`Dynamics`], with the seed's Jacobians `(F(z,u), B(z,u))` or the exact ones
+//!   [`Dynamics`], with the local Jacobians `(F(z,u), B(z,u))` or the exact ones
 //!   ([`Jacobians`]).
 //! - [`PixelFilter`]: the planner's [`StateEstimator`]: each rendered frame goes through the
 //!   encoder (its mean is the auxiliary observation `a_t`) and, with the applied action, one
 //!   step of the model's extended Kalman filter; the filtered mean is the state planned from.
+//! - [`PixelController`]: renders the environment's state at the model's size and hands the
+//!   frame to the filter-then-plan agent.
 //! - [`LearnedModel::goal_latent`]: the latent of the pendulum upright at rest, and
 //!   [`latent_cost`], the quadratic cost around it.
 
 use std::path::Path;
 use std::rc::Rc;
 
-use anyhow::{Context, Result, bail};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use ekvae_envs::render::{render, render_into};
 use ekvae_model::Ekvae;
 use ekvae_model::plain::{Belief, PlainModel};
 use ekvae_model::train::{RunDir, TrainConfig};
-use ekvae_planner::{Dynamics, Mpc, MpcAgent, MpcStep, QuadraticCost, StateEstimator};
+use ekvae_planner::{
+    Cost, Dynamics, ExactState, MpcAgent, MpcStep, QuadraticCost, StateEstimator,
+};
+use serde::{Deserialize, Serialize};
 
-use crate::mpc::{Controller, LEARNED_HORIZON, MpcArgs, Outcome, Report, execute, mpc_config};
-use serde::Serialize;
+use crate::{Context, Error, Result, invalid};
+
+/// What the episode loop drives: plans a control from the environment's state (the true
+/// model uses it directly; a learned model renders it and filters the frame).
+pub trait Controller {
+    /// Starts a new episode.
+    fn reset(&mut self);
+    /// The step planned for the environment in `state` = [θ, θ̇].
+    fn act(&mut self, state: [f64; 2]) -> ekvae_planner::Result<MpcStep>;
+}
+
+impl<D: Dynamics, C: Cost> Controller for MpcAgent<ExactState, D, C> {
+    fn reset(&mut self) {
+        MpcAgent::reset(self);
+    }
+    fn act(&mut self, state: [f64; 2]) -> ekvae_planner::Result<MpcStep> {
+        MpcAgent::act(self, &state)
+    }
+}
 
 /// Which Jacobians [`LatentDynamics`] gives the planner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Jacobians {
     /// `A = F(z,u)`, `B = B(z,u)`: the locally-linear model taken as its own linearisation,
-    /// as the EKVAE's filter does (ignores `∂α/∂(z,u)`). Accepted as `seed` too, its former
-    /// name.
-    #[value(alias = "seed")]
+    /// as the EKVAE's filter does (ignores `∂α/∂(z,u)`).
     Local,
     /// The exact derivatives of the transition mean, including the mixing weights' `∂α/∂(z,u)`
     /// (the default: better returns and success on every model measured).
@@ -92,20 +113,18 @@ impl LearnedModel {
     /// Loads the last checkpoint of the run in `dir` (made by `ekvae train`).
     pub fn load(dir: &Path) -> Result<Self> {
         let run = RunDir::new(dir);
-        let (config, state) = run.open().with_context(|| format!("--model {}", dir.display()))?;
+        let (config, state) = run.open()?;
         let device = Device::flex();
-        let ekvae = run
-            .load_model(&config, &state, &device)
-            .with_context(|| format!("--model {}", dir.display()))?;
+        let ekvae = run.load_model(&config, &state, &device)?;
         if ekvae.action_dim() != 1 {
-            bail!(
-                "--model {}: the model takes {}-dimensional actions; the pendulum has 1",
+            invalid!(
+                "{}: the model takes {}-dimensional actions; the pendulum has 1",
                 dir.display(),
                 ekvae.action_dim()
             );
         }
         let plain = PlainModel::from_ekvae(&ekvae)
-            .with_context(|| format!("--model {}: cannot export the transition", dir.display()))?;
+            .with_context(|| format!("{}: cannot export the transition", dir.display()))?;
         Ok(Self { ekvae, plain: Rc::new(plain), config, epoch: state.epoch, device })
     }
 
@@ -125,7 +144,7 @@ impl LearnedModel {
     pub fn encode(&self, frame: &[u8]) -> Result<Vec<f64>> {
         let s = self.image_size();
         if frame.len() != s * s {
-            bail!("frame has {} pixels, the model takes {s}×{s}", frame.len());
+            invalid!("frame has {} pixels, the model takes {s}×{s}", frame.len());
         }
         let x: Vec<f32> = frame.iter().map(|&v| f32::from(v) / 255.0).collect();
         let x = Tensor::<3>::from_data(TensorData::new(x, [1, s, s]), &self.device);
@@ -133,7 +152,7 @@ impl LearnedModel {
         mean.into_data()
             .convert::<f64>()
             .try_into_vec::<f64>()
-            .map_err(|e| anyhow::anyhow!("cannot read the encoder output: {e:?}"))
+            .map_err(|e| Error::invalid(format!("cannot read the encoder output: {e:?}")))
     }
 
     /// The frame the decoder draws for latent `z` (through `a = H z`): Bernoulli means
@@ -147,7 +166,7 @@ impl LearnedModel {
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("cannot read the decoder output: {e:?}"))?;
+            .map_err(|e| Error::invalid(format!("cannot read the decoder output: {e:?}")))?;
         Ok(v.iter().map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect())
     }
 
@@ -155,7 +174,7 @@ impl LearnedModel {
     /// through the encoder and the filter with zero actions; the last filtered mean.
     pub fn goal_latent(&self, steps: usize) -> Result<Vec<f64>> {
         if steps == 0 {
-            bail!("--goal-steps must be at least 1");
+            invalid!("--goal-steps must be at least 1");
         }
         let frame = render(0.0, self.image_size());
         let mut filter = PixelFilter::new(self);
@@ -204,7 +223,7 @@ impl StateEstimator for PixelFilter<'_> {
         let a = self
             .model
             .encode(frame)
-            .map_err(|e| ekvae_planner::Error::Estimator(format!("{e:#}")))?;
+            .map_err(|e| ekvae_planner::Error::Estimator(e.to_string()))?;
         let predicted = match (&self.belief, last_action) {
             (Some(b), Some(u)) => plain.predict(b, u),
             // First frame of an episode (or no action known): the prior.
@@ -228,6 +247,13 @@ pub struct PixelController<'a> {
     frame: Vec<u8>,
 }
 
+impl<'a> PixelController<'a> {
+    /// The controller of `agent`, rendering frames of side `size` (the model's image size).
+    pub fn new(agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>, size: usize) -> Self {
+        Self { agent, size, frame: vec![0; size * size] }
+    }
+}
+
 impl Controller for PixelController<'_> {
     fn reset(&mut self) {
         self.agent.reset();
@@ -238,56 +264,8 @@ impl Controller for PixelController<'_> {
     }
 }
 
-/// `ekvae mpc --model RUN_DIR`: loads the run, finds the goal latent, and runs the shared
-/// episode loop ([`crate::mpc::execute`]) with a [`PixelController`].
-pub fn run_mpc(args: &MpcArgs, dir: &Path) -> Result<Outcome> {
-    let model = LearnedModel::load(dir)?;
-    let weights = LatentCostWeights {
-        state: args.state_weight.unwrap_or(LatentCostWeights::default().state),
-        control: args.control_weight.unwrap_or(LatentCostWeights::default().control),
-        terminal: args.terminal_weight,
-    };
-    let goal = model.goal_latent(args.goal_steps)?;
-    let cost = latent_cost(goal.clone(), weights, 1)
-        .context("--state-weight/--control-weight/--terminal-weight")?;
-    let mpc_cfg = mpc_config(args, LEARNED_HORIZON);
-    let dynamics = LatentDynamics::new(model.plain.clone(), args.jacobians);
-    let mpc = Mpc::new(dynamics, cost, mpc_cfg.clone())
-        .context("invalid MPC settings (check --horizon and the iteration options)")?;
-    let size = model.image_size();
-    let mut controller = PixelController {
-        agent: MpcAgent::new(PixelFilter::new(&model), mpc),
-        size,
-        frame: vec![0; size * size],
-    };
-    let decode = |z: &[f64]| model.decode(z);
-    let report = Report {
-        model: dir.display().to_string(),
-        cost: serde_json::json!({
-            "kind": "latent quadratic",
-            "state_weight": weights.state,
-            "control_weight": weights.control,
-            "terminal_weight": weights.terminal,
-            "goal_latent": goal,
-        }),
-        controller: Some(serde_json::json!({
-            "checkpoint_epoch": model.epoch,
-            "image_size": size,
-            "state_dim": model.plain.state_dim(),
-            "aux_dim": model.plain.aux_dim(),
-            "num_bases": model.plain.transition.num_bases(),
-            "jacobians": args.jacobians,
-            "goal_steps": args.goal_steps,
-            "estimator": "encoder mean → extended Kalman filter (plain f64)",
-        })),
-        decode: Some(&decode),
-        belief_frame_size: size,
-    };
-    execute(args, mpc_cfg, &mut controller, &report)
-}
-
 /// Weights of the quadratic latent cost `Σ_t w_s |z_t − z̄|² + w_u |u_t|² + w_s w_f |z_T − z̄|²`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LatentCostWeights {
     /// State weight `w_s` (running).
     pub state: f64,
@@ -312,7 +290,7 @@ pub fn latent_cost(
     if !(w.state >= 0.0 && w.control > 0.0 && w.terminal >= 0.0)
         || ![w.state, w.control, w.terminal].iter().all(|v| v.is_finite())
     {
-        bail!(
+        invalid!(
             "latent cost weights must be finite with state ≥ 0, control > 0, terminal ≥ 0 (got {}, {}, {})",
             w.state,
             w.control,

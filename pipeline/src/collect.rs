@@ -1,0 +1,97 @@
+//! Collecting a dataset as a library stage: [`collect_to`] checks the settings and the output
+//! before the work, collects with [`ekvae_envs::collect::collect`] and saves atomically.
+
+use std::path::Path;
+
+use ekvae_envs::Dataset;
+use ekvae_envs::collect::{CollectConfig, PolicySpec, collect};
+
+use crate::{Context, Error, Result, invalid};
+
+/// The model trains on images whose side is a multiple of this.
+pub const MODEL_SIZE_STEP: usize = 8;
+
+/// A collection: episodes, policy and worker threads.
+#[derive(Debug, Clone)]
+pub struct CollectJob {
+    /// Episodes, steps, image size, seed, physics.
+    pub config: CollectConfig,
+    /// The behaviour policy.
+    pub policy: PolicySpec,
+    /// Worker threads (`None`: rayon's default).
+    pub threads: Option<usize>,
+}
+
+impl CollectJob {
+    /// Random-action episodes (i.i.d. U(−2, 2) torques) of the default pendulum, on all
+    /// cores: the datasets of training and evaluation.
+    pub fn uniform(episodes: usize, steps: usize, size: usize, seed: u64) -> Self {
+        Self {
+            config: CollectConfig { episodes, steps, size, seed, ..CollectConfig::default() },
+            policy: PolicySpec::default(),
+            threads: None,
+        }
+    }
+
+    /// Checks the settings and the memory the dataset needs, before any work.
+    pub fn check(&self) -> Result<()> {
+        let cfg = &self.config;
+        cfg.check()?;
+        if !cfg.size.is_multiple_of(MODEL_SIZE_STEP) {
+            invalid!(
+                "invalid --size {}: the model trains on images whose side is a multiple of {MODEL_SIZE_STEP} (8, 16, 24, 32, …); use one of those",
+                cfg.size
+            );
+        }
+        // Bounds before allocation: the whole dataset is built in memory before it is written.
+        let bytes = cfg
+            .total_image_bytes()
+            .and_then(|b| b.checked_add(cfg.episodes.checked_mul(cfg.steps)?.checked_mul(24)?))
+            .map(|b| b as u64);
+        ekvae_envs::fsio::check_memory(
+            bytes,
+            "this dataset (--episodes × --steps × --size²)",
+            "lower --episodes, --steps or --size",
+        )?;
+        if self.threads == Some(0) {
+            invalid!("invalid --threads: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Collects in memory; `progress(k)` is called as k more episodes finish.
+    pub fn run(&self, progress: &(dyn Fn(usize) + Sync)) -> Result<Dataset> {
+        self.check()?;
+        let work = || collect(&self.config, &self.policy, progress);
+        Ok(match self.threads {
+            Some(n) => rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| Error::invalid(format!("cannot start the worker threads: {e}")))?
+                .install(work),
+            None => work(),
+        }?)
+    }
+}
+
+/// Checks that `out` can be written (its folder is created), before any work.
+pub fn prepare_output(out: &Path) -> Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if dir.exists() && !dir.is_dir() {
+            invalid!("{}: not a folder, so {} cannot be written", dir.display(), out.display());
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::File(format!("{}: cannot create the output folder: {e}", dir.display())))?;
+    }
+    ekvae_envs::dataset::check_writable(out)?;
+    Ok(())
+}
+
+/// Checks, collects and saves `job` to `out` (atomically); returns the dataset.
+pub fn collect_to(job: &CollectJob, out: &Path, progress: &(dyn Fn(usize) + Sync)) -> Result<Dataset> {
+    job.check()?;
+    prepare_output(out)?;
+    let data = job.run(progress)?;
+    data.save(out).with_context(|| format!("saving {}", out.display()))?;
+    Ok(data)
+}

@@ -1,0 +1,290 @@
+//! Evaluation of a trained run: latent identification (R² of [cos θ, sin θ] and θ̇ from the
+//! smoothed latent mean), open-loop prediction errors per horizon, and the fold diagnostic.
+//! [`evaluate`] computes; [`Evaluation::report`] is the `eval.json` record.
+
+use std::path::PathBuf;
+
+use ekvae_envs::Dataset;
+use ekvae_model::data::Sequences;
+use ekvae_model::fold::Winding;
+use ekvae_model::identify::{Identification, identify};
+use ekvae_model::predict::{
+    PredictionCurves, PredictionStrip, open_loop_prediction, prediction_windows,
+};
+use ekvae_model::rundir::RunDir;
+use ekvae_model::train::{EpochRow, TrainConfig};
+use serde::Serialize;
+
+use crate::train::{load_dataset, selected_from};
+use crate::{Context, Result, invalid};
+
+/// Default of [`EvalConfig::max_train_episodes`].
+pub const DEFAULT_MAX_TRAIN_EPISODES: usize = 300;
+/// Default of [`EvalConfig::condition`].
+pub const DEFAULT_CONDITION: usize = 10;
+/// Default of [`EvalConfig::horizons`].
+pub const DEFAULT_HORIZONS: [usize; 4] = [5, 10, 20, 40];
+/// Prediction strips kept for the figures.
+pub const STRIPS: usize = 4;
+
+/// What to evaluate and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalConfig {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Held-out test dataset.
+    pub data: PathBuf,
+    /// Training dataset the regressions are fitted on (`None`: the one in the run's config).
+    pub train_data: Option<PathBuf>,
+    /// At most this many training episodes are used for the fit.
+    pub max_train_episodes: usize,
+    /// Frames conditioned on before open-loop prediction.
+    pub condition: usize,
+    /// Reported prediction horizons (the curves go up to the largest).
+    pub horizons: Vec<usize>,
+}
+
+impl EvalConfig {
+    /// The defaults for a run and a test set.
+    pub fn new(run: impl Into<PathBuf>, data: impl Into<PathBuf>) -> Self {
+        Self {
+            run: run.into(),
+            data: data.into(),
+            train_data: None,
+            max_train_episodes: DEFAULT_MAX_TRAIN_EPISODES,
+            condition: DEFAULT_CONDITION,
+            horizons: DEFAULT_HORIZONS.to_vec(),
+        }
+    }
+}
+
+/// The eval.json keys of one horizon h: `pixel_mse_h{h}`, `pixel_mse_last_frame_h{h}` and
+/// `angle_err_deg_h{h}`.
+pub fn prediction_keys(h: usize) -> [String; 3] {
+    [format!("pixel_mse_h{h}"), format!("pixel_mse_last_frame_h{h}"), format!("angle_err_deg_h{h}")]
+}
+
+/// Everything [`evaluate`] found.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The settings.
+    pub config: EvalConfig,
+    /// The run's config.
+    pub run_config: TrainConfig,
+    /// Epoch of the evaluated checkpoint.
+    pub epoch: usize,
+    /// The run's training history (`metrics.csv`).
+    pub history: Vec<EpochRow>,
+    /// The training data path used for the fit.
+    pub train_data: PathBuf,
+    /// The test data.
+    pub test: Dataset,
+    /// Identification scores.
+    pub identification: Identification,
+    /// Smoothed latent means of the test episodes, `[N, T, n]` row-major.
+    pub z_test: Vec<f64>,
+    /// Open-loop prediction errors per horizon.
+    pub curves: PredictionCurves,
+    /// True and predicted frames of a few windows.
+    pub strips: Vec<PredictionStrip>,
+    /// The fold diagnostic.
+    pub fold: Winding,
+    /// Candidates the run's seed was selected from (1: no selection).
+    pub selected_from: usize,
+}
+
+/// What `eval.json` holds besides the per-horizon prediction keys.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    identification: &'a Identification,
+    model: String,
+    epoch: usize,
+    objective: String,
+    train_data: String,
+    test_data: String,
+    figure: String,
+    prediction_condition: usize,
+    prediction_windows: usize,
+    prediction_diverged_windows: usize,
+    /// Fold diagnostic: winding number of the encoded ring of angles (|winding| = 1: a ring).
+    winding: i32,
+    /// Its clearance (see `ekvae_model::fold`).
+    winding_clearance: f64,
+    /// Candidates the run's seed was selected from by `train --restarts` (1: no selection).
+    selected_from: usize,
+}
+
+impl Evaluation {
+    /// The test sequences.
+    pub fn test_sequences(&self) -> Sequences<'_> {
+        Sequences::from(&self.test)
+    }
+
+    /// The `eval.json` record: identification, fold diagnostic, and the prediction errors at
+    /// each reported horizon under [`prediction_keys`].
+    pub fn report(&self) -> serde_json::Value {
+        let r = Report {
+            identification: &self.identification,
+            model: self.run_config.model.inference.to_string(),
+            epoch: self.epoch,
+            objective: self.run_config.objective.to_string(),
+            train_data: self.train_data.display().to_string(),
+            test_data: self.config.data.display().to_string(),
+            figure: "latent_space.png".into(),
+            prediction_condition: self.curves.condition,
+            prediction_windows: self.curves.windows,
+            prediction_diverged_windows: self.curves.diverged_windows,
+            winding: self.fold.winding,
+            winding_clearance: self.fold.clearance,
+            selected_from: self.selected_from,
+        };
+        let mut value = serde_json::to_value(&r).expect("the report serialises");
+        let obj = value.as_object_mut().expect("a struct serialises to an object");
+        for &h in &self.config.horizons {
+            let [k_mse, k_last, k_angle] = prediction_keys(h);
+            obj.insert(k_mse, self.curves.pixel_mse[h - 1].into());
+            obj.insert(k_last, self.curves.pixel_mse_last_frame[h - 1].into());
+            obj.insert(k_angle, self.curves.angle_error_deg[h - 1].into());
+        }
+        value
+    }
+}
+
+/// Evaluates the run in `config.run` on `config.data` on `device`. Everything is read and
+/// checked before anything is computed.
+pub fn evaluate(config: &EvalConfig, device: &burn::tensor::Device) -> Result<Evaluation> {
+    let horizon = config.horizons.iter().copied().max().unwrap_or(0);
+    if config.horizons.contains(&0) || horizon == 0 || config.condition == 0 {
+        invalid!("--condition and every --horizons value must be positive");
+    }
+    let Some(len) = config.condition.checked_add(horizon) else {
+        invalid!("--condition {} + the largest horizon {horizon} is too large", config.condition);
+    };
+    let run = RunDir::new(&config.run);
+    let (run_config, state) = run.open()?;
+    let history = run.read_metrics()?;
+    let model = run.load_model(&run_config, &state, device)?;
+    let train_path = match &config.train_data {
+        Some(p) => p.clone(),
+        None if run_config.data.trim().is_empty() => invalid!(
+            "{}: the run records no training data path; give it with --train-data",
+            run.config_path().display()
+        ),
+        None => PathBuf::from(&run_config.data),
+    };
+    let train =
+        load_dataset(&train_path).context("loading the training data (override with --train-data)")?;
+    let test = load_dataset(&config.data)?;
+    for (what, path, d) in [("training", &train_path, &train), ("test", &config.data, &test)] {
+        let s = Sequences::from(d);
+        if s.size != run_config.model.image_size || s.action_dim != run_config.model.action_dim {
+            invalid!(
+                "{}: {what} data have {}×{} images and {}-d actions but the model in {} is for {}×{} and {}-d; collect with the model's --size",
+                path.display(),
+                s.size,
+                s.size,
+                s.action_dim,
+                config.run.display(),
+                run_config.model.image_size,
+                run_config.model.image_size,
+                run_config.model.action_dim
+            );
+        }
+        s.check().with_context(|| path.display().to_string())?;
+    }
+    if test.steps < len {
+        invalid!(
+            "{}: test episodes have {} steps, fewer than --condition {} + the largest horizon {horizon}; lower them or collect longer episodes",
+            config.data.display(),
+            test.steps,
+            config.condition
+        );
+    }
+    let train_seqs = Sequences::from(&train);
+    let test_seqs = Sequences::from(&test);
+    let train_eps: Vec<usize> = (0..train.episodes.min(config.max_train_episodes)).collect();
+    let ident = identify(&model, &train_seqs, &train_eps, &test_seqs)?;
+    let fold = ekvae_model::fold::fold_diagnostic(&model)?;
+    let windows = prediction_windows(test.episodes, test.steps, len);
+    let (curves, strips) = open_loop_prediction(
+        &model,
+        &test_seqs,
+        &windows,
+        config.condition,
+        horizon,
+        &ident.angle_fit,
+        STRIPS,
+    )?;
+    Ok(Evaluation {
+        config: config.clone(),
+        run_config,
+        epoch: state.epoch,
+        history,
+        train_data: train_path,
+        selected_from: selected_from(&config.run)?,
+        test,
+        identification: ident.report,
+        z_test: ident.z_test,
+        curves,
+        strips,
+        fold,
+    })
+}
+
+/// One row of `prediction.csv`: the errors at horizon h (steps after the last conditioned
+/// frame). The file's schema is this struct.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct PredictionRow {
+    /// h = 1, 2, ….
+    pub horizon: usize,
+    /// Mean pixel squared error of the predicted frames.
+    pub pixel_mse: f64,
+    /// The same for the last conditioned frame held.
+    pub pixel_mse_last_frame: f64,
+    /// Mean wrapped angle error (degrees) of the predicted latents, read through the
+    /// identification's regression.
+    pub angle_err_deg: f64,
+}
+
+/// The rows of `prediction.csv` for `curves`.
+pub fn prediction_rows(curves: &PredictionCurves) -> Vec<PredictionRow> {
+    (0..curves.pixel_mse.len())
+        .map(|h| PredictionRow {
+            horizon: h + 1,
+            pixel_mse: curves.pixel_mse[h],
+            pixel_mse_last_frame: curves.pixel_mse_last_frame[h],
+            angle_err_deg: curves.angle_error_deg[h],
+        })
+        .collect()
+}
+
+/// Writes `prediction.csv` atomically.
+pub fn write_prediction_csv(path: &std::path::Path, curves: &PredictionCurves) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in prediction_rows(curves) {
+        w.serialize(r).map_err(|e| crate::Error::File(format!("{}: {e}", path.display())))?;
+    }
+    let bytes = w.into_inner().map_err(|e| crate::Error::File(format!("{}: {e}", path.display())))?;
+    ekvae_model::rundir::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Reads a `prediction.csv`; the error names the file and the row.
+pub fn read_prediction_csv(path: &std::path::Path) -> Result<Vec<PredictionRow>> {
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| crate::Error::File(format!("cannot read {}: {e}", path.display())))?;
+    let expected = ["horizon", "pixel_mse", "pixel_mse_last_frame", "angle_err_deg"];
+    let header = r.headers().map_err(|e| crate::Error::File(format!("{}: {e}", path.display())))?;
+    if header.iter().ne(expected) {
+        invalid!("{}: not a prediction.csv (expected the header {})", path.display(), expected.join(","));
+    }
+    r.deserialize()
+        .enumerate()
+        .map(|(i, row)| {
+            row.map_err(|e| {
+                crate::Error::File(format!("{}: malformed row {}: {e}", path.display(), i + 2))
+            })
+        })
+        .collect()
+}
