@@ -36,6 +36,7 @@
 //!
 //! This crate does no machine learning and depends on no other ekvae crate.
 
+pub mod cartpole;
 pub mod collect;
 pub mod dataset;
 pub mod env;

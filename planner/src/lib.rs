@@ -32,6 +32,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod boxqp;
+pub mod cartpole;
 pub mod cost;
 pub mod dynamics;
 mod error;
@@ -50,4 +51,5 @@ pub use ilqr::{
     Regularization, StopReason,
 };
 pub use mpc::{ExactState, Mpc, MpcAgent, MpcConfig, MpcStep, StateEstimator};
+pub use cartpole::{CartPoleCost, TrueCartPole};
 pub use pendulum::TruePendulum;
