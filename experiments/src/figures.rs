@@ -394,7 +394,7 @@ impl Curve {
     }
 }
 
-/// A dashed horizontal reference line with a label at its right end.
+/// A dashed horizontal reference line with a label (if any) at its right end.
 #[derive(Debug, Clone)]
 struct RefLine {
     y: f64,
@@ -490,12 +490,14 @@ fn draw_curves(
         chart
             .draw_series(DashedLineSeries::new(vec![(1, r.y), (xmax, r.y)], 9, 6, style))
             .map_err(plot_err)?;
-        let label = Text::new(
-            r.label.clone(),
-            (xmax, r.y),
-            anchored(TICK_PX, HPos::Right, VPos::Bottom).color(&r.color),
-        );
-        chart.draw_series(std::iter::once(label)).map_err(plot_err)?;
+        if !r.label.is_empty() {
+            let label = Text::new(
+                r.label.clone(),
+                (xmax, r.y),
+                anchored(TICK_PX, HPos::Right, VPos::Bottom).color(&r.color),
+            );
+            chart.draw_series(std::iter::once(label)).map_err(plot_err)?;
+        }
     }
     for c in curves {
         for run in finite_runs(&c.ys, c.band.as_ref()) {
@@ -601,8 +603,14 @@ pub fn training_curves(path: &Path, runs: &[TrainingRun]) -> Result<()> {
         keys.push(Key::line("training", dark, 3));
         keys.push(Key::line("validation (−ELBO)", dark, 1));
     }
-    if !d0s.is_empty() {
-        keys.push(Key { dashed: true, ..Key::line("target D0 (constrained objective)", dark, 2) });
+    // One D0: named in the legend; several: each line labelled at its right end.
+    let d0_key = match d0s.as_slice() {
+        [] => None,
+        [d0] => Some(format!("target D0 = {} nats/pixel (constrained objective)", tick(d0))),
+        _ => Some("target D0 (constrained objective)".to_string()),
+    };
+    if let Some(label) = d0_key {
+        keys.push(Key { dashed: true, ..Key::line(label, dark, 2) });
     }
     bitmap(path, (1300, 960), |root| {
         let plot = with_legend(root, &keys, None)?;
@@ -613,7 +621,11 @@ pub fn training_curves(path: &Path, runs: &[TrainingRun]) -> Result<()> {
         draw_curves(&panels[0], "Lagrange multiplier λ", "epoch", "λ", &each(&|r| r.lambda), &[])?;
         let refs: Vec<RefLine> = d0s
             .iter()
-            .map(|&d0| RefLine { y: d0, label: format!("D0 = {}", tick(&d0)), color: dark })
+            .map(|&d0| RefLine {
+                y: d0,
+                label: if d0s.len() > 1 { format!("D0 = {}", tick(&d0)) } else { String::new() },
+                color: dark,
+            })
             .collect();
         let per_pixel: Vec<Curve> = runs
             .iter()
@@ -1061,6 +1073,11 @@ mod tests {
         let path = dir.join("training_curves.png");
         training_curves(&path, &[run("EKVAE constrained", Some(0.05)), run("RNN ELBO", None)])
             .unwrap();
+        assert_png(&path, 1000, 800);
+        // Two targets: each dashed line labelled.
+        let path = dir.join("two_d0.png");
+        let runs = [run("EKVAE constrained", Some(0.05)), run("RNN constrained", Some(0.08))];
+        training_curves(&path, &runs).unwrap();
         assert_png(&path, 1000, 800);
         let path = dir.join("elbo.png");
         training_curves(&path, &[run("EKVAE ELBO", None)]).unwrap();
