@@ -13,7 +13,7 @@ use ekvae_pipeline::eval::{
 };
 use plotters::prelude::RGBColor;
 
-use crate::figures::{Curve, color};
+use crate::figures::{Curve, TrainingRun, arm_label, color};
 
 /// Arguments of `ekvae eval`.
 #[derive(Debug, Args)]
@@ -128,7 +128,7 @@ pub fn write_evaluation(out: &Path, e: &Evaluation) -> Result<()> {
         &e.strips,
         &e.config.horizons,
     )?;
-    let name = cfg.model.inference.to_string();
+    let name = arm_label(cfg.model.inference, cfg.objective);
     let curve = |label: String, ys: &[f64], color, thin| Curve {
         label,
         ys: ys.to_vec(),
@@ -147,11 +147,12 @@ pub fn write_evaluation(out: &Path, e: &Evaluation) -> Result<()> {
                 true,
             ),
         ],
-        &[curve(name, &e.curves.angle_error_deg, color(0), false)],
+        &[curve(name.clone(), &e.curves.angle_error_deg, color(0), false)],
+        None,
     )?;
     crate::figures::training_curves(
         &out.join("training_curves.png"),
-        &[(format!("{} {}", cfg.model.inference, cfg.objective), e.history.clone())],
+        &[TrainingRun::new(name, e.history.clone(), cfg)],
     )?;
     crate::writers::write_json(&out.join("eval.json"), &e.report())?;
     Ok(())

@@ -142,22 +142,41 @@ fn spread(n: usize, k: usize) -> Vec<usize> {
     (0..k).map(|i| i * (n - 1) / (k - 1)).collect()
 }
 
-/// Write a grid of frames (rows = episodes, columns = time steps) as a grayscale PNG, frames
-/// scaled up by an integer factor to at least 64 pixels and separated by gray lines.
-/// Returns the episodes and steps shown.
+/// Write a grid of frames (rows = episodes, columns = time steps) as a PNG, frames scaled up
+/// (nearest neighbour) to at least 80 pixels, each row labelled with its episode and each
+/// column with its step. Returns the episodes and steps shown.
 pub fn contact_sheet(
     d: &Dataset,
     path: &Path,
     rows: usize,
     cols: usize,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
+    use crate::figures::{FrameGrid, GridRow, frame_grid_png};
     let eps = spread(d.episodes, rows);
     let steps = spread(d.steps, cols);
-    let grid: Vec<Vec<Option<Vec<u8>>>> = eps
-        .iter()
-        .map(|&ep| steps.iter().map(|&t| Some(d.frame(ep, t).to_vec())).collect())
-        .collect();
-    crate::figures::gray_grid_png(path, d.size, &grid).context("cannot write the contact sheet")?;
+    let grid = FrameGrid {
+        title: format!(
+            "{} of {} episodes (rows) × {} of {} steps (columns), {} × {} pixels",
+            eps.len(),
+            d.episodes,
+            steps.len(),
+            d.steps,
+            d.size,
+            d.size
+        ),
+        size: d.size,
+        columns: steps.iter().map(|t| format!("step {t}")).collect(),
+        rows: eps
+            .iter()
+            .map(|&ep| GridRow {
+                label: format!("episode {ep}"),
+                cells: steps.iter().map(|&t| Some(d.frame(ep, t).to_vec())).collect(),
+                gap_before: false,
+            })
+            .collect(),
+        empty: String::new(),
+    };
+    frame_grid_png(path, &grid).context("cannot write the contact sheet")?;
     Ok((eps, steps))
 }
 

@@ -18,7 +18,7 @@ use ekvae_pipeline::reproduce::{
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::figures::{Curve, color, error_vs_horizon, training_curves};
+use crate::figures::{Curve, TrainingRun, arm_label, color, error_vs_horizon, training_curves};
 use crate::writers::{Align, Markdown};
 
 /// Arguments of `ekvae reproduce`.
@@ -269,7 +269,7 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
     let mut angle = Vec::new();
     let mut histories = Vec::new();
     for (ci, a) in t.arms.iter().enumerate() {
-        let label = format!("{} {}", a.model, a.objective);
+        let label = arm_label(a.model, a.objective);
         let band = |(m, s): &(Vec<f64>, Vec<f64>)| Curve {
             label: label.clone(),
             ys: m.clone(),
@@ -279,7 +279,10 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
         };
         pixel.push(band(&a.pixel_curve));
         angle.push(band(&a.angle_curve));
-        histories.push((label.clone(), a.history.clone()));
+        // D0 and the image size of the arm's runs (the seed does not change them).
+        let spec = RunSpec { model: a.model, objective: a.objective, seed: 0 };
+        let config = ekvae_pipeline::reproduce::fresh_config(plan, &spec, Path::new(""));
+        histories.push(TrainingRun::new(label.clone(), a.history.clone(), &config));
     }
     pixel.push(Curve {
         label: "last conditioned frame held".into(),
@@ -288,7 +291,8 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
         color: plotters::style::RGBColor(120, 120, 120),
         thin: true,
     });
-    error_vs_horizon(&out.join("prediction_error.png"), &pixel, &angle)?;
+    let note = "shaded: ± 1 standard deviation over seeds; lines: mean";
+    error_vs_horizon(&out.join("prediction_error.png"), &pixel, &angle, Some(note))?;
     training_curves(&out.join("training_curves.png"), &histories)?;
 
     // table.md.
