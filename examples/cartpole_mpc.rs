@@ -9,7 +9,9 @@
 use ekvae::envs::cartpole::{CartPoleParams, CartPoleSwingUp};
 use ekvae::envs::pendulum::angle_normalize;
 use ekvae::envs::{Env, space::uniform};
-use ekvae::planner::{CartPoleCost, ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, TrueCartPole};
+use ekvae::planner::{
+    CartPoleCost, ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, TrueCartPole,
+};
 use rand::SeedableRng;
 
 const STEPS: usize = 1000;
@@ -58,13 +60,17 @@ fn main() {
     };
     let mpc: Vec<_> = (0..episodes)
         .map(|seed| {
-            let mpc = Mpc::new(dynamics, CartPoleCost::default(), config.clone()).expect("valid MPC settings");
+            let mpc = Mpc::new(dynamics, CartPoleCost::default(), config.clone())
+                .expect("valid MPC settings");
             let mut agent = MpcAgent::new(ExactState, mpc);
             episode(seed, &mut |s| agent.act(&s).expect("iLQR on finite states").u[0])
         })
         .collect();
     report("iLQR-MPC", &mpc);
-    report("zero force", &(0..episodes).map(|seed| episode(seed, &mut |_| 0.0)).collect::<Vec<_>>());
+    report(
+        "zero force",
+        &(0..episodes).map(|seed| episode(seed, &mut |_| 0.0)).collect::<Vec<_>>(),
+    );
     let random: Vec<_> = (0..episodes)
         .map(|seed| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

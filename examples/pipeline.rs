@@ -23,7 +23,8 @@ fn main() -> Result<(), ekvae::pipeline::Error> {
     collect_to(&job(8, 1), &out.join("test.npz"), &|_| {})?;
 
     // 2. Train a small EKVAE for 2 epochs (the defaults otherwise).
-    let mut config = TrainConfig { epochs: 2, steps_per_epoch: 4, batch_size: 8, ..TrainConfig::default() };
+    let mut config =
+        TrainConfig { epochs: 2, steps_per_epoch: 4, batch_size: 8, ..TrainConfig::default() };
     (config.model.image_size, config.model.channels, config.model.hidden) = (16, 8, 32);
     config.data = out.join("train.npz").display().to_string();
     let run = out.join("model");
@@ -52,9 +53,10 @@ fn main() -> Result<(), ekvae::pipeline::Error> {
 
     // 4. Swing up from pixels: 2 short episodes of MPC on the learned latent dynamics.
     let config = SwingUpConfig { episodes: 2, steps: 60, ..SwingUpConfig::default() };
-    let result = run_swingup(&config, &Planner::Learned(LearnedPlanner::new(&run)), &mut |ep, ret| {
-        println!("episode {ep}: return {ret:.1}");
-    })?;
+    let result =
+        run_swingup(&config, &Planner::Learned(LearnedPlanner::new(&run)), &mut |ep, ret| {
+            println!("episode {ep}: return {ret:.1}");
+        })?;
     println!(
         "mean return {:.1}, success {:.0} %, {:.2} ms per step (median)",
         result.mean_return,

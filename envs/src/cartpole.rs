@@ -83,7 +83,8 @@ pub fn accelerations(p: &CartPoleParams, state: [f64; 4], f: f64) -> (f64, f64) 
     let (s, c) = (theta.sin(), theta.cos());
     let total_m = p.cart_mass + p.pole_mass;
     let m_p_l = p.pole_mass * p.pole_length;
-    let xdd = (-2.0 * m_p_l * (theta_dot * theta_dot) * s + 3.0 * p.pole_mass * p.gravity * s * c
+    let xdd = (-2.0 * m_p_l * (theta_dot * theta_dot) * s
+        + 3.0 * p.pole_mass * p.gravity * s * c
         + 4.0 * f
         - 4.0 * p.friction * x_dot)
         / (4.0 * total_m - 3.0 * p.pole_mass * (c * c));
@@ -226,7 +227,13 @@ impl Env for CartPoleSwingUp {
         self.state = out.state;
         let mut info = Info::new();
         info.insert("force", out.force);
-        Step { obs: out.state, reward: out.reward, terminated: out.terminated, truncated: false, info }
+        Step {
+            obs: out.state,
+            reward: out.reward,
+            terminated: out.terminated,
+            truncated: false,
+            info,
+        }
     }
 
     fn action_space(&self) -> &BoxSpace {
@@ -408,7 +415,12 @@ mod tests {
         if std::env::var_os("EKVAE_SHOW_FRAME").is_some() {
             let f = render(&p, [-0.8, 0.0, 0.6, 0.0], 32);
             for row in f.chunks(32) {
-                eprintln!("{}", row.iter().map(|&v| b" .:-=+*#%@"[v as usize * 9 / 255] as char).collect::<String>());
+                eprintln!(
+                    "{}",
+                    row.iter()
+                        .map(|&v| b" .:-=+*#%@"[v as usize * 9 / 255] as char)
+                        .collect::<String>()
+                );
             }
         }
         // Anti-aliased: some intermediate gray levels on the pole's edges.

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::Args;
 use ekvae_envs::collect::{CollectConfig, PolicySpec};
-use ekvae_pipeline::collect::{CollectJob, prepare_output};
 use ekvae_envs::pendulum::PendulumParams;
+use ekvae_pipeline::collect::{CollectJob, prepare_output};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;

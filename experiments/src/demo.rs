@@ -16,7 +16,9 @@ use clap::Args;
 use ekvae_pipeline::collect::{CollectJob, collect_to};
 use ekvae_pipeline::eval::{EvalConfig, evaluate};
 use ekvae_pipeline::swingup::{LearnedPlanner, Planner, SwingUpConfig, run_swingup};
-use ekvae_pipeline::train::{Overrides, Restarts, TrainJob, load_dataset, resolve_config, train_run};
+use ekvae_pipeline::train::{
+    Overrides, Restarts, TrainJob, load_dataset, resolve_config, train_run,
+};
 
 /// Run the full pipeline: collect → train → eval → pixel swing-up.
 #[derive(Debug, Args)]
@@ -148,7 +150,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     let t_train = Instant::now();
     let data = load_dataset(&train_data)?;
-    let overrides = Overrides { epochs: Some(epochs), seed: Some(args.seed), ..Overrides::default() };
+    let overrides =
+        Overrides { epochs: Some(epochs), seed: Some(args.seed), ..Overrides::default() };
     let mut train_config = resolve_config(Some(&config), &overrides, &data, &train_data)?;
     train_config.commit = crate::writers::COMMIT.to_string();
     let mut bar = crate::train::Bar::new(args.quiet);
@@ -197,8 +200,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
             mpc_out.display()
         ),
     );
-    let mpc_config = SwingUpConfig { episodes: mpc_episodes, seed: args.seed, ..SwingUpConfig::default() };
-    let mpc = run_swingup(&mpc_config, &Planner::Learned(LearnedPlanner::new(&run_dir)), &mut |_, _| {})?;
+    let mpc_config =
+        SwingUpConfig { episodes: mpc_episodes, seed: args.seed, ..SwingUpConfig::default() };
+    let mpc =
+        run_swingup(&mpc_config, &Planner::Learned(LearnedPlanner::new(&run_dir)), &mut |_, _| {})?;
     std::fs::create_dir_all(&mpc_out)
         .with_context(|| format!("cannot create {}", mpc_out.display()))?;
     crate::mpc::write_swingup(&mpc_out, &mpc, 64)?;
@@ -257,7 +262,10 @@ mod tests {
             mpc: crate::mpc::MpcArgs,
         }
         let w = Wrapper::parse_from(["mpc", "--out", ".", "--run", "r"]);
-        assert_eq!(w.mpc.config(), SwingUpConfig { episodes: 20, seed: 0, ..SwingUpConfig::default() });
+        assert_eq!(
+            w.mpc.config(),
+            SwingUpConfig { episodes: 20, seed: 0, ..SwingUpConfig::default() }
+        );
         assert_eq!(w.mpc.planner().unwrap(), Planner::Learned(LearnedPlanner::new("r")));
     }
 

@@ -226,7 +226,11 @@ pub fn write_swingup(out: &Path, result: &SwingUp, gif_size: usize) -> Result<()
     let shown: Vec<&StepRow> =
         result.steps.iter().filter(|r| r.episode == result.shown_episode).collect();
     let size = gif_size;
-    animate(&out.join("swingup.gif"), (size, size), shown.iter().map(|r| Ok(render(r.theta, size))))?;
+    animate(
+        &out.join("swingup.gif"),
+        (size, size),
+        shown.iter().map(|r| Ok(render(r.theta, size))),
+    )?;
     if !result.belief_frames.is_empty() {
         let s = result.belief_frame_size;
         animate(

@@ -100,9 +100,13 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     let device = ekvae_model::backend::device_from_name(&args.device)?;
     let out = &args.out;
     let runs = plan.runs();
-    let mine = runs.iter().enumerate().filter(|(i, _)| args.shard.is_none_or(|s| s.contains(*i))).count();
+    let mine =
+        runs.iter().enumerate().filter(|(i, _)| args.shard.is_none_or(|s| s.contains(*i))).count();
     let bar = if args.quiet {
-        ProgressBar::with_draw_target(Some((mine * plan.epochs) as u64), ProgressDrawTarget::hidden())
+        ProgressBar::with_draw_target(
+            Some((mine * plan.epochs) as u64),
+            ProgressDrawTarget::hidden(),
+        )
     } else {
         ProgressBar::new((mine * plan.epochs) as u64)
     };
@@ -230,8 +234,14 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
 
     // table.csv: one row per arm.
     let mut header: Vec<String> = [
-        "model", "objective", "seeds", "failed", "successes", "success_rate",
-        "success_wilson_lo", "success_wilson_hi",
+        "model",
+        "objective",
+        "seeds",
+        "failed",
+        "successes",
+        "success_rate",
+        "success_wilson_lo",
+        "success_wilson_hi",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -298,7 +308,8 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
     // table.md.
     let mut md = Markdown::new();
     md.heading(1, "Prediction-accuracy table (`ekvae reproduce`)");
-    let mut about: Vec<String> = provenance().into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let mut about: Vec<String> =
+        provenance().into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
     about.push(format!(
         "grid: EKVAE × {} seeds and RNN baseline × {} seeds (its D0 {} nats/pixel, learning rate {}), each × {{constrained, ELBO}}; every run {} epochs of {} minibatches of {} × {}-step windows; data {} train / {} test episodes × {} steps at {}×{} (collect seeds 0 / 1)",
         plan.seeds,
@@ -336,7 +347,8 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
         .map(|a| {
             let k = a.successes();
             let (rate, lo, hi) = a.success_rate();
-            let failed = if a.failed > 0 { format!(" ({} failed)", a.failed) } else { String::new() };
+            let failed =
+                if a.failed > 0 { format!(" ({} failed)", a.failed) } else { String::new() };
             vec![
                 a.model.to_string(),
                 a.objective.to_string(),
@@ -372,8 +384,11 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
         ("Identification and fit, successful runs only", 0..split, true),
         ("Open-loop prediction, successful runs only", split..cols.len(), true),
     ] {
-        let mut header =
-            vec![("model".to_string(), Align::Left), ("objective".into(), Align::Left), ("runs".into(), Align::Right)];
+        let mut header = vec![
+            ("model".to_string(), Align::Left),
+            ("objective".into(), Align::Left),
+            ("runs".into(), Align::Right),
+        ];
         header.extend(cols[range.clone()].iter().map(|m| (m.header.clone(), Align::Right)));
         let mut rows: Vec<Vec<String>> = t
             .arms
@@ -381,7 +396,9 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
             .map(|a| {
                 let n = if only_ok { a.successes() } else { a.runs.len() };
                 let mut row = vec![a.model.to_string(), a.objective.to_string(), n.to_string()];
-                row.extend(range.clone().map(|i| fmt_summary(a.summary(i, only_ok), cols[i].digits)));
+                row.extend(
+                    range.clone().map(|i| fmt_summary(a.summary(i, only_ok), cols[i].digits)),
+                );
                 row
             })
             .collect();
@@ -408,4 +425,3 @@ fn write_records(path: &Path, rows: &[Vec<String>]) -> Result<()> {
     ekvae_model::rundir::write_atomic(path, &bytes)?;
     Ok(())
 }
-

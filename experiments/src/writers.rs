@@ -72,7 +72,11 @@ impl Markdown {
         self
     }
     /// A table; every row has as many cells as `header` (pipes in cells are escaped).
-    pub fn table<S: AsRef<str>>(&mut self, header: &[(S, Align)], rows: &[Vec<String>]) -> &mut Self {
+    pub fn table<S: AsRef<str>>(
+        &mut self,
+        header: &[(S, Align)],
+        rows: &[Vec<String>],
+    ) -> &mut Self {
         let esc = |s: &str| s.replace('|', "\\|");
         let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
         self.text.push_str(&line(header.iter().map(|(h, _)| esc(h.as_ref())).collect()));
@@ -104,10 +108,8 @@ mod tests {
     #[test]
     fn markdown_tables_align_and_escape() {
         let mut md = Markdown::new();
-        md.heading(2, "T").table(
-            &[("a", Align::Left), ("b", Align::Right)],
-            &[vec!["x|y".into(), "1".into()]],
-        );
+        md.heading(2, "T")
+            .table(&[("a", Align::Left), ("b", Align::Right)], &[vec!["x|y".into(), "1".into()]]);
         assert_eq!(md.finish(), "## T\n\n| a | b |\n|---|---:|\n| x\\|y | 1 |\n\n");
     }
 }

@@ -38,7 +38,7 @@ impl<'a> From<&'a ekvae_envs::Dataset> for Sequences<'a> {
             episodes: d.episodes,
             steps: d.steps,
             size: d.size,
-            action_dim: if frames == 0 { 1 } else { d.actions.len() / frames },
+            action_dim: d.actions.len().checked_div(frames).unwrap_or(1),
         }
     }
 }

@@ -80,15 +80,20 @@ pub fn prepare_output(out: &Path) -> Result<()> {
         if dir.exists() && !dir.is_dir() {
             invalid!("{}: not a folder, so {} cannot be written", dir.display(), out.display());
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::File(format!("{}: cannot create the output folder: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::File(format!("{}: cannot create the output folder: {e}", dir.display()))
+        })?;
     }
     ekvae_envs::dataset::check_writable(out)?;
     Ok(())
 }
 
 /// Checks, collects and saves `job` to `out` (atomically); returns the dataset.
-pub fn collect_to(job: &CollectJob, out: &Path, progress: &(dyn Fn(usize) + Sync)) -> Result<Dataset> {
+pub fn collect_to(
+    job: &CollectJob,
+    out: &Path,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Dataset> {
     job.check()?;
     prepare_output(out)?;
     let data = job.run(progress)?;

@@ -25,9 +25,7 @@ use ekvae_envs::render::{render, render_into};
 use ekvae_model::Ekvae;
 use ekvae_model::plain::{Belief, PlainModel};
 use ekvae_model::train::{RunDir, TrainConfig};
-use ekvae_planner::{
-    Cost, Dynamics, ExactState, MpcAgent, MpcStep, QuadraticCost, StateEstimator,
-};
+use ekvae_planner::{Cost, Dynamics, ExactState, MpcAgent, MpcStep, QuadraticCost, StateEstimator};
 use serde::{Deserialize, Serialize};
 
 use crate::{Context, Error, Result, invalid};
@@ -220,10 +218,8 @@ impl StateEstimator for PixelFilter<'_> {
     ) -> ekvae_planner::Result<Vec<f64>> {
         let plain = &self.model.plain;
         // Encode first: a bad frame leaves the belief as it was.
-        let a = self
-            .model
-            .encode(frame)
-            .map_err(|e| ekvae_planner::Error::Estimator(e.to_string()))?;
+        let a =
+            self.model.encode(frame).map_err(|e| ekvae_planner::Error::Estimator(e.to_string()))?;
         let predicted = match (&self.belief, last_action) {
             (Some(b), Some(u)) => plain.predict(b, u),
             // First frame of an episode (or no action known): the prior.
@@ -249,7 +245,10 @@ pub struct PixelController<'a> {
 
 impl<'a> PixelController<'a> {
     /// The controller of `agent`, rendering frames of side `size` (the model's image size).
-    pub fn new(agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>, size: usize) -> Self {
+    pub fn new(
+        agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>,
+        size: usize,
+    ) -> Self {
         Self { agent, size, frame: vec![0; size * size] }
     }
 }
@@ -287,8 +286,10 @@ pub fn latent_cost(
     w: LatentCostWeights,
     action_dim: usize,
 ) -> Result<QuadraticCost> {
-    if !(w.state >= 0.0 && w.control > 0.0 && w.terminal >= 0.0)
-        || ![w.state, w.control, w.terminal].iter().all(|v| v.is_finite())
+    if !(w.state >= 0.0
+        && w.control > 0.0
+        && w.terminal >= 0.0
+        && [w.state, w.control, w.terminal].iter().all(|v| v.is_finite()))
     {
         invalid!(
             "latent cost weights must be finite with state ≥ 0, control > 0, terminal ≥ 0 (got {}, {}, {})",

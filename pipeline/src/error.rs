@@ -67,7 +67,10 @@ pub trait Context<T> {
 
 impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
     fn context(self, context: impl fmt::Display) -> Result<T> {
-        self.map_err(|e| Error::Context { context: context.to_string(), source: Box::new(e.into()) })
+        self.map_err(|e| Error::Context {
+            context: context.to_string(),
+            source: Box::new(e.into()),
+        })
     }
     fn with_context<C: fmt::Display>(self, f: impl FnOnce() -> C) -> Result<T> {
         self.map_err(|e| Error::Context { context: f().to_string(), source: Box::new(e.into()) })

@@ -173,8 +173,8 @@ pub fn evaluate(config: &EvalConfig, device: &burn::tensor::Device) -> Result<Ev
         ),
         None => PathBuf::from(&run_config.data),
     };
-    let train =
-        load_dataset(&train_path).context("loading the training data (override with --train-data)")?;
+    let train = load_dataset(&train_path)
+        .context("loading the training data (override with --train-data)")?;
     let test = load_dataset(&config.data)?;
     for (what, path, d) in [("training", &train_path, &train), ("test", &config.data, &test)] {
         let s = Sequences::from(d);
@@ -265,7 +265,8 @@ pub fn write_prediction_csv(path: &std::path::Path, curves: &PredictionCurves) -
     for r in prediction_rows(curves) {
         w.serialize(r).map_err(|e| crate::Error::File(format!("{}: {e}", path.display())))?;
     }
-    let bytes = w.into_inner().map_err(|e| crate::Error::File(format!("{}: {e}", path.display())))?;
+    let bytes =
+        w.into_inner().map_err(|e| crate::Error::File(format!("{}: {e}", path.display())))?;
     ekvae_model::rundir::write_atomic(path, &bytes)?;
     Ok(())
 }
@@ -277,7 +278,11 @@ pub fn read_prediction_csv(path: &std::path::Path) -> Result<Vec<PredictionRow>>
     let expected = ["horizon", "pixel_mse", "pixel_mse_last_frame", "angle_err_deg"];
     let header = r.headers().map_err(|e| crate::Error::File(format!("{}: {e}", path.display())))?;
     if header.iter().ne(expected) {
-        invalid!("{}: not a prediction.csv (expected the header {})", path.display(), expected.join(","));
+        invalid!(
+            "{}: not a prediction.csv (expected the header {})",
+            path.display(),
+            expected.join(",")
+        );
     }
     r.deserialize()
         .enumerate()

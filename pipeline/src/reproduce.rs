@@ -278,7 +278,8 @@ pub struct Metric {
 
 /// The table's metrics for the plan's horizons.
 pub fn metrics(horizons: &[usize]) -> Vec<Metric> {
-    let m = |key: &str, header: &str, digits| Metric { key: key.into(), header: header.into(), digits };
+    let m =
+        |key: &str, header: &str, digits| Metric { key: key.into(), header: header.into(), digits };
     let mut cols = vec![
         m("r2_cos_sin", "R² cos,sin θ", 4),
         m("r2_theta_dot", "R² θ̇", 4),
@@ -355,8 +356,9 @@ pub fn check_plan(out: &Path, plan: &Plan) -> Result<()> {
     if plan_path.is_file() {
         let text = std::fs::read_to_string(&plan_path)
             .map_err(|e| Error::File(format!("cannot read {}: {e}", plan_path.display())))?;
-        let old: Plan = serde_json::from_str(&text)
-            .map_err(|e| Error::File(format!("{}: not a reproduce plan: {e}", plan_path.display())))?;
+        let old: Plan = serde_json::from_str(&text).map_err(|e| {
+            Error::File(format!("{}: not a reproduce plan: {e}", plan_path.display()))
+        })?;
         if &old != plan {
             invalid!(
                 "{} was started with another grid ({}); rerun with the same flags to resume, or choose another --out",
@@ -495,7 +497,9 @@ pub fn read_run(dir: &Path, spec: RunSpec, plan: &Plan) -> Result<RunResult> {
     let last_frame = plan
         .horizons
         .iter()
-        .map(|&h| json.get(&prediction_keys(h)[1]).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN))
+        .map(|&h| {
+            json.get(&prediction_keys(h)[1]).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
+        })
         .collect();
     let success = is_success(values[0], values[1], values[2]);
     Ok(RunResult { spec, values, last_frame, success })

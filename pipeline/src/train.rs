@@ -165,7 +165,8 @@ pub fn resolve_config(
                 Error::File(format!("{}: invalid config: {}", path.display(), e.message()))
             })?;
             let model = table.get("model").and_then(toml::Value::as_table);
-            let named = |key: &str| model.and_then(|m| m.get(key)).and_then(toml::Value::as_integer);
+            let named =
+                |key: &str| model.and_then(|m| m.get(key)).and_then(toml::Value::as_integer);
             for (key, wanted) in [("image_size", data.size), ("action_dim", seqs.action_dim)] {
                 if let Some(v) = named(key)
                     && v != wanted as i64
@@ -177,7 +178,11 @@ pub fn resolve_config(
                             format!("collect with --size {v}"),
                         )
                     } else {
-                        (format!("{v}-d actions"), format!("{wanted}-d actions"), "use matching data".into())
+                        (
+                            format!("{v}-d actions"),
+                            format!("{wanted}-d actions"),
+                            "use matching data".into(),
+                        )
                     };
                     invalid!(
                         "{}: model.{key} = {v} is for {said} but the data {} have {has}; remove {key} from the config (it follows the data) or {fix}",
@@ -262,8 +267,9 @@ pub fn selected_from(run: &Path) -> Result<usize> {
     let path = run.join(SELECTION_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let s: Selection = serde_json::from_str(&text)
-                .map_err(|e| Error::File(format!("{}: not a selection record: {e}", path.display())))?;
+            let s: Selection = serde_json::from_str(&text).map_err(|e| {
+                Error::File(format!("{}: not a selection record: {e}", path.display()))
+            })?;
             Ok(s.candidates.len())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(1),
@@ -351,7 +357,9 @@ pub fn train_run(job: TrainJob<'_>, reporter: &mut dyn Reporter) -> Result<Train
     let mut selection = None;
     if job.restarts.candidates > 1 {
         if job.resume {
-            invalid!("--restarts selects a seed for a new run; --resume continues one (drop --restarts)");
+            invalid!(
+                "--restarts selects a seed for a new run; --resume continues one (drop --restarts)"
+            );
         }
         if run.read_state().is_ok() {
             invalid!(
@@ -376,15 +384,9 @@ pub fn train_run(job: TrainJob<'_>, reporter: &mut dyn Reporter) -> Result<Train
         ));
         selection = Some(s);
     }
-    let rows = train(
-        cfg.clone(),
-        &seqs,
-        &job.out,
-        job.resume,
-        &job.device,
-        reporter.progress(&job.out),
-    )
-    .with_context(|| format!("training into {}", job.out.display()))?;
+    let rows =
+        train(cfg.clone(), &seqs, &job.out, job.resume, &job.device, reporter.progress(&job.out))
+            .with_context(|| format!("training into {}", job.out.display()))?;
     Ok(Trained { config: cfg, rows, selection })
 }
 

@@ -17,8 +17,8 @@
 //!
 //! Outside |a| ≤ 1 the environment clips, so `B = 0` there.
 
-use crate::cost::{Cost, Quadratization};
 use crate::Dynamics;
+use crate::cost::{Cost, Quadratization};
 use ekvae_envs::cartpole::{CartPoleParams, accelerations, step_unwrapped};
 
 /// The true cart-pole dynamics for the planner.
@@ -73,7 +73,8 @@ impl Dynamics for TrueCartPole {
         let dx1_dxd = -4.0 * bf / d1;
         let dx1_df = 4.0 / d1;
         let dx2_dth = quot(
-            -3.0 * mpl * thd * thd * (c * c - s * s) + 6.0 * big_m * g * c - 6.0 * (f - bf * xd) * s,
+            -3.0 * mpl * thd * thd * (c * c - s * s) + 6.0 * big_m * g * c
+                - 6.0 * (f - bf * xd) * s,
             6.0 * mpl * c * s,
             n2,
             d2,
@@ -139,7 +140,9 @@ impl CartPoleCost {
         let l = self.pole_length;
         let (s, c) = (x[2].sin(), x[2].cos());
         let (ex, ey) = (x[0] + l * s, l * c - l);
-        self.w_tip * (ex * ex + ey * ey) + self.w_x * x[0] * x[0] + self.w_v * (x[1] * x[1] + x[3] * x[3])
+        self.w_tip * (ex * ex + ey * ey)
+            + self.w_x * x[0] * x[0]
+            + self.w_v * (x[1] * x[1] + x[3] * x[3])
     }
 
     /// Writes `weight ×` the state part's value, gradient and (Gauss–Newton) Hessian into `q`.
@@ -252,7 +255,11 @@ mod tests {
                     c.running(0, &x, &[0.0])
                 };
                 let fd = (f(h, h) - f(h, -h) - f(-h, h) + f(-h, -h)) / (4.0 * h * h);
-                assert!((fd - q.lxx[i * 4 + j]).abs() < 1e-4, "lxx[{i},{j}]: {fd} vs {}", q.lxx[i * 4 + j]);
+                assert!(
+                    (fd - q.lxx[i * 4 + j]).abs() < 1e-4,
+                    "lxx[{i},{j}]: {fd} vs {}",
+                    q.lxx[i * 4 + j]
+                );
             }
         }
     }

@@ -248,7 +248,7 @@ fn damaged_foreign_empty_and_unfinished_runs() {
         if err.contains("no epoch finished") {
             assert!(!wild.join("state.json").exists(), "{err}");
         }
-        if let Some(state) = fs::read_to_string(wild.join("state.json")).ok() {
+        if let Ok(state) = fs::read_to_string(wild.join("state.json")) {
             let v: serde_json::Value = serde_json::from_str(&state).unwrap();
             assert!(err.contains(&format!("epoch {}) is kept", v["epoch"])), "{err}");
             // The kept checkpoint is usable.
