@@ -13,6 +13,7 @@ pub mod cli;
 pub mod collect;
 pub mod demo;
 pub mod eval;
+pub mod export;
 pub mod figures;
 pub mod inspect;
 pub mod learned;
