@@ -73,7 +73,7 @@ fn markdown_docs(root: &Path) -> Vec<Doc> {
 /// consecutive comment lines, and the `#` comments of the Cargo manifests.
 fn comment_docs(root: &Path) -> Vec<Doc> {
     let mut files = Vec::new();
-    for dir in ["src", "tests", "envs", "model", "planner", "experiments"] {
+    for dir in ["src", "tests", "envs", "model", "planner", "experiments", "python"] {
         files_with_ext(&root.join(dir), ".rs", &mut files);
         files_with_ext(&root.join(dir), "Cargo.toml", &mut files);
     }
