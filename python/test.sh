@@ -23,7 +23,9 @@ fi
 # The `ekvae` binary and the workspace's crates, in `cargo test`'s build (a no-op right after it).
 cargo test --workspace --release --no-run -q 2>/dev/null || cargo test --workspace --release --no-run
 
-(cd python && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" maturin develop --release -q)
+# (pip's "Requirement already satisfied" lines for the package's dependencies are dropped.)
+(cd python && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" maturin develop --release -q 2>&1 |
+    sed '/Requirement already satisfied/d')
 
 export CARGO_TARGET_DIR="$target"
 "$venv/bin/python" -m pytest python/tests -q -p no:cacheprovider
