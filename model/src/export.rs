@@ -128,11 +128,14 @@ pub fn pytorch_tensors(model: &Ekvae) -> Result<Vec<ExportedTensor>> {
     }
     let mut out = Vec::with_capacity(table.len());
     for (burn_name, name, transform, description) in table {
-        let view = st.tensor(burn_name).map_err(|e| {
-            Error::Numerical(format!("the model's weights lack {burn_name}: {e}"))
-        })?;
+        let view = st
+            .tensor(burn_name)
+            .map_err(|e| Error::Numerical(format!("the model's weights lack {burn_name}: {e}")))?;
         if view.dtype() != Dtype::F32 {
-            return Err(Error::Numerical(format!("{burn_name} is {:?}, expected F32", view.dtype())));
+            return Err(Error::Numerical(format!(
+                "{burn_name} is {:?}, expected F32",
+                view.dtype()
+            )));
         }
         let values: Vec<f32> = view
             .data()
@@ -145,7 +148,9 @@ pub fn pytorch_tensors(model: &Ekvae) -> Result<Vec<ExportedTensor>> {
             Transform::Softplus => (shape, values.into_iter().map(softplus_plus).collect()),
             Transform::Transpose => {
                 let [rows, cols] = shape[..] else {
-                    return Err(Error::Numerical(format!("{burn_name} is not a matrix: {shape:?}")));
+                    return Err(Error::Numerical(format!(
+                        "{burn_name} is not a matrix: {shape:?}"
+                    )));
                 };
                 let t = (0..rows * cols).map(|i| values[(i % rows) * cols + i / rows]).collect();
                 (vec![cols, rows], t)
@@ -254,7 +259,8 @@ mod tests {
     fn layout_is_pytorch_state_dict() {
         let m = model();
         let t = pytorch_tensors(&m).unwrap();
-        let get = |name: &str| t.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("{name}"));
+        let get =
+            |name: &str| t.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("{name}"));
         assert_eq!(t.len(), 23);
         assert_eq!(get("encoder.conv.weight").shape, [4, 4, 3, 3]);
         assert_eq!(get("encoder.hidden.weight").shape, [8, 64]);
@@ -315,6 +321,20 @@ mod tests {
         let d = describe(&bytes).unwrap().unwrap();
         assert_eq!(d.len(), 23);
         assert_eq!(d["encoder.head.weight"]["shape"], serde_json::json!([4, 8]));
+    }
+
+    /// The RNN baseline is refused with one line.
+    #[test]
+    fn refuses_the_rnn_baseline() {
+        let cfg = EkvaeConfig::new()
+            .with_image_size(8)
+            .with_channels(2)
+            .with_hidden(4)
+            .with_inference(Inference::Rnn)
+            .with_rnn_hidden(4);
+        let m = cfg.init_seeded(&Device::flex(), 0).unwrap();
+        let err = pytorch_tensors(&m).unwrap_err().to_string();
+        assert!(err.contains("RNN-inference baseline"), "{err}");
     }
 
     /// The committed run exports; bad runs are refused with one line naming the problem.

@@ -29,9 +29,9 @@
 
 pub mod backend;
 pub mod data;
-pub mod export;
 pub mod ekvae;
 pub mod error;
+pub mod export;
 pub mod fold;
 pub mod identify;
 pub mod kalman;
