@@ -103,7 +103,9 @@ impl Controller {
                 let lines: Vec<&str> = text
                     .lines()
                     .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+                    .filter(|l| {
+                        !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more")
+                    })
                     .filter(|l| !l.starts_with("tip:"))
                     .collect();
                 anyhow::anyhow!("{}", lines.join("; ").trim_start_matches("error: "))
@@ -117,7 +119,10 @@ impl Controller {
             );
         }
         if model.action_dim() != 1 {
-            bail!("--model {dir}: the model takes {}-dimensional actions; the pendulum has 1", model.action_dim());
+            bail!(
+                "--model {dir}: the model takes {}-dimensional actions; the pendulum has 1",
+                model.action_dim()
+            );
         }
         let learned = LearnedModel::from_model(model, config, epoch)?;
         let defaults = LatentCostWeights::default();

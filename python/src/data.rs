@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
+use ekvae_envs::Dataset;
 use ekvae_envs::collect::{CollectConfig, PolicySpec};
 use ekvae_envs::dataset::{DatasetMeta, FORMAT_VERSION};
 use ekvae_envs::pendulum::PendulumParams;
-use ekvae_envs::Dataset;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -90,9 +90,7 @@ pub fn load_dataset(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>
 #[pyfunction]
 pub fn save_dataset(py: Python<'_>, path: PathBuf, dataset: &Bound<'_, PyDict>) -> PyResult<()> {
     let get = |name: &str| -> PyResult<Bound<'_, PyAny>> {
-        dataset
-            .get_item(name)?
-            .ok_or_else(|| value_error(format!("dataset has no {name:?} array")))
+        dataset.get_item(name)?.ok_or_else(|| value_error(format!("dataset has no {name:?} array")))
     };
     let images = exact::<u8>(&get("images")?, "images", "uint8")?;
     let actions = exact::<f32>(&get("actions")?, "actions", "float32")?;

@@ -45,7 +45,9 @@ fn obs_type(name: &str) -> PyResult<ObsType> {
     match name {
         "pixels" => Ok(ObsType::Pixels),
         "state" => Ok(ObsType::State),
-        other => Err(value_error(format!("unknown obs_type {other:?}; use \"pixels\" or \"state\""))),
+        other => {
+            Err(value_error(format!("unknown obs_type {other:?}; use \"pixels\" or \"state\"")))
+        }
     }
 }
 
@@ -117,7 +119,9 @@ impl PendulumCore {
     /// The observation: the frame `uint8 [S, S]` or `float32 [3]` `[cos θ, sin θ, θ̇]`.
     fn observation<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self.obs {
-            ObsType::Pixels => Ok(frame_array(py, self.env.state()[0], self.size, false)?.into_any()),
+            ObsType::Pixels => {
+                Ok(frame_array(py, self.env.state()[0], self.size, false)?.into_any())
+            }
             ObsType::State => {
                 let o = self.env.obs().map(|v| v as f32).to_vec();
                 Ok(array(py, o, &[3])?.into_any())
@@ -180,7 +184,12 @@ impl VectorCore {
         self.envs.iter().flat_map(|e| e.state()).collect()
     }
 
-    fn obs_array<'py>(&self, py: Python<'py>, frames: Vec<u8>, obs: Vec<f32>) -> PyResult<Bound<'py, PyAny>> {
+    fn obs_array<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<u8>,
+        obs: Vec<f32>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let n = self.envs.len();
         match self.obs {
             ObsType::Pixels => Ok(array(py, frames, &[n, self.size, self.size])?.into_any()),
@@ -200,7 +209,12 @@ impl VectorCore {
     /// `max_episode_steps` steps.
     #[new]
     #[pyo3(signature = (num_envs, size = 16, obs_type = "pixels", max_episode_steps = 200))]
-    fn new(num_envs: usize, size: usize, obs_type: &str, max_episode_steps: usize) -> PyResult<Self> {
+    fn new(
+        num_envs: usize,
+        size: usize,
+        obs_type: &str,
+        max_episode_steps: usize,
+    ) -> PyResult<Self> {
         if num_envs == 0 || num_envs > 1 << 20 {
             return Err(value_error(format!("num_envs {num_envs} must be 1 to {}", 1 << 20)));
         }
@@ -290,7 +304,13 @@ impl VectorCore {
             let mut rewards = vec![0.0f64; n];
             let mut truncated = vec![false; n];
             let mut states = vec![0.0f64; 2 * n];
-            let step_one = |env: &mut Pendulum, elapsed: &mut usize, ended: &mut bool, u: f64, reward: &mut f64, trunc: &mut bool, state: &mut [f64]| {
+            let step_one = |env: &mut Pendulum,
+                            elapsed: &mut usize,
+                            ended: &mut bool,
+                            u: f64,
+                            reward: &mut f64,
+                            trunc: &mut bool,
+                            state: &mut [f64]| {
                 if *ended {
                     env.reset(None);
                     *elapsed = 0;
@@ -320,7 +340,9 @@ impl VectorCore {
                     },
                 );
             } else {
-                work.for_each(|((((((env, el), en), u), r), t), st)| step_one(env, el, en, *u, r, t, st));
+                work.for_each(|((((((env, el), en), u), r), t), st)| {
+                    step_one(env, el, en, *u, r, t, st)
+                });
             }
             let obs: Vec<f32> = if pixels {
                 Vec::new()
@@ -344,7 +366,12 @@ impl VectorCore {
 
     /// Frames of all pendulums at `size`, `uint8 [N, size, size]` (or `[N, size, size, 3]` with `rgb`).
     #[pyo3(signature = (size = None, rgb = false))]
-    fn frames<'py>(&self, py: Python<'py>, size: Option<usize>, rgb: bool) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+    fn frames<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<usize>,
+        rgb: bool,
+    ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
         let size = size.unwrap_or(self.size);
         check_size(size, "render size")?;
         let n = self.envs.len();

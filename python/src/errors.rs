@@ -7,7 +7,9 @@
 //! - everything else (a damaged dataset, a run directory that is not one, a numerical
 //!   failure) → `ekvae.EkvaeError`.
 
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::exceptions::{
+    PyException, PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError,
+};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(

@@ -3,8 +3,6 @@
 //! controller ([`model`], [`control`]) and the PyTorch export. Everything calls the library
 //! crates; nothing is re-implemented here.
 
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use pyo3::prelude::*;
 
 mod arrays;
@@ -17,7 +15,11 @@ mod model;
 /// Writes the trained run in `run` as a PyTorch `state_dict` in a safetensors file `out`
 /// (see `ekvae_model::export`); returns the number of tensors written.
 #[pyfunction]
-fn export_pytorch(py: Python<'_>, run: std::path::PathBuf, out: std::path::PathBuf) -> PyResult<usize> {
+fn export_pytorch(
+    py: Python<'_>,
+    run: std::path::PathBuf,
+    out: std::path::PathBuf,
+) -> PyResult<usize> {
     use errors::IntoPy;
     py.detach(|| ekvae_model::export::export_pytorch(&run, &out)).py()
 }

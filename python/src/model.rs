@@ -248,7 +248,11 @@ impl Run {
 
     /// The decoder's Bernoulli means σ(logits) at a = H z for latents `[..., n]`:
     /// `float32 [..., S, S]` in (0, 1).
-    fn decode<'py>(&self, py: Python<'py>, z: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        z: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let a = input::<f64>(z, "z")?;
         let sh = shape(&a);
         let n = self.model.state_dim();
