@@ -35,6 +35,8 @@ pub enum Command {
     Reproduce(crate::reproduce::ReproduceArgs),
     /// The whole pipeline on built-in defaults: collect → train → eval → swing up from pixels.
     Demo(crate::demo::DemoArgs),
+    /// Export a trained run's weights: `--pytorch RUN OUT` writes a PyTorch state_dict (safetensors).
+    Export(crate::export::ExportArgs),
 }
 
 /// Parse the command line, run the subcommand, print any error as one line and exit non-zero.
@@ -59,5 +61,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mpc(args) => crate::mpc::run(args).map(drop),
         Command::Reproduce(args) => crate::reproduce::run(args),
         Command::Demo(args) => crate::demo::run(args),
+        Command::Export(args) => crate::export::run(args),
     }
 }

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod collect;
 pub mod demo;
 pub mod eval;
+pub mod export;
 pub mod figures;
 pub mod inspect;
 pub mod mpc;

@@ -15,6 +15,8 @@
 //! - [`metrics`]: least-squares regression and R² for latent-space identification, pixel MSE
 //!   and wrapped angle errors.
 //! - [`predict`]: open-loop prediction error curves (pixels, angle) of a trained model.
+//! - [`export`]: a trained run's weights as a PyTorch `state_dict` in safetensors
+//!   ([`export::export_pytorch`]).
 //! - [`kalman`]: the batched, differentiable extended Kalman [`filter`](kalman::filter),
 //!   RTS [`smooth`](kalman::smooth)er and forward-filtering backward-sampling
 //!   ([`sample_posterior`](kalman::sample_posterior)) with exact log-density, over a
@@ -44,6 +46,7 @@ pub mod backend;
 pub mod data;
 pub mod ekvae;
 pub mod error;
+pub mod export;
 pub mod fold;
 pub mod identify;
 pub mod kalman;

@@ -424,7 +424,7 @@ fn a_full_disk_leaves_no_partial_files() {
 fn hints_name_only_existing_flags() {
     let mut known: Vec<String> =
         vec!["--help".into(), "--version".into(), "--features".into(), "--release".into()];
-    for sub in ["collect", "inspect", "train", "eval", "mpc", "reproduce", "demo"] {
+    for sub in ["collect", "inspect", "train", "eval", "mpc", "reproduce", "demo", "export"] {
         let o = ekvae(&[sub, "--help"]);
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         known.extend(

@@ -1,6 +1,7 @@
 //! Tests that run the `ekvae` command line.
 
 mod envs;
+mod export;
 mod files;
 mod model;
 mod mpc;
