@@ -247,19 +247,10 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), (device, DType::F64))
     }
 
-    /// Plain-Rust Cholesky–Banachiewicz (reference).
+    /// The plain-f64 Cholesky factor (the reference; [`ekvae_numerics::cholesky`]).
     fn chol_ref(a: &[f64], n: usize) -> Vec<f64> {
         let mut l = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..=i {
-                let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
-                l[i * n + j] = if i == j {
-                    (a[i * n + i] - s).sqrt()
-                } else {
-                    (a[i * n + j] - s) / l[j * n + j]
-                };
-            }
-        }
+        ekvae_numerics::cholesky(a, n, &mut l).expect("SPD test matrix");
         l
     }
 
