@@ -170,15 +170,10 @@ pub fn mean_squared_error(a: &[f32], b: &[f32]) -> f64 {
         / a.len() as f64
 }
 
-/// `x` wrapped to [−π, π).
-pub fn wrap_angle(x: f64) -> f64 {
-    use std::f64::consts::{PI, TAU};
-    (x + PI).rem_euclid(TAU) - PI
-}
-
-/// Absolute angular distance |wrap(a − b)| in [0, π] (radians).
+/// Absolute angular distance |wrap(a − b)| in [0, π] (radians), with the workspace's one wrap
+/// [`ekvae_numerics::angle_normalize`].
 pub fn angle_error(a: f64, b: f64) -> f64 {
-    wrap_angle(a - b).abs()
+    ekvae_numerics::angle_normalize(a - b).abs()
 }
 
 #[cfg(test)]
@@ -264,7 +259,8 @@ mod tests {
             let e = angle_error(i as f64 * 0.37, -(i as f64) * 0.11);
             assert!((0.0..=PI).contains(&e));
         }
-        assert!((wrap_angle(PI) + PI).abs() < 1e-12, "π maps to −π");
+        // Opposite angles: the wrap maps π to −π, so the error is π either way round.
+        assert_eq!(angle_error(PI, 0.0), PI);
     }
 
     #[test]

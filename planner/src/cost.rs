@@ -4,7 +4,7 @@
 
 use crate::error::{check_finite, check_len};
 use crate::{Error, Result};
-use ekvae_envs::pendulum::angle_normalize;
+use ekvae_numerics::angle_normalize;
 
 /// Value, gradients and Hessians of a cost term at one point (row-major, shapes in brackets):
 /// `l`, `lx: [n]`, `lu: [m]`, `lxx: [n, n]`, `luu: [m, m]`, `lux: [m, n]`.
