@@ -158,8 +158,7 @@ impl RnnSmoother {
         let c = (tanh(self.combine.forward(zu)) + g.reshape([b * t, h])).mul_scalar(0.5);
         let mean = self.out_mean.forward(c.clone());
         let var = softplus(self.out_var.forward(c), 1.0).add_scalar(1e-4);
-        gaussian_log_prob_diag(z.reshape([b * t, n]), mean, var)
-            .sum_dim(1)
+        gaussian_log_prob_diag(z.reshape([b * t, n]), mean, var) // [B·T, 1]
             .reshape([b, t])
             .sum_dim(1)
             .reshape([b])
