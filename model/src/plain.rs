@@ -17,7 +17,7 @@
 use burn::tensor::Tensor;
 use ekvae_numerics::{cholesky, cholesky_solve, symmetrize};
 
-use crate::ssm::LocallyLinearTransition;
+use crate::ssm::{LocallyLinearTransition, VARIANCE_FLOOR};
 use crate::{Ekvae, Error, Result};
 
 /// Values of a burn tensor as `f64`, row-major.
@@ -293,10 +293,11 @@ impl PlainTransition {
         }
     }
 
-    /// Diagonal of the mixed transition noise `Q(z,u) = Σ_c α_c Q_c + 10⁻⁴`, written into `q: [n]`.
+    /// Diagonal of the mixed transition noise `Q(z,u) = Σ_c α_c Q_c + 10⁻⁴`
+    /// ([`VARIANCE_FLOOR`]), written into `q: [n]`.
     pub fn noise(&self, alpha: &[f64], q: &mut [f64]) {
         let n = self.n;
-        q.fill(1e-4);
+        q.fill(VARIANCE_FLOOR);
         for (c, a) in alpha.iter().enumerate() {
             for i in 0..n {
                 q[i] += a * self.q[c * n + i];
@@ -334,9 +335,10 @@ pub struct PlainModel {
 
 impl PlainModel {
     /// Export the linear-Gaussian parts of a trained model (the conversions of `R` and the
-    /// prior variance are the model's own: softplus + 10⁻⁴).
+    /// prior variance are the model's own: softplus + [`VARIANCE_FLOOR`]).
     pub fn from_ekvae(model: &Ekvae) -> Result<Self> {
-        let plus = |v: Vec<f64>| v.into_iter().map(|x| softplus(x) + 1e-4).collect::<Vec<_>>();
+        let plus =
+            |v: Vec<f64>| v.into_iter().map(|x| softplus(x) + VARIANCE_FLOOR).collect::<Vec<_>>();
         let out = Self {
             transition: PlainTransition::from_burn(&model.transition)?,
             h: values(model.observation.h.val())?,
@@ -640,7 +642,7 @@ mod tests {
         };
         let b0 = Belief { mean: vec![1.0, -2.0], cov: vec![0.2, 0.0, 0.0, 0.2] };
         let pred = model.predict(&b0, &[0.7]);
-        let pp = 0.2 + 0.3 + 1e-4;
+        let pp = 0.2 + 0.3 + VARIANCE_FLOOR;
         assert_eq!(pred.mean, vec![1.0, -2.0]);
         assert!((pred.cov[0] - pp).abs() < 1e-12 && pred.cov[1].abs() < 1e-15);
         let post = model.update(&pred, &[2.0, 0.0]).unwrap();
