@@ -102,6 +102,21 @@ impl DatasetMeta {
     }
 }
 
+/// The validation split rule, the one the training loop and [`Dataset::split_validation`] use:
+/// of `episodes` episodes, the last `⌈fraction · N⌉` validate — at least one when
+/// `fraction > 0` and N ≥ 2, never all of them (at most N − 1), none when `fraction ≤ 0` — and
+/// the others train. Returns the number of training episodes `n`: episodes `0..n` train,
+/// `n..episodes` validate. Episodes of a collected dataset are i.i.d., so a split by index is a
+/// random split and needs no shuffle.
+pub fn validation_split(episodes: usize, fraction: f64) -> usize {
+    let mut val = (fraction * episodes as f64).ceil() as usize;
+    if fraction > 0.0 && episodes >= 2 {
+        val = val.max(1);
+    }
+    val = val.min(episodes.saturating_sub(1));
+    episodes - val
+}
+
 /// A collection of `episodes × steps` frames with their actions, true states and rewards.
 ///
 /// Layout is row-major: `images[((ep·T + t)·S + y)·S + x]`, `actions[ep·T + t]`,
@@ -235,7 +250,8 @@ impl Dataset {
         Ok((self.subset(0..n_first)?, self.subset(n_first..self.episodes)?))
     }
 
-    /// Split off the last `⌈fraction·N⌉` episodes (at least 1, at most N − 1) for validation.
+    /// Split off the last `⌈fraction·N⌉` episodes (at least 1, at most N − 1) for validation,
+    /// by the workspace's one rule [`validation_split`]; `fraction` must be in (0, 1) and N ≥ 2.
     pub fn split_validation(&self, fraction: f64) -> Result<(Dataset, Dataset)> {
         if !(fraction > 0.0 && fraction < 1.0) || self.episodes < 2 {
             return Err(Error::InvalidArgument {
@@ -246,8 +262,7 @@ impl Dataset {
                 ),
             });
         }
-        let n_val = ((fraction * self.episodes as f64).ceil() as usize).clamp(1, self.episodes - 1);
-        self.split_at(self.episodes - n_val)
+        self.split_at(validation_split(self.episodes, fraction))
     }
 
     /// Write the dataset to `path` atomically (see the module docs). Deflate-compressed
@@ -609,6 +624,20 @@ mod tests {
         assert_eq!(files[0], files[1]);
     }
 
+    /// The rule by hand: ⌈0.1·10⌉ = 1, ⌈0.25·10⌉ = 3, ⌈0.01·2⌉ = 1; never all episodes
+    /// (N = 1 keeps its one episode for training), none for a zero fraction.
+    #[test]
+    fn validation_split_keeps_at_least_one_of_each() {
+        assert_eq!(validation_split(10, 0.1), 9);
+        assert_eq!(validation_split(10, 0.25), 7);
+        assert_eq!(validation_split(2, 0.01), 1);
+        assert_eq!(validation_split(100, 0.1), 90);
+        assert_eq!(validation_split(1, 0.5), 1);
+        assert_eq!(validation_split(5, 0.0), 5);
+        assert_eq!(validation_split(5, 1.0), 1);
+        assert_eq!(validation_split(0, 0.1), 0);
+    }
+
     #[test]
     fn subsets_and_splits() {
         let d = small();
@@ -620,8 +649,10 @@ mod tests {
         assert_eq!(a.action(1, 4), d.action(1, 4));
         a.check().unwrap();
         b.check().unwrap();
+        // ⌈0.2 · 3⌉ = 1 validation episode, the last one.
         let (tr, va) = d.split_validation(0.2).unwrap();
         assert_eq!((tr.episodes, va.episodes), (2, 1));
+        assert_eq!(va.meta.first_episode, 2);
         assert!(d.subset(2..2).is_err());
         assert!(d.subset(0..4).is_err());
         assert!(d.split_at(3).is_err());
