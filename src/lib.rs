@@ -1,6 +1,7 @@
 //! `ekvae`: learn deep state-space models from pixels and control real systems with them.
 //!
 //! This facade re-exports the workspace crates:
+//! - [`numerics`]: the small shared numerics (dense f64 Cholesky and products, the angle wrap);
 //! - [`envs`]: gymnasium-style environments (the pixel pendulum), rollout collection, dataset files;
 //! - [`model`]: the EKVAE world model in burn (Kalman smoother, constrained ELBO, training);
 //! - [`planner`]: iLQR and MPC, the true pendulum as a `Dynamics`;
@@ -13,5 +14,6 @@
 pub use ekvae_envs as envs;
 pub use ekvae_experiments as experiments;
 pub use ekvae_model as model;
+pub use ekvae_numerics as numerics;
 pub use ekvae_pipeline as pipeline;
 pub use ekvae_planner as planner;

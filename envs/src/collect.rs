@@ -12,7 +12,7 @@
 //! 3. the physics applies `u_t` (as f64) — so replaying the stored actions from `states[0]`
 //!    reproduces the stored states exactly — and `rewards[t] = −cost(s_t, clip(u_t))`.
 
-use crate::dataset::{Dataset, DatasetMeta};
+use crate::dataset::{Dataset, DatasetMeta, FORMAT_VERSION, MIN_SIZE, RendererMeta};
 use crate::pendulum::{self, PendulumParams};
 use crate::space::uniform;
 use crate::{Error, Result};
@@ -21,9 +21,6 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::fmt;
 use std::str::FromStr;
-
-/// The smallest image size the renderer and the dataset accept.
-pub const MIN_SIZE: usize = 8;
 
 /// The random generator of episode `episode` of a collection seeded with `seed`.
 pub fn episode_rng(seed: u64, episode: u64) -> ChaCha8Rng {
@@ -133,7 +130,7 @@ pub struct CollectConfig {
     pub episodes: usize,
     /// Steps per episode `T` (≥ 1): frames 0..T, actions 0..T.
     pub steps: usize,
-    /// Image size `S` in pixels (≥ [`MIN_SIZE`]).
+    /// Image size `S` in pixels (≥ the dataset's [`MIN_SIZE`]).
     pub size: usize,
     /// Master seed; episode `i` uses [`episode_rng`]`(seed, i)`.
     pub seed: u64,
@@ -191,6 +188,29 @@ impl CollectConfig {
     pub fn total_image_bytes(&self) -> Option<usize> {
         self.episodes.checked_mul(self.steps)?.checked_mul(self.size)?.checked_mul(self.size)
     }
+
+    /// The metadata of a fresh collection with these settings under the policy described by
+    /// `policy` (what [`collect`] stores in its [`Dataset`]).
+    pub fn meta(&self, policy: String) -> DatasetMeta {
+        DatasetMeta {
+            format_version: FORMAT_VERSION,
+            env: "Pendulum-v1".into(),
+            params: self.params,
+            seed: self.seed,
+            policy,
+            episodes: self.episodes,
+            steps: self.steps,
+            size: self.size,
+            first_episode: 0,
+            renderer: RendererMeta {
+                rod_length: crate::render::ROD_LENGTH,
+                rod_width: crate::render::ROD_WIDTH,
+                orientation: "pivot at the image centre; theta=0 up, counter-clockwise positive (theta=pi/2 points left); white rod on black".into(),
+            },
+            seeding: "episode i: ChaCha8Rng::seed_from_u64(seed) with stream i; draws theta~U(-pi,pi), thetadot~U(-1,1), then the policy's draws".into(),
+            generator: format!("ekvae-envs {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
 }
 
 /// Collect `cfg.episodes` episodes under `policy` on all rayon threads, calling `progress(1)`
@@ -228,7 +248,7 @@ pub fn collect<P: Policy + ?Sized>(
             }
             progress(1);
         });
-    let meta = DatasetMeta::new(cfg, policy.describe());
+    let meta = cfg.meta(policy.describe());
     Ok(Dataset { images, actions, states, rewards, episodes: n, steps: t, size: s, meta })
 }
 
@@ -318,6 +338,27 @@ mod tests {
         assert_eq!(a.images, b.images);
         assert_eq!(a.states, b.states);
         assert_eq!(a.actions, b.actions);
+    }
+
+    /// Through the file: one or two threads give the same bytes, and the metadata records the
+    /// collection's settings.
+    #[test]
+    fn same_seed_same_bytes_with_one_or_two_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CollectConfig { episodes: 9, steps: 7, size: 16, seed: 3, ..Default::default() };
+        let mut files = Vec::new();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let d = pool.install(|| collect(&cfg, &PolicySpec::default(), &|_| {})).unwrap();
+            let path = dir.path().join(format!("t{threads}.npz"));
+            d.save(&path).unwrap();
+            files.push(std::fs::read(&path).unwrap());
+            let m = Dataset::load(&path).unwrap().meta;
+            assert_eq!(m, cfg.meta("uniform:-2,2".into()));
+            assert_eq!((m.episodes, m.steps, m.size, m.seed), (9, 7, 16, 3));
+            assert_eq!((m.first_episode, m.format_version), (0, FORMAT_VERSION));
+        }
+        assert_eq!(files[0], files[1]);
     }
 
     #[test]

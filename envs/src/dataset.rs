@@ -24,7 +24,6 @@
 //! `N`, `T`, `S` between arrays and metadata, finite values, format version, zip checksums) and
 //! returns an [`Error`] naming the file and the problem; it never panics on a bad file.
 
-use crate::collect::{CollectConfig, MIN_SIZE};
 use crate::pendulum::PendulumParams;
 use crate::{Error, Result};
 use npyz::WriterBuilder;
@@ -37,6 +36,9 @@ use std::path::Path;
 /// The dataset format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The smallest image size the dataset (and so the collector) accepts.
+pub const MIN_SIZE: usize = 8;
+
 /// The self-description stored in the `meta` array as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetMeta {
@@ -48,7 +50,7 @@ pub struct DatasetMeta {
     pub params: PendulumParams,
     /// The master seed of the collection.
     pub seed: u64,
-    /// The policy ([`crate::collect::Policy::describe`]), e.g. `"uniform:-2,2"`.
+    /// The collecting policy's self-description (its `describe()`), e.g. `"uniform:-2,2"`.
     pub policy: String,
     /// Number of episodes `N` in this file.
     pub episodes: usize,
@@ -78,28 +80,19 @@ pub struct RendererMeta {
     pub orientation: String,
 }
 
-impl DatasetMeta {
-    /// The metadata of a fresh collection with `cfg` under the policy described by `policy`.
-    pub fn new(cfg: &CollectConfig, policy: String) -> Self {
-        Self {
-            format_version: FORMAT_VERSION,
-            env: "Pendulum-v1".into(),
-            params: cfg.params,
-            seed: cfg.seed,
-            policy,
-            episodes: cfg.episodes,
-            steps: cfg.steps,
-            size: cfg.size,
-            first_episode: 0,
-            renderer: RendererMeta {
-                rod_length: crate::render::ROD_LENGTH,
-                rod_width: crate::render::ROD_WIDTH,
-                orientation: "pivot at the image centre; theta=0 up, counter-clockwise positive (theta=pi/2 points left); white rod on black".into(),
-            },
-            seeding: "episode i: ChaCha8Rng::seed_from_u64(seed) with stream i; draws theta~U(-pi,pi), thetadot~U(-1,1), then the policy's draws".into(),
-            generator: format!("ekvae-envs {}", env!("CARGO_PKG_VERSION")),
-        }
+/// The validation split rule, the one the training loop and [`Dataset::split_validation`] use:
+/// of `episodes` episodes, the last `⌈fraction · N⌉` validate — at least one when
+/// `fraction > 0` and N ≥ 2, never all of them (at most N − 1), none when `fraction ≤ 0` — and
+/// the others train. Returns the number of training episodes `n`: episodes `0..n` train,
+/// `n..episodes` validate. Episodes of a collected dataset are i.i.d., so a split by index is a
+/// random split and needs no shuffle.
+pub fn validation_split(episodes: usize, fraction: f64) -> usize {
+    let mut val = (fraction * episodes as f64).ceil() as usize;
+    if fraction > 0.0 && episodes >= 2 {
+        val = val.max(1);
     }
+    val = val.min(episodes.saturating_sub(1));
+    episodes - val
 }
 
 /// A collection of `episodes × steps` frames with their actions, true states and rewards.
@@ -235,7 +228,8 @@ impl Dataset {
         Ok((self.subset(0..n_first)?, self.subset(n_first..self.episodes)?))
     }
 
-    /// Split off the last `⌈fraction·N⌉` episodes (at least 1, at most N − 1) for validation.
+    /// Split off the last `⌈fraction·N⌉` episodes (at least 1, at most N − 1) for validation,
+    /// by the workspace's one rule [`validation_split`]; `fraction` must be in (0, 1) and N ≥ 2.
     pub fn split_validation(&self, fraction: f64) -> Result<(Dataset, Dataset)> {
         if !(fraction > 0.0 && fraction < 1.0) || self.episodes < 2 {
             return Err(Error::InvalidArgument {
@@ -246,8 +240,7 @@ impl Dataset {
                 ),
             });
         }
-        let n_val = ((fraction * self.episodes as f64).ceil() as usize).clamp(1, self.episodes - 1);
-        self.split_at(self.episodes - n_val)
+        self.split_at(validation_split(self.episodes, fraction))
     }
 
     /// Write the dataset to `path` atomically (see the module docs). Deflate-compressed
@@ -531,11 +524,37 @@ pub use crate::fsio::{check_writable, write_atomic};
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::{CollectConfig, PolicySpec, collect};
 
+    /// A dataset of 3 episodes × 5 steps of 8×8 frames made by hand (rendered states, arbitrary
+    /// actions and rewards): the file format does not care how the data came about, and this
+    /// module does not depend on the collector (which is tested through files in its own
+    /// module).
     fn small() -> Dataset {
-        let cfg = CollectConfig { episodes: 3, steps: 5, size: 8, seed: 11, ..Default::default() };
-        collect(&cfg, &PolicySpec::default(), &|_| {}).unwrap()
+        let (n, t, s) = (3, 5, 8);
+        let states: Vec<f64> =
+            (0..n * t).flat_map(|i| [0.45 * i as f64 - 3.0, 0.2 * i as f64 - 1.0]).collect();
+        let images = states.chunks(2).flat_map(|st| crate::render::render(st[0], s)).collect();
+        let actions = (0..n * t).map(|i| 2.0 * (0.7 * i as f32).sin()).collect();
+        let rewards = (0..n * t).map(|i| -0.25 * i as f32).collect();
+        let meta = DatasetMeta {
+            format_version: FORMAT_VERSION,
+            env: "Pendulum-v1".into(),
+            params: PendulumParams::default(),
+            seed: 11,
+            policy: "uniform:-2,2".into(),
+            episodes: n,
+            steps: t,
+            size: s,
+            first_episode: 0,
+            renderer: RendererMeta {
+                rod_length: crate::render::ROD_LENGTH,
+                rod_width: crate::render::ROD_WIDTH,
+                orientation: "test".into(),
+            },
+            seeding: "test".into(),
+            generator: "ekvae-envs test".into(),
+        };
+        Dataset { images, actions, states, rewards, episodes: n, steps: t, size: s, meta }
     }
 
     /// One array for [`write_raw`]: name, numpy dtype, shape, raw bytes.
@@ -594,19 +613,18 @@ mod tests {
         assert_eq!(Dataset::load(&raw).unwrap(), d);
     }
 
+    /// The rule by hand: ⌈0.1·10⌉ = 1, ⌈0.25·10⌉ = 3, ⌈0.01·2⌉ = 1; never all episodes
+    /// (N = 1 keeps its one episode for training), none for a zero fraction.
     #[test]
-    fn same_seed_same_bytes_with_one_or_two_threads() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = CollectConfig { episodes: 9, steps: 7, size: 16, seed: 3, ..Default::default() };
-        let mut files = Vec::new();
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let d = pool.install(|| collect(&cfg, &PolicySpec::default(), &|_| {})).unwrap();
-            let path = dir.path().join(format!("t{threads}.npz"));
-            d.save(&path).unwrap();
-            files.push(std::fs::read(&path).unwrap());
-        }
-        assert_eq!(files[0], files[1]);
+    fn validation_split_keeps_at_least_one_of_each() {
+        assert_eq!(validation_split(10, 0.1), 9);
+        assert_eq!(validation_split(10, 0.25), 7);
+        assert_eq!(validation_split(2, 0.01), 1);
+        assert_eq!(validation_split(100, 0.1), 90);
+        assert_eq!(validation_split(1, 0.5), 1);
+        assert_eq!(validation_split(5, 0.0), 5);
+        assert_eq!(validation_split(5, 1.0), 1);
+        assert_eq!(validation_split(0, 0.1), 0);
     }
 
     #[test]
@@ -620,8 +638,10 @@ mod tests {
         assert_eq!(a.action(1, 4), d.action(1, 4));
         a.check().unwrap();
         b.check().unwrap();
+        // ⌈0.2 · 3⌉ = 1 validation episode, the last one.
         let (tr, va) = d.split_validation(0.2).unwrap();
         assert_eq!((tr.episodes, va.episodes), (2, 1));
+        assert_eq!(va.meta.first_episode, 2);
         assert!(d.subset(2..2).is_err());
         assert!(d.subset(0..4).is_err());
         assert!(d.split_at(3).is_err());

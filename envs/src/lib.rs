@@ -34,7 +34,8 @@
 //! assert_eq!(steps, 200);
 //! ```
 //!
-//! This crate does no machine learning and depends on no other ekvae crate.
+//! This crate does no machine learning and depends on no other ekvae crate but the leaf
+//! `ekvae-numerics` (for the angle wrap).
 
 pub mod cartpole;
 pub mod collect;

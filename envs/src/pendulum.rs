@@ -84,10 +84,9 @@ pub struct StepOutcome {
 }
 
 /// Gymnasium's `angle_normalize`: `((x + π) mod 2π) − π` with a floor modulo, in `[-π, π)`.
-#[inline]
-pub fn angle_normalize(x: f64) -> f64 {
-    (x + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI) - std::f64::consts::PI
-}
+/// The workspace's one angle wrap lives in `ekvae-numerics`; it is re-exported here, next to
+/// the physics whose cost uses it.
+pub use ekvae_numerics::angle_normalize;
 
 /// The angular acceleration term's coefficients: `θ̇' = θ̇ + (a·sin θ + b·u)·dt`.
 #[inline]
@@ -254,15 +253,6 @@ mod tests {
         assert_eq!(s1.u_clipped, 2.0);
         let s2 = step(&p, s1.state, 3.0);
         assert_eq!(s2.state, [3.1860301746833057, 0.5887504218702541]);
-    }
-
-    #[test]
-    fn angle_normalize_is_floor_modulo() {
-        use std::f64::consts::PI;
-        assert_eq!(angle_normalize(0.0), 0.0);
-        assert_eq!(angle_normalize(PI), -PI);
-        assert!((angle_normalize(3.0 * PI / 2.0) + PI / 2.0).abs() < 1e-12);
-        assert!((angle_normalize(-3.0 * PI / 2.0) - PI / 2.0).abs() < 1e-12);
     }
 
     /// Velocity clip: from (π/2, 7.9) with u = 2, the raw update 7.9 + (15·1 + 6)·0.05 = 8.95

@@ -110,16 +110,11 @@ impl<'a> Sequences<'a> {
     }
 }
 
-/// A deterministic split of episode indices `0..episodes` into (training, validation):
-/// the last `ceil(fraction · N)` episodes (at least one when `fraction > 0` and N ≥ 2) are
-/// the validation set. Episodes of a collected dataset are i.i.d., so no shuffle is needed.
+/// The episode indices `0..episodes` split into (training, validation) by the workspace's one
+/// rule, [`ekvae_envs::dataset::validation_split`]: the last `⌈fraction · N⌉` episodes (at least
+/// one when `fraction > 0` and N ≥ 2, never all) validate.
 pub fn split_episodes(episodes: usize, fraction: f64) -> (Vec<usize>, Vec<usize>) {
-    let mut val = (fraction * episodes as f64).ceil() as usize;
-    if fraction > 0.0 && episodes >= 2 {
-        val = val.max(1);
-    }
-    val = val.min(episodes.saturating_sub(1));
-    let train = episodes - val;
+    let train = ekvae_envs::dataset::validation_split(episodes, fraction);
     ((0..train).collect(), (train..episodes).collect())
 }
 
@@ -166,6 +161,7 @@ mod tests {
         assert!(seqs.check().is_err());
     }
 
+    /// The index lists of the rule (its cases are tested with `validation_split` in envs).
     #[test]
     fn split_keeps_at_least_one_of_each() {
         assert_eq!(split_episodes(10, 0.1), ((0..9).collect(), vec![9]));

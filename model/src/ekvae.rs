@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::kalman::{self, Transition as _};
-use crate::linalg::LN_2PI;
+use crate::linalg::{LN_2PI, gaussian_log_prob_diag};
 use crate::nets::{Decoder, DecoderConfig, Encoder, EncoderConfig};
 use crate::rnn::{RnnSmoother, RnnSmootherConfig};
 use crate::ssm::{
@@ -249,22 +249,6 @@ pub struct RateDistortion {
     pub rate: Tensor<1>,
 }
 
-/// Log-density of N(x; mean, diag var) summed over the last dimension.
-///
-/// # Shapes
-/// - `x`, `mean`, `var`: `[.., d]` (`var` broadcastable); returns `[..]` with the last dim kept as 1
-fn diag_gaussian_log_prob<const D: usize>(
-    x: Tensor<D>,
-    mean: Tensor<D>,
-    var: Tensor<D>,
-) -> Tensor<D> {
-    let d = x.dims()[D - 1] as f64;
-    let diff = x - mean;
-    let maha = (diff.clone() * diff / var.clone()).sum_dim(D - 1);
-    let log_det = var.log().sum_dim(D - 1);
-    (maha + log_det).add_scalar(d * LN_2PI).mul_scalar(-0.5)
-}
-
 impl Ekvae {
     /// Binary cross-entropy of the frames under the decoder's Bernoulli logits, summed over
     /// pixels: −log p(x | logits) = Σ softplus(l) − x·l, valid for x ∈ [0, 1].
@@ -413,7 +397,7 @@ impl Ekvae {
                     .matmul(emission.h.clone().transpose())
                     .reshape([b, t, m]);
                 let r = emission.r_diag.clone().reshape([1, 1, m]);
-                let log_p_a = diag_gaussian_log_prob(a.clone(), hz, r)
+                let log_p_a = gaussian_log_prob_diag(a.clone(), hz, r)
                     .reshape([b, t])
                     .sum_dim(1)
                     .reshape([b]);
@@ -445,7 +429,7 @@ impl Ekvae {
 
         // log p(z_1).
         let z1 = z.clone().narrow(1, 0, 1).reshape([b, n]);
-        let log_p_z1 = diag_gaussian_log_prob(
+        let log_p_z1 = gaussian_log_prob_diag(
             z1,
             prior.mean.clone().reshape([1, n]),
             prior.var.clone().reshape([1, n]),
@@ -458,7 +442,7 @@ impl Ekvae {
         let z_next = z.narrow(1, 1, t - 1).reshape([b * (t - 1), n]);
         let (mean, var) = self.transition.mean_and_var(z_prev, u_prev); // [B(T−1), n]
         let log_p_trans =
-            diag_gaussian_log_prob(z_next, mean, var).reshape([b, t - 1]).sum_dim(1).reshape([b]);
+            gaussian_log_prob_diag(z_next, mean, var).reshape([b, t - 1]).sum_dim(1).reshape([b]);
 
         let rate = rate_a + log_q_z - log_p_z1 - log_p_trans;
         Ok(RateDistortion { distortion, rate })

@@ -127,7 +127,7 @@ pub fn winding_number(points: &[(f64, f64)]) -> Winding {
     let mut closest = f64::INFINITY;
     for i in 0..n {
         let (a, b) = (q[i], q[(i + 1) % n]);
-        let d = crate::metrics::wrap_angle(b.1.atan2(b.0) - a.1.atan2(a.0));
+        let d = ekvae_numerics::angle_normalize(b.1.atan2(b.0) - a.1.atan2(a.0));
         turns += d;
         // Distance from the origin (the centroid) to the segment a–b.
         let (ex, ey) = (b.0 - a.0, b.1 - a.1);

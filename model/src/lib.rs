@@ -65,3 +65,4 @@ pub mod train;
 pub use ekvae::{Ekvae, EkvaeConfig, Inference, ObjectiveNoise, RateDistortion};
 pub use error::{Error, Result};
 pub use objective::{LambdaConfig, LambdaSchedule, Objective, Phase, ScheduleKind};
+pub use ssm::VARIANCE_FLOOR;

@@ -190,15 +190,22 @@ pub fn log_det(chol: &Cholesky) -> Tensor<1> {
     chol.diag.clone().log().sum_dim(1).mul_scalar(2.0).reshape([batch])
 }
 
-/// Element-wise log-density of independent normals `N(x; mean, var)`, same
-/// shape as the inputs (sum over the dimensions you need).
+/// Log-density of `N(x; mean, diag var)` over the last dimension `d`:
+/// `−½ (Σ (x − mean)² / var + Σ log var + d · ln 2π)`, the two sums taken separately.
+///
+/// # Shapes
+/// - `x`, `mean`: `[.., d]`; `var`: `[.., d]` or broadcastable to it (e.g. `[1, .., d]`);
+///   returns `[.., 1]` (the last dimension kept with size 1)
 pub fn gaussian_log_prob_diag<const D: usize>(
     x: Tensor<D>,
     mean: Tensor<D>,
     var: Tensor<D>,
 ) -> Tensor<D> {
+    let d = x.dims()[D - 1] as f64;
     let diff = x - mean;
-    (diff.square() / var.clone() + var.log() + LN_2PI).mul_scalar(-0.5)
+    let maha = (diff.clone() * diff / var.clone()).sum_dim(D - 1);
+    let log_det = var.log().sum_dim(D - 1);
+    (maha + log_det).add_scalar(d * LN_2PI).mul_scalar(-0.5)
 }
 
 /// Log-density `[N]` of `N(x; mean, L Lᵀ)` for a batch of points `x` `[N, n]`,
@@ -247,19 +254,10 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), (device, DType::F64))
     }
 
-    /// Plain-Rust Cholesky–Banachiewicz (reference).
+    /// The plain-f64 Cholesky factor (the reference; [`ekvae_numerics::cholesky`]).
     fn chol_ref(a: &[f64], n: usize) -> Vec<f64> {
         let mut l = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..=i {
-                let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
-                l[i * n + j] = if i == j {
-                    (a[i * n + i] - s).sqrt()
-                } else {
-                    (a[i * n + j] - s) / l[j * n + j]
-                };
-            }
-        }
+        ekvae_numerics::cholesky(a, n, &mut l).expect("SPD test matrix");
         l
     }
 
@@ -310,6 +308,21 @@ mod tests {
         ))[0];
         let want = -0.5 * (0.0625 + 4f64.ln() + LN_2PI);
         assert!((lp - want).abs() < 1e-14, "{lp} vs {want}");
+        // Two rows of two independent coordinates with a variance broadcast over the rows, by
+        // hand: row 0 at x − μ = (0.5, −1), var (4, 1): −½ (0.0625 + 1 + ln 4 + 2 ln 2π);
+        // row 1 at x − μ = (0, 2): −½ (0 + 4 + ln 4 + 2 ln 2π).
+        let lp = gaussian_log_prob_diag(
+            ten(vec![1.0, -1.0, 0.5, 2.0], [2, 2], &d),
+            ten(vec![0.5, 0.0, 0.5, 0.0], [2, 2], &d),
+            ten(vec![4.0, 1.0], [1, 2], &d),
+        );
+        assert_eq!(lp.dims(), [2, 1]);
+        let lp = values_f64(lp);
+        let want =
+            [-0.5 * (1.0625 + 4f64.ln() + 2.0 * LN_2PI), -0.5 * (4.0 + 4f64.ln() + 2.0 * LN_2PI)];
+        for (g, w) in lp.iter().zip(want) {
+            assert!((g - w).abs() < 1e-14, "{lp:?} vs {want:?}");
+        }
         // Full covariance [[2, 0.5], [0.5, 1]] at x − μ = (1, −1):
         // Σ⁻¹ = [[1, −0.5], [−0.5, 2]] / 1.75, quad = (1 + 1 + 2) / 1.75, det = 1.75.
         let lp = values_f64(

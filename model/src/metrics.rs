@@ -2,8 +2,10 @@
 //! to true physical quantities, and the coefficient of determination R².
 //!
 //! Plain f64 Rust (no burn): the normal equations [1 X]ᵀ[1 X] w = [1 X]ᵀ y are solved by a
-//! Cholesky factorisation; features are standardised first so that the system is well
+//! Cholesky factorisation ([`ekvae_numerics::cholesky`]); features are standardised first so that the system is well
 //! conditioned, and a tiny ridge (10⁻¹² of the trace) keeps it solvable for constant features.
+
+use ekvae_numerics::{cholesky, cholesky_solve};
 
 use crate::{Error, Result};
 
@@ -18,43 +20,6 @@ pub struct LinearRegression {
     pub weights: Vec<f64>,
     /// Intercepts, `[outputs]`.
     pub intercept: Vec<f64>,
-}
-
-fn cholesky_solve(a: &mut [f64], n: usize, b: &mut [f64]) -> Option<()> {
-    // In-place lower Cholesky of the symmetric n×n `a`, then forward/back substitution of `b`.
-    for j in 0..n {
-        let mut d = a[j * n + j];
-        for k in 0..j {
-            d -= a[j * n + k] * a[j * n + k];
-        }
-        if d <= 0.0 || !d.is_finite() {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= a[i * n + k] * a[j * n + k];
-            }
-            a[i * n + j] = s / d;
-        }
-    }
-    for i in 0..n {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= a[i * n + k] * b[k];
-        }
-        b[i] = s / a[i * n + i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= a[k * n + i] * b[k];
-        }
-        b[i] = s / a[i * n + i];
-    }
-    Some(())
 }
 
 impl LinearRegression {
@@ -123,14 +88,14 @@ impl LinearRegression {
         for i in 1..p {
             gram[i * p + i] += 1e-12 * trace;
         }
+        let mut chol = vec![0.0; p * p];
+        cholesky(&gram, p, &mut chol)
+            .map_err(|_| Error::Numerical("regression normal equations are singular".into()))?;
         let mut weights = vec![0.0; outputs * inputs];
         let mut intercept = vec![0.0; outputs];
         for o in 0..outputs {
-            let mut a = gram.clone();
             let mut b = rhs[o * p..(o + 1) * p].to_vec();
-            cholesky_solve(&mut a, p, &mut b).ok_or_else(|| {
-                Error::Numerical("regression normal equations are singular".into())
-            })?;
+            cholesky_solve(&chol, p, &mut b);
             let mut c = b[0];
             for j in 0..inputs {
                 let w = b[j + 1] / scale[j];
@@ -205,15 +170,10 @@ pub fn mean_squared_error(a: &[f32], b: &[f32]) -> f64 {
         / a.len() as f64
 }
 
-/// `x` wrapped to [−π, π).
-pub fn wrap_angle(x: f64) -> f64 {
-    use std::f64::consts::{PI, TAU};
-    (x + PI).rem_euclid(TAU) - PI
-}
-
-/// Absolute angular distance |wrap(a − b)| in [0, π] (radians).
+/// Absolute angular distance |wrap(a − b)| in [0, π] (radians), with the workspace's one wrap
+/// [`ekvae_numerics::angle_normalize`].
 pub fn angle_error(a: f64, b: f64) -> f64 {
-    wrap_angle(a - b).abs()
+    ekvae_numerics::angle_normalize(a - b).abs()
 }
 
 #[cfg(test)]
@@ -299,7 +259,8 @@ mod tests {
             let e = angle_error(i as f64 * 0.37, -(i as f64) * 0.11);
             assert!((0.0..=PI).contains(&e));
         }
-        assert!((wrap_angle(PI) + PI).abs() < 1e-12, "π maps to −π");
+        // Opposite angles: the wrap maps π to −π, so the error is π either way round.
+        assert_eq!(angle_error(PI, 0.0), PI);
     }
 
     #[test]

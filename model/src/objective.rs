@@ -33,8 +33,42 @@ use crate::{Error, Result};
 pub enum Objective {
     /// R + λ (D − D0) with λ adapted by [`LambdaSchedule`].
     Constrained,
-    /// The plain negative ELBO R + D (λ ≡ 1).
+    /// The plain negative ELBO R + D (λ ≡ 1, see [`Objective::lambda_schedule`]).
     Elbo,
+}
+
+impl Objective {
+    /// Whether λ follows a schedule: true for the constrained objective; false for the ELBO,
+    /// whose λ is held at 1 by [`LambdaConfig::elbo`] and whose schedule is never advanced.
+    /// With [`Objective::lambda_schedule`], the one place that says "the ELBO means λ ≡ 1".
+    pub fn adapts_lambda(self) -> bool {
+        match self {
+            Objective::Constrained => true,
+            Objective::Elbo => false,
+        }
+    }
+
+    /// The λ schedule a run with this objective starts from: `lambda` as configured when λ
+    /// adapts, else [`LambdaConfig::elbo`]`(lambda)` (λ ≡ 1, the fast schedule's single phase, so
+    /// neither the reconstruction phase nor anything keyed to it ever happens).
+    pub fn lambda_schedule(self, lambda: LambdaConfig) -> LambdaSchedule {
+        LambdaSchedule::new(if self.adapts_lambda() { lambda } else { lambda.elbo() })
+    }
+
+    /// The training loss of a batch, per time step and averaged over the batch (a scalar `[1]`):
+    /// [`constrained_loss`] for the schedule's current phase, or [`neg_elbo`].
+    pub fn loss(
+        self,
+        terms: &RateDistortion,
+        schedule: &LambdaSchedule,
+        steps: usize,
+        pixels: usize,
+    ) -> Tensor<1> {
+        match self {
+            Objective::Constrained => constrained_loss(terms, schedule, steps, pixels),
+            Objective::Elbo => neg_elbo(terms, steps),
+        }
+    }
 }
 
 impl std::fmt::Display for Objective {
@@ -211,7 +245,8 @@ impl LambdaConfig {
     }
 
     /// The settings that make the constrained objective the plain ELBO (λ ≡ 1, no phases):
-    /// the one place that encodes "ELBO means λ ≡ 1".
+    /// the one place that encodes "ELBO means λ ≡ 1" (applied by
+    /// [`Objective::lambda_schedule`]).
     pub fn elbo(self) -> Self {
         Self { schedule: ScheduleKind::Fast, init: 1.0, min: 1.0, max: 1.0, nu: 0.0, ..self }
     }
@@ -517,6 +552,23 @@ mod tests {
         for d in [5.0, 0.0, 1.0] {
             assert_eq!(s.update(d), 1.0);
         }
+    }
+
+    /// The objective picks the schedule: the ELBO's is λ ≡ 1 in the single Lagrangian phase
+    /// whatever the configured λ settings (here the authors' schedule starting at λ = 5 with a
+    /// reconstruction phase and warm dynamics); the constrained objective's is the configured one.
+    #[test]
+    fn the_elbo_objective_holds_lambda_at_one() {
+        let cfg = LambdaConfig { init: 5.0, warm_dynamics: true, ..authors() };
+        let elbo = Objective::Elbo.lambda_schedule(cfg);
+        assert!(!Objective::Elbo.adapts_lambda());
+        assert_eq!((elbo.lambda, elbo.phase), (1.0, Phase::Lagrangian));
+        assert_eq!(elbo.config, cfg.elbo());
+        assert_eq!(elbo.config.schedule, ScheduleKind::Fast);
+        let constrained = Objective::Constrained.lambda_schedule(cfg);
+        assert!(Objective::Constrained.adapts_lambda());
+        assert_eq!((constrained.lambda, constrained.phase), (5.0, Phase::Reconstruction));
+        assert_eq!(constrained.config, cfg);
     }
 
     #[test]

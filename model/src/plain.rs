@@ -15,8 +15,9 @@
 //! parameters become `f64`.
 
 use burn::tensor::Tensor;
+use ekvae_numerics::{cholesky, cholesky_solve, symmetrize};
 
-use crate::ssm::LocallyLinearTransition;
+use crate::ssm::{LocallyLinearTransition, VARIANCE_FLOOR};
 use crate::{Ekvae, Error, Result};
 
 /// Values of a burn tensor as `f64`, row-major.
@@ -292,10 +293,11 @@ impl PlainTransition {
         }
     }
 
-    /// Diagonal of the mixed transition noise `Q(z,u) = Σ_c α_c Q_c + 10⁻⁴`, written into `q: [n]`.
+    /// Diagonal of the mixed transition noise `Q(z,u) = Σ_c α_c Q_c + 10⁻⁴`
+    /// ([`VARIANCE_FLOOR`]), written into `q: [n]`.
     pub fn noise(&self, alpha: &[f64], q: &mut [f64]) {
         let n = self.n;
-        q.fill(1e-4);
+        q.fill(VARIANCE_FLOOR);
         for (c, a) in alpha.iter().enumerate() {
             for i in 0..n {
                 q[i] += a * self.q[c * n + i];
@@ -333,9 +335,10 @@ pub struct PlainModel {
 
 impl PlainModel {
     /// Export the linear-Gaussian parts of a trained model (the conversions of `R` and the
-    /// prior variance are the model's own: softplus + 10⁻⁴).
+    /// prior variance are the model's own: softplus + [`VARIANCE_FLOOR`]).
     pub fn from_ekvae(model: &Ekvae) -> Result<Self> {
-        let plus = |v: Vec<f64>| v.into_iter().map(|x| softplus(x) + 1e-4).collect::<Vec<_>>();
+        let plus =
+            |v: Vec<f64>| v.into_iter().map(|x| softplus(x) + VARIANCE_FLOOR).collect::<Vec<_>>();
         let out = Self {
             transition: PlainTransition::from_burn(&model.transition)?,
             h: values(model.observation.h.val())?,
@@ -434,14 +437,14 @@ impl PlainModel {
             s[i * m + i] += self.r[i] + self.jitter;
         }
         symmetrize(&mut s, m);
-        let l = cholesky(&s, m).ok_or_else(|| {
-            Error::Numerical("innovation covariance not positive definite".into())
-        })?;
+        let mut l = vec![0.0; m * m];
+        cholesky(&s, m, &mut l)
+            .map_err(|_| Error::Numerical("innovation covariance not positive definite".into()))?;
         // K = P Hᵀ S⁻¹: solve S Kᵀ = H P.
         let mut kt = hp.clone(); // [m, n]
         for col in 0..n {
             let mut v: Vec<f64> = (0..m).map(|i| hp[i * n + col]).collect();
-            chol_solve(&l, m, &mut v);
+            cholesky_solve(&l, m, &mut v);
             for i in 0..m {
                 kt[i * n + col] = v[i];
             }
@@ -476,70 +479,18 @@ impl PlainModel {
     }
 }
 
-/// `[r, c] · [c, k]`.
+/// `A B` for `A: [r, c]`, `B: [c, k]`, as a new `[r, k]` vector.
 fn matmul(a: &[f64], b: &[f64], r: usize, c: usize, k: usize) -> Vec<f64> {
     let mut out = vec![0.0; r * k];
-    for i in 0..r {
-        for j in 0..c {
-            let aij = a[i * c + j];
-            for l in 0..k {
-                out[i * k + l] += aij * b[j * k + l];
-            }
-        }
-    }
+    ekvae_numerics::mat_mul(a, b, r, c, k, &mut out);
     out
 }
 
-/// `[r, c] · [k, c]ᵀ`.
+/// `A Bᵀ` for `A: [r, c]`, `B: [k, c]`, as a new `[r, k]` vector.
 fn matmul_bt(a: &[f64], b: &[f64], r: usize, c: usize, k: usize) -> Vec<f64> {
     let mut out = vec![0.0; r * k];
-    for i in 0..r {
-        for l in 0..k {
-            out[i * k + l] = (0..c).map(|j| a[i * c + j] * b[l * c + j]).sum();
-        }
-    }
+    ekvae_numerics::mat_mul_t(a, b, r, c, k, &mut out);
     out
-}
-
-fn symmetrize(a: &mut [f64], n: usize) {
-    for i in 0..n {
-        for j in 0..i {
-            let v = 0.5 * (a[i * n + j] + a[j * n + i]);
-            a[i * n + j] = v;
-            a[j * n + i] = v;
-        }
-    }
-}
-
-/// Lower Cholesky factor, or `None` if not positive definite.
-fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let s = a[i * n + j] - (0..j).map(|c| l[i * n + c] * l[j * n + c]).sum::<f64>();
-            if i == j {
-                if !(s > 0.0) {
-                    return None;
-                }
-                l[i * n + i] = s.sqrt();
-            } else {
-                l[i * n + j] = s / l[j * n + j];
-            }
-        }
-    }
-    Some(l)
-}
-
-/// Solves `L Lᵀ x = v` in place.
-fn chol_solve(l: &[f64], n: usize, v: &mut [f64]) {
-    for i in 0..n {
-        let s = v[i] - (0..i).map(|c| l[i * n + c] * v[c]).sum::<f64>();
-        v[i] = s / l[i * n + i];
-    }
-    for i in (0..n).rev() {
-        let s = v[i] - (i + 1..n).map(|c| l[c * n + i] * v[c]).sum::<f64>();
-        v[i] = s / l[i * n + i];
-    }
 }
 
 #[cfg(test)]
@@ -691,7 +642,7 @@ mod tests {
         };
         let b0 = Belief { mean: vec![1.0, -2.0], cov: vec![0.2, 0.0, 0.0, 0.2] };
         let pred = model.predict(&b0, &[0.7]);
-        let pp = 0.2 + 0.3 + 1e-4;
+        let pp = 0.2 + 0.3 + VARIANCE_FLOOR;
         assert_eq!(pred.mean, vec![1.0, -2.0]);
         assert!((pred.cov[0] - pp).abs() < 1e-12 && pred.cov[1].abs() < 1e-15);
         let post = model.update(&pred, &[2.0, 0.0]).unwrap();

@@ -13,6 +13,8 @@
 //! q(z_t | z_{t−1}, x_{t:T}) = N(W_μ c_t + b_μ, diag(softplus(W_σ c_t + b_σ) + 10⁻⁴))
 //! ```
 //!
+//! (10⁻⁴ is [`VARIANCE_FLOOR`], the floor of every learned variance.)
+//!
 //! z is drawn ancestrally, z_t = μ_t + σ_t ε_t, so log q(z_{1:T}) is the sum of the
 //! per-step Gaussian log-densities at the drawn noise.
 
@@ -24,6 +26,7 @@ use burn::tensor::activation::{softplus, tanh};
 use burn::tensor::{Device, Tensor};
 
 use crate::linalg::{LN_2PI, gaussian_log_prob_diag};
+use crate::ssm::VARIANCE_FLOOR;
 
 /// Sizes of an [`RnnSmoother`].
 #[derive(Config, Debug)]
@@ -110,7 +113,7 @@ impl RnnSmoother {
             let c = (tanh(self.combine.forward(Tensor::cat(vec![z_prev, u_prev], 1))) + g_t)
                 .mul_scalar(0.5);
             let mean = self.out_mean.forward(c.clone()); // [B, n]
-            let var = softplus(self.out_var.forward(c), 1.0).add_scalar(1e-4); // [B, n]
+            let var = softplus(self.out_var.forward(c), 1.0).add_scalar(VARIANCE_FLOOR); // [B, n]
             let z_t = match &eps {
                 Some(eps) => {
                     let e = eps.clone().narrow(1, step, 1).reshape([b, n]);
@@ -157,9 +160,8 @@ impl RnnSmoother {
         let zu = Tensor::cat(vec![z_prev, u_prev], 2).reshape([b * t, n + k]);
         let c = (tanh(self.combine.forward(zu)) + g.reshape([b * t, h])).mul_scalar(0.5);
         let mean = self.out_mean.forward(c.clone());
-        let var = softplus(self.out_var.forward(c), 1.0).add_scalar(1e-4);
-        gaussian_log_prob_diag(z.reshape([b * t, n]), mean, var)
-            .sum_dim(1)
+        let var = softplus(self.out_var.forward(c), 1.0).add_scalar(VARIANCE_FLOOR);
+        gaussian_log_prob_diag(z.reshape([b * t, n]), mean, var) // [B·T, 1]
             .reshape([b, t])
             .sum_dim(1)
             .reshape([b])

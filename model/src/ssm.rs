@@ -12,6 +12,13 @@ use rand_chacha::rand_core::SeedableRng;
 
 use crate::kalman::{Emission, LinearGaussianStep, Prior, Transition};
 
+/// The floor added to every learned variance after its softplus, `σ² = softplus(ρ) + 10⁻⁴`:
+/// the auxiliary observation's R, the transition's Q (after mixing the bases), the initial
+/// prior's variance and the RNN baseline's q(z_t | ·). It keeps each variance, and so each
+/// Gaussian log-density and Kalman gain, away from the singular limit σ² → 0. The plain-f64 copy
+/// of the model ([`crate::plain`]) adds the same constant.
+pub const VARIANCE_FLOOR: f64 = 1e-4;
+
 /// softplus⁻¹(y) = log(exp(y) − 1), to initialise a parameter whose softplus is `y`.
 pub fn inverse_softplus(y: f64) -> f64 {
     if y > 20.0 { y } else { y.exp_m1().ln() }
@@ -49,7 +56,8 @@ pub struct AuxObservationConfig {
     pub seed: u64,
 }
 
-/// The linear auxiliary observation p(a_t | z_t) = N(H z_t, diag r), r = softplus(ρ) + 10⁻⁴.
+/// The linear auxiliary observation p(a_t | z_t) = N(H z_t, diag r), r = softplus(ρ) + 10⁻⁴
+/// ([`VARIANCE_FLOOR`]).
 #[derive(Module, Debug)]
 pub struct AuxObservation {
     /// H, `[m, n]`; initialised to [I_m 0] plus N(0, 0.1²).
@@ -76,7 +84,10 @@ impl AuxObservationConfig {
 impl AuxObservation {
     /// The emission in the form the Kalman filter takes.
     pub fn emission(&self) -> Emission {
-        Emission { h: self.h.val(), r_diag: softplus(self.r_raw.val(), 1.0).add_scalar(1e-4) }
+        Emission {
+            h: self.h.val(),
+            r_diag: softplus(self.r_raw.val(), 1.0).add_scalar(VARIANCE_FLOOR),
+        }
     }
 }
 
@@ -111,7 +122,8 @@ pub struct TransitionConfig {
 /// The locally-linear transition p(z_t | z_{t−1}, u_{t−1}) = N(F z_{t−1} + B u_{t−1}, Q) with
 /// (F, B, Q) = Σ_k α_k (F_k, B_k, Q_k) and α = softmax(MLP(z_{t−1}, u_{t−1})).
 ///
-/// F_k starts near I, Q_k = diag(softplus(q_k)) + 10⁻⁴.
+/// F_k starts near I, Q_k = diag(softplus(q_k)); Q gets [`VARIANCE_FLOOR`] (10⁻⁴) added after
+/// mixing.
 #[derive(Module, Debug)]
 pub struct LocallyLinearTransition {
     /// MLP layer 1: [z, u] → hidden (tanh).
@@ -199,7 +211,7 @@ impl Transition for LocallyLinearTransition {
         let alpha = self.alpha(z, u); // [B, K]
         let f = alpha.clone().matmul(self.f_bases.val()).reshape([b, n, n]); // [B, n, n]
         let bm = alpha.clone().matmul(self.b_bases.val()).reshape([b, n, k]); // [B, n, k]
-        let q = alpha.matmul(softplus(self.q_bases.val(), 1.0)).add_scalar(1e-4); // [B, n]
+        let q = alpha.matmul(softplus(self.q_bases.val(), 1.0)).add_scalar(VARIANCE_FLOOR); // [B, n]
         LinearGaussianStep { f, b: bm, q_diag: q }
     }
 }
@@ -214,7 +226,7 @@ pub struct InitialPriorConfig {
     pub var_init: f64,
 }
 
-/// The learned initial-state prior p(z_1) = N(μ_0, diag(softplus(ς) + 10⁻⁴)).
+/// The learned initial-state prior p(z_1) = N(μ_0, diag(softplus(ς) + 10⁻⁴)) ([`VARIANCE_FLOOR`]).
 #[derive(Module, Debug)]
 pub struct InitialPrior {
     /// μ_0, `[n]`.
@@ -237,7 +249,10 @@ impl InitialPriorConfig {
 impl InitialPrior {
     /// The prior in the form the Kalman filter takes.
     pub fn prior(&self) -> Prior {
-        Prior { mean: self.mean.val(), var: softplus(self.var_raw.val(), 1.0).add_scalar(1e-4) }
+        Prior {
+            mean: self.mean.val(),
+            var: softplus(self.var_raw.val(), 1.0).add_scalar(VARIANCE_FLOOR),
+        }
     }
 }
 

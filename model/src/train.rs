@@ -24,9 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Sequences, split_episodes};
 use crate::ekvae::{Ekvae, EkvaeConfig, ObjectiveNoise, RateDistortion};
-use crate::objective::{
-    LambdaConfig, LambdaSchedule, Objective, Phase, constrained_loss, neg_elbo,
-};
+use crate::objective::{LambdaConfig, LambdaSchedule, Objective, Phase};
 use crate::rundir::Plan;
 pub use crate::rundir::{RunDir, RunState, load_model_file, write_atomic};
 use crate::{Error, Result};
@@ -456,10 +454,7 @@ impl Trainer {
         config.check()?;
         let device = device.clone().autodiff();
         let model = with_positional_ids(config.model.init_seeded(&device, config.seed)?);
-        let schedule = LambdaSchedule::new(match config.objective {
-            Objective::Constrained => config.lambda,
-            Objective::Elbo => config.lambda.elbo(),
-        });
+        let schedule = config.objective.lambda_schedule(config.lambda);
         Ok(Self {
             optim: AdamConfig::new().init(),
             model: Some(model),
@@ -505,16 +500,13 @@ impl Trainer {
         noise: &ObjectiveNoise,
     ) -> Result<StepStats> {
         let [_, t, s, _] = frames.dims();
+        // Only the authors' schedule has a reconstruction phase, and only it splits the learning
+        // rate (the ELBO's schedule, `Objective::lambda_schedule`, is the fast one).
         let sch = &self.schedule;
-        let detach = self.config.objective == Objective::Constrained
-            && sch.config.warm_dynamics
-            && sch.phase == Phase::Reconstruction;
+        let detach = sch.config.warm_dynamics && sch.phase == Phase::Reconstruction;
         let terms = self.model().rate_distortion_with(frames, actions, noise, detach)?;
         let (lambda, phase) = (self.schedule.lambda, self.schedule.phase);
-        let loss = match self.config.objective {
-            Objective::Constrained => constrained_loss(&terms, &self.schedule, t, s * s),
-            Objective::Elbo => neg_elbo(&terms, t),
-        };
+        let loss = self.config.objective.loss(&terms, &self.schedule, t, s * s);
         let distortion = scalar(terms.distortion.clone().mean()) / t as f64;
         let rate = scalar(terms.rate.clone().mean()) / t as f64;
         let loss_value = scalar(loss.clone());
@@ -534,7 +526,6 @@ impl Trainer {
         }
         let lr = self.config.learning_rate_at(self.epoch + 1);
         let split = self.config.ae_lr_factor < 1.0
-            && self.config.objective == Objective::Constrained
             && self.schedule.config.schedule == crate::objective::ScheduleKind::Authors
             && self.schedule.constraint_met;
         if split {
@@ -551,7 +542,7 @@ impl Trainer {
             let model = self.model.take().expect("model present");
             self.model = Some(self.optim.step(lr, model, grads));
         }
-        if self.config.objective == Objective::Constrained {
+        if self.config.objective.adapts_lambda() {
             self.schedule.update(distortion / (s * s) as f64);
         }
         Ok(StepStats { loss: loss_value, distortion, rate, lambda, phase, grad_norm: norm })

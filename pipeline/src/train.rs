@@ -345,7 +345,8 @@ pub fn train_run(job: TrainJob<'_>, reporter: &mut dyn Reporter) -> Result<Train
     } else {
         job.config
     };
-    let val_episodes = (cfg.val_fraction * job.data.episodes as f64).ceil() as usize;
+    let val_episodes = job.data.episodes
+        - ekvae_envs::dataset::validation_split(job.data.episodes, cfg.val_fraction);
     ekvae_envs::fsio::check_memory(
         step_memory_bytes(&cfg, job.data.steps, val_episodes),
         "one training step (--batch × --seq-len frames) or a validation chunk",

@@ -10,7 +10,7 @@
 //! The Cholesky factor of `H_ff` (free block) is returned for the feedback gains
 //! `K_f = −H_ff⁻¹ Q_ux,f`, whose clamped rows are zero.
 
-use crate::linalg::{cholesky, cholesky_solve};
+use ekvae_numerics::{cholesky, cholesky_solve};
 
 /// Reusable buffers and the result of one box-QP solve, for control size `m`.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ impl BoxQp {
                 self.h_ff[a * nf + b] = h[i * m + j];
             }
         }
-        cholesky(&self.h_ff[..nf * nf], nf, &mut self.chol_free)
+        cholesky(&self.h_ff[..nf * nf], nf, &mut self.chol_free).is_ok()
     }
 
     /// Solves the box-QP with Hessian `h: [m, m]` (symmetric), gradient `g: [m]` and bounds

@@ -4,7 +4,7 @@
 
 use crate::error::{check_finite, check_len};
 use crate::{Error, Result};
-use ekvae_envs::pendulum::angle_normalize;
+use ekvae_numerics::angle_normalize;
 
 /// Value, gradients and Hessians of a cost term at one point (row-major, shapes in brackets):
 /// `l`, `lx: [n]`, `lu: [m]`, `lxx: [n, n]`, `luu: [m, m]`, `lux: [m, n]`.
@@ -102,11 +102,11 @@ impl QuadraticCost {
             });
         }
         let (mut q, mut r, mut q_final) = (q, r, q_final);
-        crate::linalg::symmetrize(&mut q, n);
-        crate::linalg::symmetrize(&mut q_final, n);
-        crate::linalg::symmetrize(&mut r, m);
+        ekvae_numerics::symmetrize(&mut q, n);
+        ekvae_numerics::symmetrize(&mut q_final, n);
+        ekvae_numerics::symmetrize(&mut r, m);
         let mut l = vec![0.0; m * m];
-        if !crate::linalg::cholesky(&r, m, &mut l) {
+        if ekvae_numerics::cholesky(&r, m, &mut l).is_err() {
             return Err(Error::InvalidConfig {
                 field: "R",
                 reason: "must be positive definite".into(),

@@ -28,8 +28,8 @@
 
 use crate::boxqp::BoxQp;
 use crate::error::{check_finite, check_len};
-use crate::linalg::{add_mat_t_mul, mat_mul, mat_t_vec, mat_vec, symmetrize};
 use crate::{Cost, Dynamics, Error, Quadratization, Result};
+use ekvae_numerics::{add_mat_t_mul, cholesky_solve, mat_mul, mat_t_vec, mat_vec, symmetrize};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -643,11 +643,7 @@ impl<D: Dynamics, C: Cost> Ilqr<D, C> {
                             a_idx += 1;
                         }
                     }
-                    crate::linalg::cholesky_solve(
-                        &ws.qp.chol_free[..nf * nf],
-                        nf,
-                        &mut ws.tmp_m[..nf],
-                    );
+                    cholesky_solve(&ws.qp.chol_free[..nf * nf], nf, &mut ws.tmp_m[..nf]);
                     let mut a_idx = 0;
                     for i in 0..m {
                         if ws.qp.free[i] {

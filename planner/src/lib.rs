@@ -37,7 +37,6 @@ pub mod cost;
 pub mod dynamics;
 mod error;
 pub mod ilqr;
-pub mod linalg;
 pub mod mpc;
 pub mod pendulum;
 #[cfg(test)]

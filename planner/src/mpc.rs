@@ -263,7 +263,8 @@ impl<E: StateEstimator, D: Dynamics, C: Cost> MpcAgent<E, D, C> {
 mod tests {
     use super::*;
     use crate::{PendulumCost, TruePendulum};
-    use ekvae_envs::pendulum::{angle_normalize, step};
+    use ekvae_envs::pendulum::step;
+    use ekvae_numerics::angle_normalize;
 
     fn pendulum_agent(cfg: MpcConfig) -> MpcAgent<ExactState, TruePendulum, PendulumCost> {
         MpcAgent::new(

@@ -2,7 +2,7 @@
 //! stepped together ([`VectorCore`]). Physics, seeding and rendering are `ekvae_envs`'s; the
 //! Gymnasium classes around them are in `python/ekvae/envs.py`.
 
-use ekvae_envs::collect::MIN_SIZE;
+use ekvae_envs::dataset::MIN_SIZE;
 use ekvae_envs::pendulum::{self, Pendulum};
 use ekvae_envs::render::render_into;
 use ekvae_envs::{Env, ResetTo};

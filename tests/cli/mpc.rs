@@ -34,8 +34,7 @@ fn one_short_episode_writes_csv_summary_plot_and_animation() {
     }
     // The reward is Pendulum-v1's of (state, action): check one row by hand.
     let r = &rows[5];
-    let th =
-        (r[2] + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI) - std::f64::consts::PI;
+    let th = ekvae::numerics::angle_normalize(r[2]);
     assert!((r[5] + th * th + 0.1 * r[3] * r[3] + 0.001 * r[4] * r[4]).abs() < 1e-9);
 
     let summary: serde_json::Value =

@@ -118,24 +118,11 @@ impl Mat {
         }
         inv
     }
-    /// Cholesky (Cholesky–Banachiewicz); `None` if not positive definite.
+    /// Cholesky factor ([`ekvae_numerics::cholesky`]); `None` if not positive definite.
     fn chol(&self) -> Option<Mat> {
         let n = self.r;
         let mut l = Mat::zeros(n, n);
-        for i in 0..n {
-            for j in 0..=i {
-                let s: f64 = (0..j).map(|k| l.at(i, k) * l.at(j, k)).sum();
-                if i == j {
-                    let v = self.at(i, i) - s;
-                    if v <= 0.0 || !v.is_finite() {
-                        return None;
-                    }
-                    l.set(i, i, v.sqrt());
-                } else {
-                    l.set(i, j, (self.at(i, j) - s) / l.at(j, j));
-                }
-            }
-        }
+        ekvae_numerics::cholesky(&self.d, n, &mut l.d).ok()?;
         Some(l)
     }
     fn log_det_spd(&self) -> f64 {
@@ -685,11 +672,7 @@ mod props {
     use proptest::prelude::*;
 
     fn spd(m: &[f64], n: usize) -> bool {
-        let a = Mat::from(n, n, m);
-        let sym = (0..n).all(|i| {
-            (0..n).all(|j| (a.at(i, j) - a.at(j, i)).abs() <= 1e-12 * (1.0 + a.at(i, j).abs()))
-        });
-        sym && a.chol().is_some()
+        ekvae_numerics::is_symmetric(m, n, 1e-12) && Mat::from(n, n, m).chol().is_some()
     }
 
     proptest! {
