@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use ekvae_envs::Dataset;
 use ekvae_envs::collect::{CollectConfig, PolicySpec};
+use ekvae_pipeline::collect::CollectJob;
 use ekvae_envs::dataset::{DatasetMeta, FORMAT_VERSION};
 use ekvae_envs::pendulum::PendulumParams;
 use pyo3::prelude::*;
@@ -45,35 +46,14 @@ pub fn collect<'py>(
     policy: &str,
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let policy: PolicySpec = policy.parse().py()?;
-    let cfg = CollectConfig { episodes, steps, size, seed, params: PendulumParams::default() };
-    cfg.check().py()?;
-    let step = crate::control::MODEL_SIZE_STEP;
-    if !size.is_multiple_of(step) {
-        return Err(to_py(ArgumentError(format!(
-            "invalid size {size}: the model trains on images whose side is a multiple of {step} (8, 16, 24, 32, …); use one of those"
-        ))));
-    }
-    let bytes = cfg
-        .total_image_bytes()
-        .and_then(|b| b.checked_add(cfg.episodes.checked_mul(cfg.steps)?.checked_mul(24)?))
-        .map(|b| b as u64);
-    ekvae_envs::fsio::check_memory(
-        bytes,
-        "this dataset (episodes × steps × size²)",
-        "lower episodes, steps or size",
-    )
-    .py()?;
-    if threads == Some(0) {
-        return Err(value_error("invalid threads: must be at least 1"));
-    }
-    let data = py.detach(|| -> anyhow::Result<Dataset> {
-        let work = || ekvae_envs::collect::collect(&cfg, &policy, &|_| {});
-        Ok(match threads {
-            Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n).build()?.install(work)?,
-            None => work()?,
-        })
-    });
+    // The checks and the work of `ekvae collect` (size step, memory bound, threads).
+    let job = CollectJob {
+        config: CollectConfig { episodes, steps, size, seed, params: PendulumParams::default() },
+        policy: policy.parse::<PolicySpec>().py()?,
+        threads,
+    };
+    job.check().map_err(anyhow::Error::from).py()?;
+    let data = py.detach(|| job.run(&|_| {}).map_err(anyhow::Error::from));
     to_dict(py, data.py()?)
 }
 

@@ -37,10 +37,44 @@ fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> 
     None
 }
 
+/// The kind of a library crate's error.
+fn envs_kind(e: &ekvae_envs::Error) -> Kind {
+    use ekvae_envs::Error as E;
+    match e {
+        E::InvalidArgument { .. } | E::Inconsistent(_) => Kind::Value,
+        E::Io { source, .. } => Kind::Os(source.kind()),
+        _ => Kind::Other,
+    }
+}
+
+fn model_kind(e: &ekvae_model::Error) -> Kind {
+    use ekvae_model::Error as M;
+    match e {
+        M::InvalidConfig(_) | M::InvalidSetting(_) | M::ShapeMismatch(_) => Kind::Value,
+        M::Io { source, .. } => Kind::Os(source.kind()),
+        M::Envs(inner) => envs_kind(inner),
+        _ => Kind::Other,
+    }
+}
+
+fn pipeline_kind(e: &ekvae_pipeline::Error) -> Kind {
+    use ekvae_pipeline::Error as P;
+    match e {
+        P::Invalid(_) => Kind::Value,
+        P::Envs(inner) => envs_kind(inner),
+        P::Model(inner) => model_kind(inner),
+        P::Context { source, .. } => pipeline_kind(source),
+        _ => Kind::Other,
+    }
+}
+
 fn kind(err: &anyhow::Error) -> Kind {
     use ekvae_envs::Error as E;
     use ekvae_model::Error as M;
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ekvae_pipeline::Error>() {
+            return pipeline_kind(e);
+        }
         if let Some(e) = cause.downcast_ref::<E>() {
             return match e {
                 E::InvalidArgument { .. } | E::Inconsistent(_) => Kind::Value,
