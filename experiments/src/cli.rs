@@ -11,7 +11,7 @@ use std::process::ExitCode;
 /// prediction-accuracy grid and `demo` runs everything on built-in defaults. Every command
 /// writes CSV/JSON records and figures; `ekvae COMMAND --help` shows each flag with its default.
 #[derive(Debug, Parser)]
-#[command(name = "ekvae", version, long_about = None)]
+#[command(name = "ekvae", version)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

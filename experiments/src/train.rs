@@ -279,3 +279,42 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use ekvae_model::train::TrainConfig;
+
+    /// The defaults written by hand in `train --help` are the config's real defaults.
+    #[test]
+    fn help_shows_the_real_defaults() {
+        let d = TrainConfig::default();
+        let cmd = crate::cli::Cli::command();
+        let train = cmd.find_subcommand("train").expect("a train subcommand");
+        let help = |long: &str| -> String {
+            let arg = train.get_arguments().find(|a| a.get_long() == Some(long)).expect(long);
+            arg.get_help().expect("documented").to_string()
+        };
+        for (flag, value) in [
+            ("model", d.model.inference.to_string()),
+            ("objective", d.objective.to_string()),
+            ("schedule", format!("{:?}", d.lambda.schedule).to_lowercase()),
+            ("epochs", d.epochs.to_string()),
+            ("seed", d.seed.to_string()),
+            ("aux-dim", d.model.aux_dim.to_string()),
+            ("state-dim", d.model.state_dim.to_string()),
+            ("bases", d.model.num_bases.to_string()),
+            ("batch", d.batch_size.to_string()),
+            ("seq-len", d.seq_len.to_string()),
+            ("steps-per-epoch", d.steps_per_epoch.to_string()),
+            ("lr", d.learning_rate.to_string()),
+            ("d0", d.lambda.d0.to_string()),
+            ("ae-lr-factor", d.ae_lr_factor.to_string()),
+            ("lr-final-fraction", d.lr_final_fraction.to_string()),
+            ("freeze-mixing-epochs", d.freeze_mixing_epochs.to_string()),
+        ] {
+            let text = help(flag);
+            assert!(text.contains(&format!("[default: {value}]")), "--{flag}: {text}");
+        }
+    }
+}
