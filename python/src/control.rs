@@ -1,7 +1,6 @@
 //! The pixel MPC controller of `ekvae mpc --run RUN_DIR`, from the library pipeline
 //! (`ekvae_pipeline::control`), with its options parsed by the command line's own flag
-//! definitions (`ekvae_experiments::mpc::MpcArgs`), so the defaults are the CLI's; and the
-//! image-size rule of `ekvae collect`.
+//! definitions (`ekvae_experiments::mpc::MpcArgs`), so the defaults are the CLI's.
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -14,8 +13,6 @@ use ekvae_model::Ekvae;
 use ekvae_model::train::TrainConfig;
 use ekvae_planner::{Mpc, MpcAgent, QuadraticCost};
 
-/// Image sides must be multiples of this (`ekvae collect` refuses other sizes).
-pub const MODEL_SIZE_STEP: usize = ekvae_pipeline::collect::MODEL_SIZE_STEP;
 
 /// The controller's options, named as the flags of `ekvae mpc` (without `--`, `_` for `-`).
 pub const OPTIONS: [&str; 12] = [

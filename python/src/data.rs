@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::arrays::{array, data, exact, shape};
-use crate::errors::{ArgumentError, IntoPy, to_py, value_error};
+use crate::errors::{IntoPy, to_py, value_error};
 
 /// The dataset as `{"images", "actions", "states", "rewards", "meta"}`, the arrays of the `.npz`
 /// with their dtypes and shapes; the buffers move into numpy without a copy.

@@ -124,6 +124,21 @@ fn collect_train_eval_resume() {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{fig}");
     }
     assert!(String::from_utf8_lossy(&o.stdout).contains("R²(cos θ, sin θ)"));
+    assert!(json["commit"].as_str().is_some_and(|c| !c.is_empty()), "no commit: {json}");
+
+    // A second evaluation with other settings into --out leaves the first one as it was.
+    let first = std::fs::read(run.join("eval.json")).unwrap();
+    let other = dir.path().join("eval-h3");
+    let o = eval(&["--condition", "3", "--horizons", "3", "--out", other.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "eval --out failed: {}", stderr(&o));
+    assert_eq!(std::fs::read(run.join("eval.json")).unwrap(), first);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(other.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(json["prediction_condition"], 3);
+    for fig in ["latent_space", "prediction_strips", "prediction_error", "training_curves"] {
+        assert!(other.join(format!("{fig}.png")).is_file(), "{fig} not in --out");
+    }
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("prediction h ="), "--quiet");
 }
 
 #[test]
