@@ -17,7 +17,15 @@ fn main() {
     for p in [".git/HEAD", ".git/index", ".git/refs/heads"] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
-    for p in ["envs/src", "model/src", "planner/src", "pipeline/src", "experiments/src", "src", "Cargo.toml"] {
+    for p in [
+        "envs/src",
+        "model/src",
+        "planner/src",
+        "pipeline/src",
+        "experiments/src",
+        "src",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     let commit = match git(root, &["rev-parse", "--short=12", "HEAD"]) {

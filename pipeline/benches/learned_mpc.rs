@@ -9,11 +9,11 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ekvae_envs::render::render;
+use ekvae_model::kalman::Transition as _;
+use ekvae_model::ssm::LocallyLinearTransition;
 use ekvae_pipeline::control::{
     Jacobians, LatentCostWeights, LatentDynamics, LearnedModel, PixelFilter, latent_cost,
 };
-use ekvae_model::kalman::Transition as _;
-use ekvae_model::ssm::LocallyLinearTransition;
 use ekvae_planner::{ControlBounds, Dynamics, Mpc, MpcConfig, StateEstimator};
 use std::hint::black_box;
 

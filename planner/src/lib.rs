@@ -42,6 +42,7 @@ pub mod pendulum;
 #[cfg(test)]
 mod testutil;
 
+pub use cartpole::{CartPoleCost, TrueCartPole};
 pub use cost::{Cost, PendulumCost, QuadraticCost, Quadratization};
 pub use dynamics::{Dynamics, LinearDynamics};
 pub use error::{Error, Result};
@@ -50,5 +51,4 @@ pub use ilqr::{
     Regularization, StopReason,
 };
 pub use mpc::{ExactState, Mpc, MpcAgent, MpcConfig, MpcStep, StateEstimator};
-pub use cartpole::{CartPoleCost, TrueCartPole};
 pub use pendulum::TruePendulum;

@@ -5,14 +5,13 @@
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ekvae_experiments::mpc::MpcArgs;
+use ekvae_model::Ekvae;
+use ekvae_model::train::TrainConfig;
 use ekvae_pipeline::control::{
     LatentCostWeights, LatentDynamics, LearnedModel, PixelFilter, latent_cost,
 };
 use ekvae_pipeline::swingup::{LEARNED_HORIZON, MAX_HORIZON};
-use ekvae_model::Ekvae;
-use ekvae_model::train::TrainConfig;
 use ekvae_planner::{Mpc, MpcAgent, QuadraticCost};
-
 
 /// The controller's options, named as the flags of `ekvae mpc` (without `--`, `_` for `-`).
 pub const OPTIONS: [&str; 12] = [

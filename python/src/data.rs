@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use ekvae_envs::Dataset;
 use ekvae_envs::collect::{CollectConfig, PolicySpec};
-use ekvae_pipeline::collect::CollectJob;
 use ekvae_envs::dataset::{DatasetMeta, FORMAT_VERSION};
 use ekvae_envs::pendulum::PendulumParams;
+use ekvae_pipeline::collect::CollectJob;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 

@@ -357,15 +357,7 @@ fn a_closed_stdout_is_not_a_panic() {
     for args in [
         vec!["inspect", s(&data)],
         vec!["--help"],
-        vec![
-            "mpc",
-            "--episodes",
-            "1",
-            "--steps",
-            "50",
-            "--out",
-            s(&dir.path().join("m")),
-        ],
+        vec!["mpc", "--episodes", "1", "--steps", "50", "--out", s(&dir.path().join("m"))],
     ] {
         let mut child =
             ekvae_cmd().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();

@@ -129,7 +129,8 @@ fn collect_train_eval_resume() {
     // A second evaluation with other settings into --out leaves the first one as it was.
     let first = std::fs::read(run.join("eval.json")).unwrap();
     let other = dir.path().join("eval-h3");
-    let o = eval(&["--condition", "3", "--horizons", "3", "--out", other.to_str().unwrap(), "--quiet"]);
+    let o =
+        eval(&["--condition", "3", "--horizons", "3", "--out", other.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "eval --out failed: {}", stderr(&o));
     assert_eq!(std::fs::read(run.join("eval.json")).unwrap(), first);
     let json: serde_json::Value =

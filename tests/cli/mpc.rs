@@ -7,17 +7,7 @@ fn one_short_episode_writes_csv_summary_plot_and_animation() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let status = ekvae_cmd()
-        .args([
-            "mpc",
-            "--episodes",
-            "1",
-            "--seed",
-            "3",
-            "--horizon",
-            "30",
-            "--steps",
-            "60",
-        ])
+        .args(["mpc", "--episodes", "1", "--seed", "3", "--horizon", "30", "--steps", "60"])
         .args(["--start", "3.141592653589793,0", "--gif-size", "32", "--out"])
         .arg(&out)
         .output()

@@ -134,9 +134,11 @@ fn quick_grid_writes_the_table_and_resumes_where_it_stopped() {
         assert!(o.status.success(), "shard {k}/3 failed: {}", stderr(&o));
         let log = stderr(&o);
         assert!(!sharded.join("table.md").exists(), "a shard wrote the table");
-        trained.extend(log.lines().filter_map(|l| l.strip_prefix("== ")).map(|l| {
-            l.split_whitespace().next().unwrap().to_string()
-        }));
+        trained.extend(
+            log.lines()
+                .filter_map(|l| l.strip_prefix("== "))
+                .map(|l| l.split_whitespace().next().unwrap().to_string()),
+        );
     }
     trained.sort();
     let mut all: Vec<String> = std::fs::read_dir(out.join("runs"))

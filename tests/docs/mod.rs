@@ -75,7 +75,8 @@ fn comment_docs(root: &Path) -> Vec<Doc> {
     let mut files = Vec::new();
     // The root package's folders and every workspace crate (a top-level folder with a
     // Cargo.toml), so a new crate is checked without being listed here.
-    let mut dirs: Vec<PathBuf> = ["src", "tests", "examples"].iter().map(|d| root.join(d)).collect();
+    let mut dirs: Vec<PathBuf> =
+        ["src", "tests", "examples"].iter().map(|d| root.join(d)).collect();
     for entry in fs::read_dir(root).expect("the repository root is readable") {
         let path = entry.expect("a directory entry").path();
         if path.join("Cargo.toml").is_file() {
