@@ -2,14 +2,14 @@
 //! writing them (CSV, JSON, PNG, GIF) is left to the caller (the `ekvae` command line writes
 //! them with `ekvae-experiments`).
 //!
+//! - [`collect`]: a dataset's settings checked before any work, collected and saved
+//!   ([`collect::collect_to`], over [`ekvae_envs::collect::collect`]).
 //! - [`train`]: a run's config from defaults, a user's file and overrides; training with model
 //!   selection over seeds ([`train::train_run`]).
 //! - [`eval`]: identification, open-loop prediction and the fold diagnostic of a trained run.
 //! - [`control`] and [`swingup`]: the controllers and the swing-up episodes, on the true
 //!   pendulum or from pixels through a trained model.
 //! - [`reproduce`]: the grid of the prediction-accuracy table, its shards and the table.
-//!
-//! Collecting a dataset is [`ekvae_envs::collect::collect`].
 //!
 //! ```
 //! use ekvae_pipeline::swingup::{Planner, SwingUpConfig, run_swingup};
