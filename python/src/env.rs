@@ -51,20 +51,26 @@ fn obs_type(name: &str) -> PyResult<ObsType> {
     }
 }
 
-/// A frame as `uint8 [size, size]` or, with `rgb`, `[size, size, 3]` (gray repeated).
+/// Frames of the pendulums at `thetas` as `uint8 [*lead, size, size]` or, with `rgb`,
+/// `[*lead, size, size, 3]` (gray repeated).
 fn frame_array<'py>(
     py: Python<'py>,
-    theta: f64,
+    thetas: &[f64],
+    lead: &[usize],
     size: usize,
     rgb: bool,
 ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
-    let mut gray = vec![0u8; size * size];
-    render_into(theta, size, &mut gray);
+    let mut gray = vec![0u8; thetas.len() * size * size];
+    for (theta, f) in thetas.iter().zip(gray.chunks_mut(size * size)) {
+        render_into(*theta, size, f);
+    }
+    let mut shape = lead.to_vec();
+    shape.extend([size, size]);
     if rgb {
-        let rgb: Vec<u8> = gray.iter().flat_map(|&v| [v, v, v]).collect();
-        array(py, rgb, &[size, size, 3])
+        shape.push(3);
+        array(py, gray.iter().flat_map(|&v| [v, v, v]).collect(), &shape)
     } else {
-        array(py, gray, &[size, size])
+        array(py, gray, &shape)
     }
 }
 
@@ -120,7 +126,7 @@ impl PendulumCore {
     fn observation<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self.obs {
             ObsType::Pixels => {
-                Ok(frame_array(py, self.env.state()[0], self.size, false)?.into_any())
+                Ok(frame_array(py, &[self.env.state()[0]], &[], self.size, false)?.into_any())
             }
             ObsType::State => {
                 let o = self.env.obs().map(|v| v as f32).to_vec();
@@ -140,7 +146,7 @@ impl PendulumCore {
     ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
         let size = size.unwrap_or(self.size);
         check_size(size, "render size")?;
-        frame_array(py, self.env.state()[0], size, rgb)
+        frame_array(py, &[self.env.state()[0]], &[], size, rgb)
     }
 }
 
@@ -374,17 +380,8 @@ impl VectorCore {
     ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
         let size = size.unwrap_or(self.size);
         check_size(size, "render size")?;
-        let n = self.envs.len();
-        let mut gray = vec![0u8; n * size * size];
-        for (env, f) in self.envs.iter().zip(gray.chunks_mut(size * size)) {
-            render_into(env.state()[0], size, f);
-        }
-        if rgb {
-            let rgb: Vec<u8> = gray.iter().flat_map(|&v| [v, v, v]).collect();
-            array(py, rgb, &[n, size, size, 3])
-        } else {
-            array(py, gray, &[n, size, size])
-        }
+        let thetas: Vec<f64> = self.envs.iter().map(|env| env.state()[0]).collect();
+        frame_array(py, &thetas, &[self.envs.len()], size, rgb)
     }
 
     /// The states `(θ, θ̇)` of all pendulums, `float64 [N, 2]`.
