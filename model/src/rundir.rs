@@ -729,6 +729,55 @@ impl RunDir {
         Ok(state)
     }
 
+    /// Copy this run's last checkpoint, config and metrics into the run directory `dest`, so
+    /// that `train --resume` on `dest` continues exactly where this run stopped (model
+    /// selection continues the chosen candidate this way instead of training it again).
+    /// `dest` is locked while it is written; `state.json` is written last, so an interrupted
+    /// copy leaves no resumable half-run behind. A run already in `dest` is refused.
+    pub fn copy_to(&self, dest: &RunDir) -> Result<RunState> {
+        let (config, state) = self.open()?;
+        // Rows past the checkpoint (a crash between the two writes) are not part of the run.
+        let metrics: Vec<EpochRow> =
+            self.read_metrics()?.into_iter().filter(|r| r.epoch <= state.epoch).collect();
+        if dest.has_checkpoint() {
+            return Err(checkpoint_err(
+                &dest.root,
+                "already holds a run; copy the candidate into an empty run directory",
+            ));
+        }
+        let _lock = dest.lock()?;
+        let checkpoints = dest.checkpoints_path();
+        fs::create_dir_all(&checkpoints)
+            .map_err(|source| Error::Io { path: checkpoints.clone(), source })?;
+        let target = dest.root.join(&state.checkpoint);
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_else(|| "checkpoint".into());
+        let tmp = checkpoints.join(ekvae_envs::fsio::temp_dir_name(&name));
+        let copied = (|| -> Result<()> {
+            for path in [&tmp, &target] {
+                if path.exists() {
+                    fs::remove_dir_all(path)
+                        .map_err(|source| Error::Io { path: path.clone(), source })?;
+                }
+            }
+            fs::create_dir(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+            for file in state.files.keys() {
+                // Verified against the recorded digest on the way.
+                write_atomic(&tmp.join(file), &self.checkpoint_bytes(&state, file)?)?;
+            }
+            fs::rename(&tmp, &target).map_err(|source| Error::Io { path: target.clone(), source })
+        })();
+        if let Err(e) = copied {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        ekvae_envs::fsio::sync_dir(&checkpoints);
+        dest.write_config(&config)?;
+        write_atomic(&dest.metrics_path(), metrics_text(&metrics).as_bytes())?;
+        write_atomic(&dest.state_path(), state.to_json().as_bytes())?;
+        Ok(state)
+    }
+
     /// The rows of `metrics.csv` (none if it does not exist yet).
     pub fn read_metrics(&self) -> Result<Vec<EpochRow>> {
         if !self.metrics_path().exists() {

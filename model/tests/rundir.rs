@@ -69,6 +69,34 @@ fn checkpoints_are_byte_stable_and_resume_is_bit_exact() {
 }
 
 #[test]
+fn a_copied_run_resumes_exactly_like_the_original() {
+    // Model selection continues the chosen candidate from a copy: a 1-epoch run copied into a
+    // new directory and resumed to 2 epochs must equal a run trained 2 epochs in one go.
+    let data = Synthetic::pendulum(4, 8, 8, 2);
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    train(tiny(Inference::Kalman), &data.view(), &a, false, &device, &mut NoProgress).unwrap();
+    let one = TrainConfig { epochs: 1, ..tiny(Inference::Kalman) };
+    train(one, &data.view(), &b, false, &device, &mut NoProgress).unwrap();
+    let copied = RunDir::new(&b).copy_to(&RunDir::new(&c)).unwrap();
+    assert_eq!(copied.epoch, 1);
+    // A second copy onto a run is refused, and the copy left the source untouched.
+    let err = RunDir::new(&b).copy_to(&RunDir::new(&c)).unwrap_err().to_string();
+    assert!(err.contains("already holds a run"), "{err}");
+    assert_eq!(RunDir::new(&b).read_state().unwrap().epoch, 1);
+    train(tiny(Inference::Kalman), &data.view(), &c, true, &device, &mut NoProgress).unwrap();
+    for f in ["model.safetensors", "optimizer.bpk"] {
+        assert_eq!(fs::read(ckpt(&a, f)).unwrap(), fs::read(ckpt(&c, f)).unwrap(), "{f}");
+    }
+    let (ra, rc) = (RunDir::new(&a).read_metrics().unwrap(), RunDir::new(&c).read_metrics().unwrap());
+    assert_eq!(rc.len(), 2);
+    for (x, y) in ra.iter().zip(&rc) {
+        assert_eq!(x.val_neg_elbo.to_bits(), y.val_neg_elbo.to_bits(), "epoch {}", x.epoch);
+    }
+}
+
+#[test]
 fn damaged_or_foreign_checkpoints_are_refused_with_one_line_naming_the_file() {
     let data = Synthetic::pendulum(4, 8, 8, 3);
     let device = Device::flex();

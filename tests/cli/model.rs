@@ -215,7 +215,7 @@ fn restarts_select_a_seed_and_say_so() {
             .unwrap();
     let seeds: Vec<u64> =
         sel["candidates"].as_array().unwrap().iter().map(|c| c["seed"].as_u64().unwrap()).collect();
-    assert_eq!(seeds, [10, 11, 12]);
+    assert_eq!(seeds, [10, 1010, 2010]);
     let chosen = sel["chosen_seed"].as_u64().unwrap();
     // The chosen candidate obeys the rule: no other candidate is a ring with a lower val −ELBO
     // while the chosen one is not, or the same ring status with a lower val −ELBO.
