@@ -89,7 +89,8 @@ fn a_copied_run_resumes_exactly_like_the_original() {
     for f in ["model.safetensors", "optimizer.bpk"] {
         assert_eq!(fs::read(ckpt(&a, f)).unwrap(), fs::read(ckpt(&c, f)).unwrap(), "{f}");
     }
-    let (ra, rc) = (RunDir::new(&a).read_metrics().unwrap(), RunDir::new(&c).read_metrics().unwrap());
+    let (ra, rc) =
+        (RunDir::new(&a).read_metrics().unwrap(), RunDir::new(&c).read_metrics().unwrap());
     assert_eq!(rc.len(), 2);
     for (x, y) in ra.iter().zip(&rc) {
         assert_eq!(x.val_neg_elbo.to_bits(), y.val_neg_elbo.to_bits(), "epoch {}", x.epoch);

@@ -401,8 +401,9 @@ pub fn train_run(job: TrainJob<'_>, reporter: &mut dyn Reporter) -> Result<Train
         selection = Some(s);
     }
     let resume = job.resume || selection.is_some();
-    let rows = train(cfg.clone(), &seqs, &job.out, resume, &job.device, reporter.progress(&job.out))
-        .with_context(|| format!("training into {}", job.out.display()))?;
+    let rows =
+        train(cfg.clone(), &seqs, &job.out, resume, &job.device, reporter.progress(&job.out))
+            .with_context(|| format!("training into {}", job.out.display()))?;
     Ok(Trained { config: cfg, rows, selection })
 }
 
@@ -455,7 +456,8 @@ fn select_seed(
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(&i) = todo.get(k) else { break };
-                    let result = pool.install(|| train_candidate(cfg, seqs, out, seeds[i], epochs, device));
+                    let result =
+                        pool.install(|| train_candidate(cfg, seqs, out, seeds[i], epochs, device));
                     let failed = result.is_err();
                     if tx.send((i, result)).is_err() || failed {
                         // Stop the other workers after their current candidate.

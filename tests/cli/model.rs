@@ -195,6 +195,90 @@ fn bad_input_is_a_clear_error_and_overwrites_nothing() {
     assert_clean_failure(&o, "bad.npz");
 }
 
+/// `train --restarts` killed (SIGKILL) while its candidates train, then run again with the same
+/// command, resumes the candidates and ends with the same model as an uninterrupted run; killed
+/// while the chosen candidate continues, `--resume` finishes it, again identically.
+#[cfg(unix)]
+#[test]
+fn restarts_killed_and_run_again_give_the_same_model() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = collect(d, "train.npz", 16, 1);
+    let cfg = tiny_config(d);
+    let flags = ["--seed", "3", "--restarts", "3", "--restart-epochs", "2", "--epochs", "4"];
+    let reference = d.join("reference");
+    let o = train(&data, &reference, &cfg, &flags);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = |run: &Path| {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap())
+                .unwrap();
+        assert_eq!(state["epoch"], 4);
+        std::fs::read(run.join(state["checkpoint"].as_str().unwrap()).join("model.safetensors"))
+            .unwrap()
+    };
+    // Run `args` until `stop` holds (then SIGKILL) or the process ends; true if it was killed.
+    let run_until = |args: Vec<&str>, stop: &dyn Fn() -> bool| {
+        let mut child = super::ekvae_cmd()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if stop() || t.elapsed() > Duration::from_secs(120) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let run = d.join("killed");
+    let mut args = vec!["train", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap()];
+    args.extend(["--config", cfg.to_str().unwrap(), "--quiet"]);
+    args.extend(flags);
+    // First kill: as soon as one candidate has finished an epoch.
+    let candidates = run.join("restarts");
+    let killed = run_until(args.clone(), &|| {
+        std::fs::read_dir(&candidates)
+            .map(|it| it.flatten().any(|e| e.path().join("state.json").exists()))
+            .unwrap_or(false)
+    });
+    assert!(killed, "the selection finished before the kill");
+    assert!(!run.join("state.json").exists());
+    // Second attempt, same command: killed once the chosen candidate was copied and continues.
+    let killed = run_until(args.clone(), &|| run.join("state.json").exists());
+    if killed {
+        // Running the same command again is refused with advice; --resume finishes the run.
+        let o = super::ekvae(&args);
+        assert_clean_failure(&o, "--resume");
+        let o = super::ekvae(&[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--quiet",
+            "--resume",
+            "--epochs",
+            "4",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(model(&reference), model(&run));
+    assert_eq!(
+        std::fs::read(reference.join("selection.json")).unwrap(),
+        std::fs::read(run.join("selection.json")).unwrap()
+    );
+}
+
 #[test]
 fn restarts_select_a_seed_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
