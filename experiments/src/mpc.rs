@@ -20,7 +20,8 @@ use clap::Args;
 use ekvae_envs::render::render;
 use ekvae_pipeline::control::{Jacobians, LatentCostWeights};
 use ekvae_pipeline::swingup::{
-    DEFAULT_STEPS, LearnedPlanner, Planner, StepRow, SwingUp, SwingUpConfig, run_swingup,
+    DEFAULT_STEPS, LatentCostKind, LearnedPlanner, Planner, StepRow, SwingUp, SwingUpConfig,
+    run_swingup,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -60,6 +61,15 @@ impl From<JacobiansArg> for Jacobians {
             JacobiansArg::Local => Jacobians::Local,
         }
     }
+}
+
+/// Which cost MPC plans on with a learned model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CostArg {
+    /// |z − z_goal|² around the latent of rendered upright frames.
+    Goal,
+    /// A quadratic cost fitted to the recorded rewards of the training data.
+    Reward,
 }
 
 /// Swing the pendulum up with iLQR-MPC and score it on the environment.
@@ -121,6 +131,16 @@ pub struct MpcArgs {
     /// Learned model: upright frames filtered (zero torque) to find the goal latent.
     #[arg(long, default_value_t = 20)]
     pub goal_steps: usize,
+    /// Learned model: the cost planned on. `goal`: |z − z_goal|² around the latent of rendered
+    /// upright frames (--state-weight, --control-weight, --goal-steps); `reward`: a quadratic
+    /// cost fitted to the recorded rewards of the run's training data (no true state, no
+    /// upright frame; see --reward-data)
+    #[arg(long, value_enum, default_value_t = CostArg::Goal)]
+    pub cost: CostArg,
+    /// Learned model with --cost reward: the dataset whose rewards the cost is fitted to
+    /// [default: the run's training data, as its config.toml records it]
+    #[arg(long)]
+    pub reward_data: Option<PathBuf>,
     /// No progress bar (the result line is still printed).
     #[arg(long)]
     pub quiet: bool,
@@ -157,12 +177,27 @@ impl MpcArgs {
             }
             Some(dir) => {
                 let d = LatentCostWeights::default();
+                if self.cost == CostArg::Reward
+                    && (self.state_weight.is_some() || self.control_weight.is_some())
+                {
+                    bail!(
+                        "--state-weight and --control-weight set the goal cost; --cost reward takes its weights from the fitted rewards (drop them, or use --cost goal)"
+                    );
+                }
+                if self.cost == CostArg::Goal && self.reward_data.is_some() {
+                    bail!("--reward-data is for --cost reward");
+                }
                 Ok(Planner::Learned(LearnedPlanner {
                     run: dir.clone(),
                     jacobians: self.jacobians.into(),
                     state_weight: self.state_weight.unwrap_or(d.state),
                     control_weight: self.control_weight.unwrap_or(d.control),
                     goal_steps: self.goal_steps,
+                    cost: match self.cost {
+                        CostArg::Goal => LatentCostKind::Goal,
+                        CostArg::Reward => LatentCostKind::Reward,
+                    },
+                    reward_data: self.reward_data.clone(),
                 }))
             }
         }

@@ -175,9 +175,128 @@ pub fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
     }
 }
 
+/// Eigen-decomposition of a symmetric `a: [n, n]` (row-major; only its symmetric part is used)
+/// by cyclic Jacobi rotations: returns the eigenvalues in ascending order and the eigenvectors
+/// as the columns of a row-major `[n, n]` matrix `V`, so that `A = V diag(λ) Vᵀ`. Meant for the
+/// small matrices of this project (n ≤ 8); converges to machine precision in a few sweeps.
+pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    assert_eq!(a.len(), n * n, "symmetric_eigen: a is not [n, n]");
+    let mut m = a.to_vec();
+    symmetrize(&mut m, n);
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    let scale = m.iter().fold(0.0f64, |s, x| s.max(x.abs()));
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m[i * n + j].powi(2))
+            .sum();
+        if off.sqrt() <= f64::EPSILON * scale.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..n {
+            for q in (p + 1)..n {
+                let apq = m[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                // The rotation that zeroes m[p][q] (Golub & Van Loan, Algorithm 8.5.1).
+                let tau = (m[q * n + q] - m[p * n + p]) / (2.0 * apq);
+                let t = tau.signum() / (tau.abs() + (1.0 + tau * tau).sqrt());
+                let t = if tau == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let (mkp, mkq) = (m[k * n + p], m[k * n + q]);
+                    m[k * n + p] = c * mkp - s * mkq;
+                    m[k * n + q] = s * mkp + c * mkq;
+                }
+                for k in 0..n {
+                    let (mpk, mqk) = (m[p * n + k], m[q * n + k]);
+                    m[p * n + k] = c * mpk - s * mqk;
+                    m[q * n + k] = s * mpk + c * mqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| m[i * n + i].total_cmp(&m[j * n + j]));
+    let values = order.iter().map(|&i| m[i * n + i]).collect();
+    let mut vectors = vec![0.0; n * n];
+    for (col, &i) in order.iter().enumerate() {
+        for k in 0..n {
+            vectors[k * n + col] = v[k * n + i];
+        }
+    }
+    (values, vectors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn symmetric_eigen_reconstructs_and_orders() {
+        // A diagonal matrix: its entries, ascending; then a dense 4×4 with known spectrum
+        // (Q diag(d) Qᵀ for a rotation Q), and a repeated eigenvalue.
+        let (l, _) = symmetric_eigen(&[3.0, 0.0, 0.0, -1.0], 2);
+        assert_eq!(l, vec![-1.0, 3.0]);
+        let d = [-2.0, 0.5, 0.5, 4.0];
+        let n = 4;
+        let (c, s) = (0.6f64, 0.8f64);
+        // Q = R01(c, s) · R23(c, s) · R12(c, s): orthogonal, dense enough.
+        let rot = |i: usize, j: usize| {
+            let mut r = vec![0.0; n * n];
+            for k in 0..n {
+                r[k * n + k] = 1.0;
+            }
+            r[i * n + i] = c;
+            r[j * n + j] = c;
+            r[i * n + j] = -s;
+            r[j * n + i] = s;
+            r
+        };
+        let mut q1 = vec![0.0; n * n];
+        mat_mul(&rot(0, 1), &rot(2, 3), n, n, n, &mut q1);
+        let mut q = vec![0.0; n * n];
+        mat_mul(&q1, &rot(1, 2), n, n, n, &mut q);
+        let mut qd = q.clone();
+        for i in 0..n {
+            for j in 0..n {
+                qd[i * n + j] *= d[j];
+            }
+        }
+        let mut a = vec![0.0; n * n];
+        mat_mul_t(&qd, &q, n, n, n, &mut a);
+        let (l, v) = symmetric_eigen(&a, n);
+        for (x, y) in l.iter().zip([-2.0, 0.5, 0.5, 4.0]) {
+            assert!((x - y).abs() < 1e-12, "{l:?}");
+        }
+        // A V = V Λ and Vᵀ V = I.
+        let mut av = vec![0.0; n * n];
+        mat_mul(&a, &v, n, n, n, &mut av);
+        let mut vtv = vec![0.0; n * n];
+        let mut vt = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                vt[i * n + j] = v[j * n + i];
+            }
+        }
+        mat_mul(&vt, &v, n, n, n, &mut vtv);
+        for i in 0..n {
+            for j in 0..n {
+                assert!((av[i * n + j] - v[i * n + j] * l[j]).abs() < 1e-12);
+                let id = if i == j { 1.0 } else { 0.0 };
+                assert!((vtv[i * n + j] - id).abs() < 1e-12);
+            }
+        }
+    }
 
     /// S = [[4, 2, 0.4], [2, 5, 1], [0.4, 1, 3]], x = [1, −2, 0.5]; b = S x by hand:
     /// b = [4 − 4 + 0.2, 2 − 10 + 0.5, 0.4 − 2 + 1.5] = [0.2, −7.5, −0.1].

@@ -42,5 +42,5 @@ pub mod dense;
 pub use angle::angle_normalize;
 pub use dense::{
     NotPositiveDefinite, add_mat_t_mul, cholesky, cholesky_solve, is_symmetric, mat_mul, mat_mul_t,
-    mat_t_vec, mat_vec, symmetrize,
+    mat_t_vec, mat_vec, symmetric_eigen, symmetrize,
 };

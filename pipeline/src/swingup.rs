@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::{
     Controller, Jacobians, LatentCostWeights, LatentDynamics, LearnedModel, PixelController,
-    PixelFilter, latent_cost,
+    PixelFilter, RewardFit, latent_cost,
 };
 use crate::{Context, Result, invalid};
 
@@ -39,6 +39,9 @@ pub const MAX_HORIZON: usize = 1000;
 pub const TRUE_HORIZON: usize = 40;
 /// Default horizon of the learned-model MPC (open-loop predictions drift over long horizons).
 pub const LEARNED_HORIZON: usize = 30;
+/// Episodes of the reward data that [`LatentCostKind::Reward`] fits on (the first ones; 10 %
+/// of them held out to report the fit's R²).
+pub const REWARD_EPISODES: usize = 200;
 
 /// The episodes and the MPC settings shared by both planners.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +111,23 @@ pub struct LearnedPlanner {
     pub control_weight: f64,
     /// Upright frames filtered (zero torque) to find the goal latent.
     pub goal_steps: usize,
+    /// Which latent cost the planner minimises.
+    pub cost: LatentCostKind,
+    /// The data whose recorded rewards [`LatentCostKind::Reward`] is fitted to (default: the
+    /// run's training data, as its `config.toml` records it).
+    pub reward_data: Option<PathBuf>,
+}
+
+/// The cost of MPC on a learned model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatentCostKind {
+    /// `w_s |z − z̄|² + w_u u²` around the latent of rendered upright frames (the default).
+    #[default]
+    Goal,
+    /// A quadratic cost fitted to the dataset's recorded rewards ([`RewardFit`]): no upright
+    /// frame and no true state needed.
+    Reward,
 }
 
 impl LearnedPlanner {
@@ -120,6 +140,8 @@ impl LearnedPlanner {
             state_weight: w.state,
             control_weight: w.control,
             goal_steps: 20,
+            cost: LatentCostKind::default(),
+            reward_data: None,
         }
     }
 }
@@ -372,8 +394,46 @@ pub fn run_swingup(
                 control: l.control_weight,
                 terminal: config.terminal_weight,
             };
-            let goal = model.goal_latent(l.goal_steps)?;
-            let cost = latent_cost(goal.clone(), weights, 1)?;
+            let (cost, cost_settings) = match l.cost {
+                LatentCostKind::Goal => {
+                    let goal = model.goal_latent(l.goal_steps)?;
+                    let cost = latent_cost(goal.clone(), weights, 1)?;
+                    (
+                        cost,
+                        serde_json::json!({
+                            "kind": "latent quadratic",
+                            "state_weight": weights.state,
+                            "control_weight": weights.control,
+                            "terminal_weight": weights.terminal,
+                            "goal_latent": goal,
+                        }),
+                    )
+                }
+                LatentCostKind::Reward => {
+                    let path = match &l.reward_data {
+                        Some(p) => p.clone(),
+                        None if model.config.data.trim().is_empty() => invalid!(
+                            "{}: the run records no training data path; give the reward data with --reward-data",
+                            l.run.display()
+                        ),
+                        None => PathBuf::from(&model.config.data),
+                    };
+                    let data = crate::train::load_dataset(&path)
+                        .context("loading the reward data (override with --reward-data)")?;
+                    let fit = RewardFit::fit(&model, &data, REWARD_EPISODES)
+                        .with_context(|| format!("fitting the reward to {}", path.display()))?;
+                    let cost = fit.cost(config.terminal_weight)?;
+                    (
+                        cost,
+                        serde_json::json!({
+                            "kind": "learned reward",
+                            "data": path.display().to_string(),
+                            "terminal_weight": config.terminal_weight,
+                            "fit": fit,
+                        }),
+                    )
+                }
+            };
             let mpc_cfg = config.mpc_config(LEARNED_HORIZON);
             let dynamics = LatentDynamics::new(model.plain.clone(), l.jacobians);
             let mpc = Mpc::new(dynamics, cost, mpc_cfg.clone())
@@ -387,13 +447,7 @@ pub fn run_swingup(
                 seed: config.seed,
                 steps: config.steps,
                 start: config.start,
-                cost: serde_json::json!({
-                    "kind": "latent quadratic",
-                    "state_weight": weights.state,
-                    "control_weight": weights.control,
-                    "terminal_weight": weights.terminal,
-                    "goal_latent": goal,
-                }),
+                cost: cost_settings,
                 controller: Some(serde_json::json!({
                     "checkpoint_epoch": model.epoch,
                     "image_size": size,
