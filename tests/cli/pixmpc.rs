@@ -116,8 +116,54 @@ fn pixel_mpc_on_a_tiny_run_writes_all_outputs() {
     assert_eq!(frames, 50);
     assert!(out.join("swingup.gif").is_file() && out.join("trajectories.png").is_file());
 
-    // Bad input: latent-cost flags with the true model, a bad weight, a run without checkpoint.
+    // The cost fitted to the training data's rewards: recorded in summary.json.
+    let out_r = dir.path().join("mpc-reward");
+    ok(ekvae_cmd()
+        .args(["mpc", "--cost", "reward", "--episodes", "1", "--steps", "50", "--horizon", "10"])
+        .args(["--quiet", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&out_r));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_r.join("summary.json")).unwrap())
+            .unwrap();
+    let cost = &summary["settings"]["cost"];
+    assert_eq!(cost["kind"].as_str(), Some("learned reward"), "{cost}");
+    assert_eq!(cost["fit"]["goal"].as_array().unwrap().len(), 3);
+    assert_eq!(cost["fit"]["state_weight"].as_array().unwrap().len(), 9);
+    assert!(
+        cost["fit"]["r2_held_out"].is_number()
+            && cost["fit"]["control_weight"].as_f64() > Some(0.0)
+    );
+    assert_eq!(read_steps_csv(&out_r.join("steps.csv")).len(), 50);
+    // Reward data of another image size.
+    let other = dir.path().join("other.npz");
+    ok(ekvae_cmd()
+        .args(["collect", "--episodes", "2", "--steps", "12", "--size", "16", "--quiet", "--out"])
+        .arg(&other));
+
+    // Bad input: latent-cost flags with the true model, a bad weight, a run without checkpoint,
+    // goal-cost weights with the reward cost, reward data with the goal cost or of another size.
     for (args, needle) in [
+        (
+            vec!["--run", run.to_str().unwrap(), "--cost", "reward", "--state-weight", "1"],
+            "--cost reward",
+        ),
+        (
+            vec!["--run", run.to_str().unwrap(), "--reward-data", other.to_str().unwrap()],
+            "--cost reward",
+        ),
+        (
+            vec![
+                "--run",
+                run.to_str().unwrap(),
+                "--cost",
+                "reward",
+                "--reward-data",
+                other.to_str().unwrap(),
+            ],
+            "16×16",
+        ),
         (vec!["--state-weight", "1"], "learned model"),
         (vec!["--run", run.to_str().unwrap(), "--control-weight", "0"], "control > 0"),
         (vec!["--run", run.to_str().unwrap(), "--goal-steps", "0"], "--goal-steps"),
