@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use ekvae_model::train::{EpochRow, Progress, StepStats};
 use ekvae_model::{Inference, Objective};
@@ -50,6 +50,10 @@ pub struct ReproduceArgs {
     /// No progress bar (the per-run summary lines are still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// Train nothing: write the table from the runs finished so far (a grid in progress; each
+    /// arm counts only its finished runs, and the table says it is partial)
+    #[arg(long, conflicts_with = "shard")]
+    pub table_only: bool,
 }
 
 /// The grid's progress bar (one tick per epoch of any run) and the evaluation writer.
@@ -129,6 +133,24 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         plan.size,
         out.display()
     );
+    if args.table_only {
+        if !out.join("plan.json").is_file() {
+            bail!(
+                "{}: no grid here (no plan.json); --table-only tabulates a grid started with the same flags",
+                out.display()
+            );
+        }
+        ekvae_pipeline::reproduce::check_plan(out, &plan)?;
+        let table = GridTable::read_finished(out, &plan)?;
+        write_table(out, &table, started.elapsed().as_secs_f64())?;
+        let (done, planned) = table.counts();
+        eprintln!(
+            "wrote {} and {} from the {done} of {planned} runs finished so far",
+            out.join("table.md").display(),
+            out.join("table.csv").display()
+        );
+        return Ok(());
+    }
     let mut hooks = Hooks { bar: bar.clone(), prefix: String::new() };
     let done = run_grid(&plan, out, args.shard, &device, &mut hooks)?;
     bar.finish_and_clear();
@@ -339,6 +361,12 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
         wall_seconds / 60.0
     ));
     about.push("values: mean ± sample standard deviation (median) over runs".into());
+    if t.partial {
+        let (done, planned) = t.counts();
+        about.push(format!(
+            "**partial**: {done} of the {planned} runs of the grid had finished when this table was written (`ekvae reproduce --table-only`); each arm counts only its finished runs (the successes column shows finished of planned seeds)"
+        ));
+    }
     md.bullets(&about);
     md.heading(2, "Successful runs");
     let rows: Vec<Vec<String>> = t
@@ -352,7 +380,11 @@ pub fn write_table(out: &Path, t: &GridTable, wall_seconds: f64) -> Result<()> {
             vec![
                 a.model.to_string(),
                 a.objective.to_string(),
-                format!("{k}/{}{failed}", a.seeds),
+                if t.partial {
+                    format!("{k}/{}{failed} (of {} planned)", a.seeds, a.planned)
+                } else {
+                    format!("{k}/{}{failed}", a.seeds)
+                },
                 format!("{:.0} % ({:.0}–{:.0} %)", 100.0 * rate, 100.0 * lo, 100.0 * hi),
             ]
         })

@@ -522,8 +522,10 @@ pub struct Arm {
     pub model: Inference,
     /// Objective.
     pub objective: Objective,
-    /// Seeds attempted.
+    /// Seeds attempted (finished or failed; all of the plan's unless the table is partial).
     pub seeds: usize,
+    /// Seeds the plan gives this arm.
+    pub planned: usize,
     /// Runs that failed numerically (counted as unsuccessful).
     pub failed: usize,
     /// The finished runs.
@@ -575,20 +577,38 @@ pub struct GridTable {
     pub last_frame: Vec<f64>,
     /// Test windows per prediction error.
     pub windows: u64,
+    /// Whether runs that are not finished yet were left out ([`GridTable::read_finished`]).
+    pub partial: bool,
 }
 
 impl GridTable {
     /// Reads every run of `plan` in `out`; every run must be finished or failed.
     pub fn read(out: &Path, plan: &Plan) -> Result<Self> {
+        Self::read_runs(out, plan, false)
+    }
+
+    /// Reads the runs of `plan` in `out` that are finished or failed so far, leaving out those
+    /// not done yet (a grid in progress): each arm's `seeds` counts only the runs read, and
+    /// success rates, intervals and tests are over those.
+    pub fn read_finished(out: &Path, plan: &Plan) -> Result<Self> {
+        Self::read_runs(out, plan, true)
+    }
+
+    /// The finished runs and the planned ones.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.arms.iter().map(|a| a.seeds).sum(), self.arms.iter().map(|a| a.planned).sum())
+    }
+
+    fn read_runs(out: &Path, plan: &Plan, partial: bool) -> Result<Self> {
         let metrics = metrics(&plan.horizons);
         let mut arms = Vec::new();
         let mut first_ok: Option<PathBuf> = None;
         let mut last_frames: Vec<Vec<f64>> = vec![Vec::new(); plan.horizons.len()];
         for &(model, objective) in &CONFIGS {
-            let seeds = plan.seeds_for(model);
+            let planned = plan.seeds_for(model);
             let (mut runs, mut failed) = (Vec::new(), 0);
             let (mut pixel, mut angle, mut histories) = (Vec::new(), Vec::new(), Vec::new());
-            for seed in 0..seeds as u64 {
+            for seed in 0..planned as u64 {
                 let spec = RunSpec { model, objective, seed };
                 let dir = out.join("runs").join(spec.name());
                 if dir.join(FAILED).is_file() {
@@ -596,6 +616,9 @@ impl GridTable {
                     continue;
                 }
                 if !evaluated(&dir, plan) {
+                    if partial {
+                        continue;
+                    }
                     invalid!(
                         "{}: not finished; run the grid (or its missing shards) first",
                         dir.display()
@@ -615,7 +638,8 @@ impl GridTable {
             arms.push(Arm {
                 model,
                 objective,
-                seeds,
+                seeds: runs.len() + failed,
+                planned,
                 failed,
                 runs,
                 pixel_curve: mean_std_band(&pixel),
@@ -624,6 +648,12 @@ impl GridTable {
             });
         }
         let Some(first) = first_ok else {
+            if partial {
+                invalid!(
+                    "no run of the grid in {} has finished yet; nothing to tabulate",
+                    out.display()
+                )
+            }
             invalid!("every run of the grid failed; nothing to tabulate")
         };
         let last_frame_curve = read_prediction_csv(&first.join("prediction.csv"))?
@@ -642,6 +672,7 @@ impl GridTable {
             last_frame_curve,
             last_frame: last_frames.iter().map(|v| mean_std(v).0).collect(),
             windows,
+            partial,
         })
     }
 
