@@ -468,40 +468,28 @@ impl RewardFit {
             invalid!("fitting a reward needs steps to fit and steps to score");
         }
 
-        // 1. The unconstrained quadratic fit (normal equations, tiny ridge).
+        // 1. The unconstrained quadratic fit: least squares with intercept on the features
+        //    [z_i z_j (i ≤ j), z_i, |u|²].
         let features = |row: &RewardRow| -> Vec<f64> {
-            let mut f = Vec::with_capacity(n * (n + 1) / 2 + n + 2);
+            let mut f = Vec::with_capacity(n * (n + 1) / 2 + n + 1);
             for i in 0..n {
                 for j in i..n {
                     f.push(row.z[i] * row.z[j]);
                 }
             }
             f.extend_from_slice(&row.z);
-            f.push(1.0);
             f.push(row.u2);
             f
         };
-        let p = n * (n + 1) / 2 + n + 2;
-        let mut ata = vec![0.0; p * p];
-        let mut beta = vec![0.0; p];
-        for row in fit_rows {
-            let f = features(row);
-            for i in 0..p {
-                beta[i] += f[i] * row.r;
-                for j in 0..p {
-                    ata[i * p + j] += f[i] * f[j];
-                }
-            }
-        }
-        let scale = (0..p).map(|i| ata[i * p + i]).sum::<f64>() / p as f64;
-        for i in 0..p {
-            ata[i * p + i] += 1e-10 * scale.max(f64::MIN_POSITIVE);
-        }
-        if !spd_solve(&ata, p, &mut beta) {
-            invalid!("the reward regression is degenerate (the latents or actions do not vary)");
-        }
-        let unconstrained_r2_held_out =
-            r2_of(&val_rows, |row| features(row).iter().zip(&beta).map(|(a, b)| a * b).sum());
+        let p = n * (n + 1) / 2 + n + 1;
+        let x: Vec<f64> = fit_rows.iter().flat_map(features).collect();
+        let y: Vec<f64> = fit_rows.iter().map(|r| r.r).collect();
+        let lr = ekvae_model::metrics::LinearRegression::fit(&x, p, &y, 1)
+            .map_err(|e| Error::invalid(format!("the reward regression failed: {e}")))?;
+        let beta = &lr.weights;
+        let unconstrained_r2_held_out = r2_of(val_rows, |row| {
+            lr.intercept[0] + features(row).iter().zip(beta).map(|(a, b)| a * b).sum::<f64>()
+        });
         // Its cost −r̂: quadratic part C, linear part g, constant, weight of |u|².
         let mut cmat = vec![0.0; n * n];
         let mut k = 0;
@@ -514,7 +502,7 @@ impl RewardFit {
             }
         }
         let g: Vec<f64> = beta[k..k + n].iter().map(|v| -v).collect();
-        let rho0 = (-beta[k + n + 1]).max(1e-4);
+        let rho0 = (-beta[k + n]).max(1e-4);
         let (unconstrained_eigenvalues, v) = ekvae_numerics::symmetric_eigen(&cmat, n);
         let largest = unconstrained_eigenvalues.iter().fold(0.0f64, |a, &b| a.max(b));
         if largest <= 0.0 || !largest.is_finite() {
