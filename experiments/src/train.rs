@@ -95,7 +95,7 @@ pub struct TrainArgs {
     /// …; as many at a time as there are threads) for --restart-epochs epochs each (in
     /// OUT/restarts/), keep the best — a ring by the fold diagnostic first, then the lowest
     /// validation −ELBO — and continue it to --epochs in OUT. The choice is recorded in
-    /// OUT/selection.json. 1 = no selection.
+    /// OUT/selection.json. 1 = no selection; at most 1000.
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
     /// Epochs per candidate of --restarts. The default, 20, is where the validation −ELBO

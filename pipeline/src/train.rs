@@ -232,6 +232,9 @@ pub struct Restarts {
 /// seeds 0–9) do not share candidates.
 pub const CANDIDATE_SEED_STRIDE: u64 = 1000;
 
+/// The most candidates [`Restarts`] accepts (each is a training run of its own).
+pub const MAX_CANDIDATES: usize = 1000;
+
 impl Default for Restarts {
     /// No selection; 20 candidate epochs when enabled. Measured on the default data (16×16,
     /// seeds 0–9 and 100–104 of the default recipe): by epoch 20 the validation −ELBO of every
@@ -360,8 +363,11 @@ pub fn train_run(job: TrainJob<'_>, reporter: &mut dyn Reporter) -> Result<Train
         "one training step (--batch × --seq-len frames) or a validation chunk",
         "lower --batch or --seq-len",
     )?;
-    if job.restarts.candidates == 0 {
-        invalid!("--restarts must be at least 1");
+    if job.restarts.candidates == 0 || job.restarts.candidates > MAX_CANDIDATES {
+        invalid!("--restarts must be 1 to {MAX_CANDIDATES} (got {})", job.restarts.candidates);
+    }
+    if job.restarts.candidates > 1 && job.restarts.epochs == 0 {
+        invalid!("--restart-epochs must be at least 1");
     }
     let mut selection = None;
     if job.restarts.candidates > 1 {

@@ -300,6 +300,17 @@ fn restarts_select_a_seed_and_say_so() {
     let seeds: Vec<u64> =
         sel["candidates"].as_array().unwrap().iter().map(|c| c["seed"].as_u64().unwrap()).collect();
     assert_eq!(seeds, [10, 1010, 2010]);
+    // Absurd selections are refused before any work.
+    for (flags, needle) in [
+        (["--restarts", "0", "--restart-epochs", "1"], "--restarts must be 1 to 1000"),
+        (["--restarts", "100000000000", "--restart-epochs", "1"], "--restarts must be 1 to 1000"),
+        (["--restarts", "2", "--restart-epochs", "0"], "--restart-epochs must be at least 1"),
+    ] {
+        let bad = dir.path().join("bad-restarts");
+        let o = train(&train_file, &bad, &cfg, &flags);
+        assert_clean_failure(&o, needle);
+        assert!(!bad.exists(), "{flags:?} created {}", bad.display());
+    }
     let chosen = sel["chosen_seed"].as_u64().unwrap();
     // The chosen candidate obeys the rule: no other candidate is a ring with a lower val −ELBO
     // while the chosen one is not, or the same ring status with a lower val −ELBO.
