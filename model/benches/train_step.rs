@@ -12,6 +12,10 @@ use ekvae_model::{EkvaeConfig, Inference};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
+/// The `ekvae` binary's allocator, so that the bench times what training costs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn frames(b: usize, t: usize, s: usize, device: &Device) -> (Tensor<4>, Tensor<3>) {
     // A rod-like bright bar that moves with t (content does not matter for timing).
     let mut x = vec![0f32; b * t * s * s];

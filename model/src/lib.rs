@@ -43,6 +43,7 @@
 //! ```
 
 pub mod backend;
+pub mod bce;
 pub mod data;
 pub mod ekvae;
 pub mod error;
