@@ -32,6 +32,7 @@ fn frames(b: usize, t: usize, s: usize, device: &Device) -> (Tensor<4>, Tensor<3
 }
 
 fn bench(c: &mut Criterion) {
+    ekvae_model::backend::keep_freed_memory();
     let (b, t) = (32, 50);
     for size in [16, 32] {
         let cfg = TrainConfig {
