@@ -33,7 +33,7 @@ pub fn device_from_name(name: &str) -> Result<Device> {
 }
 
 /// mimalloc's `mi_option_purge_delay`: its position in the `mi_option_e` enum of the mimalloc
-/// (v3) sources that `libmimalloc-sys` 0.1.49 builds (`include/mimalloc.h`).
+/// (v3) sources that `libmimalloc-sys` 0.1.49 builds (its header mimalloc.h).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Tells mimalloc (the `ekvae` binary's allocator) to keep freed memory instead of returning it
@@ -58,7 +58,7 @@ pub fn keep_freed_memory() {
 #[cfg(test)]
 mod allocator_tests {
     /// The option index is mimalloc's purge delay: before it is set it holds that option's
-    /// default (1000 ms in the vendored v3 `src/options.c`), afterwards −1.
+    /// default (1000 ms in the options table of the mimalloc v3 sources), afterwards −1.
     #[test]
     #[allow(unsafe_code)]
     fn the_purge_delay_option_is_found_and_set() {
