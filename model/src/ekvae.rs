@@ -260,7 +260,9 @@ impl Ekvae {
     /// σ(l) − x come from one exp and one log1p per pixel, and the graph holds a single product
     /// `logits · g` (g detached) plus a per-frame constant, so the backward pass is one
     /// multiplication. Same value and gradient as [`Self::bernoulli_nll_reference`] to
-    /// rounding (tested, and the whole objective has a finite-difference twin in f64).
+    /// rounding (tested, and the whole objective has a finite-difference twin in f64). On a GPU
+    /// device the pass runs on the host (the logits go there and the gradient comes back): made
+    /// for the CPU backend, where training is fastest for this model.
     pub fn bernoulli_nll(logits: Tensor<3>, x: Tensor<3>) -> Tensor<1> {
         if x.is_require_grad() {
             // The fused form differentiates with respect to the logits only.
