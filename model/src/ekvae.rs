@@ -255,31 +255,7 @@ impl Ekvae {
     ///
     /// # Shapes
     /// - `logits`, `x`: `[N, H, W]` (any layout of the pixels); returns `[N]`
-    ///
-    /// Computed in one pass over plain memory ([`crate::bce`]): the value and the gradient
-    /// σ(l) − x come from one exp and one log1p per pixel, and the graph holds a single product
-    /// `logits · g` (g detached) plus a per-frame constant, so the backward pass is one
-    /// multiplication. Same value and gradient as [`Self::bernoulli_nll_reference`] to
-    /// rounding (tested, and the whole objective has a finite-difference twin in f64). On a GPU
-    /// device the pass runs on the host (the logits go there and the gradient comes back): made
-    /// for the CPU backend, where training is fastest for this model.
     pub fn bernoulli_nll(logits: Tensor<3>, x: Tensor<3>) -> Tensor<1> {
-        if x.is_require_grad() {
-            // The fused form differentiates with respect to the logits only.
-            return Self::bernoulli_nll_reference(logits, x);
-        }
-        let [n, c, p] = logits.dims();
-        let device = logits.device();
-        let (grad, constant) =
-            crate::bce::value_and_grad(logits.clone().detach().into_data(), x.into_data(), c * p);
-        let g = Tensor::<3>::from_data(grad, &device);
-        let constant = Tensor::<1>::from_data(constant, &device);
-        (logits * g).reshape([n as i32, -1]).sum_dim(1).reshape([n]) + constant
-    }
-
-    /// The Bernoulli negative log-likelihood written with burn's operations,
-    /// Σ softplus(l) − x·l per frame: the reference for [`Self::bernoulli_nll`].
-    pub fn bernoulli_nll_reference(logits: Tensor<3>, x: Tensor<3>) -> Tensor<1> {
         let [n, _, _] = x.dims();
         (softplus(logits.clone(), 1.0) - x * logits).reshape([n as i32, -1]).sum_dim(1).reshape([n])
     }
@@ -556,45 +532,5 @@ impl Ekvae {
         let [b, n, _] = step.f.dims();
         let k = u.dims()[1];
         (step.f.matmul(z.reshape([b, n, 1])) + step.b.matmul(u.reshape([b, k, 1]))).reshape([b, n])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::tensor::TensorData;
-
-    /// The fused distortion against burn's softplus formula: same value per frame and same
-    /// gradient with respect to the logits (f32, autodiff; the f64 finite-difference twin of
-    /// the whole objective is in `model/tests/gradcheck.rs`).
-    #[test]
-    fn fused_bernoulli_nll_matches_the_reference() {
-        let device = Device::flex().autodiff();
-        let (n, c, p) = (6, 4, 16);
-        let l: Vec<f32> = (0..n * c * p).map(|i| ((i * 7919) % 211) as f32 * 0.25 - 35.0).collect();
-        let x: Vec<f32> = (0..n * c * p).map(|i| ((i * 13) % 9) as f32 / 8.0).collect();
-        let logits = || {
-            Tensor::<3>::from_data(TensorData::new(l.clone(), [n, c, p]), &device).require_grad()
-        };
-        let target = Tensor::<3>::from_data(TensorData::new(x.clone(), [n, c, p]), &device);
-        let (la, lb) = (logits(), logits());
-        let fused = Ekvae::bernoulli_nll(la.clone(), target.clone());
-        let reference = Ekvae::bernoulli_nll_reference(lb.clone(), target);
-        let (fv, rv) = (fused.clone().into_data(), reference.clone().into_data());
-        for (f, r) in fv.try_to_vec::<f32>().unwrap().iter().zip(rv.try_to_vec::<f32>().unwrap()) {
-            assert!((f - r).abs() <= 1e-5 * r.abs().max(1.0), "value {f} vs {r}");
-        }
-        // A weighted sum, so that each frame's gradient is scaled differently.
-        let w = Tensor::<1>::from_data(
-            TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0, 1.5, -1.0], [n]),
-            &device,
-        );
-        let gf = (fused * w.clone()).sum().backward();
-        let gr = (reference * w).sum().backward();
-        let gf = la.grad(&gf).unwrap().into_data().try_to_vec::<f32>().unwrap();
-        let gr = lb.grad(&gr).unwrap().into_data().try_to_vec::<f32>().unwrap();
-        for (i, (a, b)) in gf.iter().zip(&gr).enumerate() {
-            assert!((a - b).abs() <= 1e-6, "gradient {i}: {a} vs {b}");
-        }
     }
 }

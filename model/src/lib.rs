@@ -43,7 +43,6 @@
 //! ```
 
 pub mod backend;
-pub mod bce;
 pub mod data;
 pub mod ekvae;
 pub mod error;
