@@ -43,12 +43,10 @@ fn main() -> Result<(), ekvae::pipeline::Error> {
 
     // 3. Evaluate: identification R², open-loop prediction, fold diagnostic.
     let e = evaluate(&EvalConfig::new(&run, out.join("test.npz")), &device)?;
+    let (ident, fold) = e.pendulum()?;
     println!(
         "R²(cos θ, sin θ) = {:.3}, R²(θ̇) = {:.3}, winding {}, pixel MSE at h = 10: {:.4}",
-        e.identification.r2_cos_sin,
-        e.identification.r2_theta_dot,
-        e.fold.winding,
-        e.curves.pixel_mse[9]
+        ident.r2_cos_sin, ident.r2_theta_dot, fold.winding, e.curves.pixel_mse[9]
     );
 
     // 4. Swing up from pixels: 2 short episodes of MPC on the learned latent dynamics.

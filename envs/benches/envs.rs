@@ -9,6 +9,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ekvae_envs::collect::{CollectConfig, PolicySpec, collect};
 use ekvae_envs::pendulum::{PendulumParams, step};
 use ekvae_envs::render::render_into;
+use ekvae_envs::system::PendulumSystem;
 use std::hint::black_box;
 
 fn bench_step(c: &mut Criterion) {
@@ -52,18 +53,24 @@ fn bench_render(c: &mut Criterion) {
 }
 
 fn bench_collect(c: &mut Criterion) {
-    let cfg = CollectConfig { episodes: 1000, steps: 100, size: 32, seed: 0, ..Default::default() };
+    let cfg = CollectConfig { episodes: 1000, steps: 100, size: 32, seed: 0 };
     let mut g = c.benchmark_group("collect");
     g.sample_size(10);
     g.throughput(Throughput::Elements((cfg.episodes * cfg.steps) as u64));
     g.bench_function("1000x100@32", |b| {
-        b.iter(|| black_box(collect(&cfg, &PolicySpec::default(), &|_| {}).expect("valid config")))
+        b.iter(|| {
+            black_box(
+                collect(&cfg, &PendulumSystem::default(), &PolicySpec::default(), &|_| {})
+                    .expect("valid config"),
+            )
+        })
     });
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bench.npz");
     g.bench_function("1000x100@32+save", |b| {
         b.iter(|| {
-            let d = collect(&cfg, &PolicySpec::default(), &|_| {}).expect("valid config");
+            let d = collect(&cfg, &PendulumSystem::default(), &PolicySpec::default(), &|_| {})
+                .expect("valid config");
             d.save(&path).expect("save");
         })
     });

@@ -283,8 +283,18 @@ pub const SHADES: [u8; 3] = [70, 150, 255];
 /// [`view_width`] = 6 m wide: at 64 px the pole is 6.4 px long; 48–64 px frames suit learning.
 pub fn render(p: &CartPoleParams, state: [f64; 4], size: usize) -> Vec<u8> {
     let mut out = vec![0u8; size * size];
+    render_into(p, state, size, &mut out);
+    out
+}
+
+/// [`render`] into `out` (`size × size` bytes, every one written).
+///
+/// # Panics
+/// If `out.len() != size²`.
+pub fn render_into(p: &CartPoleParams, state: [f64; 4], size: usize, out: &mut [u8]) {
+    assert_eq!(out.len(), size * size, "the frame buffer must hold size² bytes");
     if size == 0 {
-        return out;
+        return;
     }
     let [x, _, theta, _] = state;
     let px_per_m = size as f64 / view_width(p);
@@ -327,7 +337,6 @@ pub fn render(p: &CartPoleParams, state: [f64; 4], size: usize) -> Vec<u8> {
             out[row * size + col] = ((sum as f64) / (K * K) as f64).round() as u8;
         }
     }
-    out
 }
 
 #[cfg(test)]

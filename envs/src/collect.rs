@@ -1,20 +1,23 @@
-//! Rollout collection: many pendulum episodes under a policy, rendered, in parallel.
+//! Rollout collection: many episodes of a [`System`] under a policy, rendered, in parallel.
 //!
 //! Each episode `i` draws from its own generator, `ChaCha8Rng::seed_from_u64(seed)` with stream
-//! `i` ([`episode_rng`]): first the initial state (θ ~ U(−π, π), θ̇ ~ U(−1, 1), as
-//! [`Pendulum::reset`](crate::pendulum::Pendulum)), then the policy's random numbers. Episodes
-//! are therefore independent of each other and of the order or thread they run on: the dataset
-//! is identical, byte for byte, whatever the number of rayon threads.
+//! `i` ([`episode_rng`]): first the initial state ([`System::sample_state`]; for the pendulum
+//! θ ~ U(−π, π), θ̇ ~ U(−1, 1), as [`Pendulum::reset`](crate::pendulum::Pendulum)), then the
+//! policy's random numbers. Episodes are therefore independent of each other and of the order or
+//! thread they run on: the dataset is identical, byte for byte, whatever the number of rayon
+//! threads.
 //!
 //! Per step `t` of an episode (the dataset's conventions):
 //! 1. render frame `t` of the current state `s_t` and record `states[t] = s_t`;
 //! 2. the policy picks `u_t`, rounded to `f32` (what the file stores), and `actions[t] = u_t`;
 //! 3. the physics applies `u_t` (as f64) — so replaying the stored actions from `states[0]`
-//!    reproduces the stored states exactly — and `rewards[t] = −cost(s_t, clip(u_t))`.
+//!    reproduces the stored states exactly — and `rewards[t]` is the step's reward (for the
+//!    pendulum `−cost(s_t, clip(u_t))`). Episodes have a fixed length: a termination (the
+//!    cart-pole's cart leaving the track) does not end them.
 
-use crate::dataset::{Dataset, DatasetMeta, FORMAT_VERSION, MIN_SIZE, RendererMeta};
-use crate::pendulum::{self, PendulumParams};
+use crate::dataset::{Dataset, DatasetMeta, FORMAT_VERSION, MIN_SIZE};
 use crate::space::uniform;
+use crate::system::System;
 use crate::{Error, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -29,59 +32,123 @@ pub fn episode_rng(seed: u64, episode: u64) -> ChaCha8Rng {
     rng
 }
 
-/// A policy for collection: the torque to apply at step `t` in state `[θ, θ̇]`.
+/// A policy for collection: the action to apply at step `t` in `state`.
 ///
 /// Policies are shared between threads (`Sync`) and keep no per-episode state; randomness must
 /// come from `rng` (the episode's own generator) so that collection stays deterministic.
 pub trait Policy: Sync {
-    /// The torque for step `t` of an episode in `state`; the environment clips it to its limits.
-    fn act(&self, t: usize, state: [f64; 2], rng: &mut ChaCha8Rng) -> f64;
+    /// Write the action for step `t` of an episode of `system` in `state` into `action` (its
+    /// length is the action dimension); the environment clips it to its limits.
+    fn act(
+        &self,
+        t: usize,
+        state: &[f64],
+        system: &dyn System,
+        rng: &mut ChaCha8Rng,
+        action: &mut [f64],
+    );
 
     /// A short description stored in the dataset's metadata (for the built-in policies, the
     /// text [`PolicySpec::from_str`] parses back).
-    fn describe(&self) -> String;
+    fn describe(&self, system: &dyn System) -> String;
 }
 
 /// The built-in policies, selectable by name on the command line.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum PolicySpec {
-    /// I.i.d. uniform torques in `[low, high)`, one draw per step (the default: `[-2, 2)`).
+    /// The environment's own default ([`System::default_policy`]; `default`).
+    #[default]
+    EnvDefault,
+    /// I.i.d. uniform actions, each coordinate in its own bounds (`uniform`).
+    UniformInBounds,
+    /// I.i.d. uniform actions in `[low, high)` for every coordinate, one draw per coordinate
+    /// and step (`uniform:LOW,HIGH`; the pendulum's default is `uniform:-2,2`).
     Uniform {
         /// Lower bound.
         low: f64,
         /// Upper bound.
         high: f64,
     },
-    /// Always zero torque: the pendulum swings freely from its random start.
+    /// Uniform actions with a pull of the first state coordinate (a position) to 0:
+    /// `U(low, high) − kx·s₀ − kv·s₁` for every coordinate (`centring:LOW,HIGH,KX,KV`; the
+    /// cart-pole's default, `centring:-1,1,0.2,0.2`, keeps the cart on its track).
+    Centring {
+        /// Lower bound of the random part.
+        low: f64,
+        /// Upper bound of the random part.
+        high: f64,
+        /// Gain on the position `s₀`.
+        kx: f64,
+        /// Gain on its velocity `s₁`.
+        kv: f64,
+    },
+    /// Always zero: the system moves freely from its random start.
     Zero,
-    /// The same torque at every step.
+    /// The same action at every step, every coordinate.
     Constant(f64),
 }
 
-impl Default for PolicySpec {
-    fn default() -> Self {
-        PolicySpec::Uniform { low: -2.0, high: 2.0 }
-    }
-}
-
 impl Policy for PolicySpec {
-    fn act(&self, _t: usize, _state: [f64; 2], rng: &mut ChaCha8Rng) -> f64 {
+    // The built-in policies do not depend on the step; `t` is passed on to the system's default.
+    #[allow(clippy::only_used_in_recursion)]
+    fn act(
+        &self,
+        t: usize,
+        state: &[f64],
+        system: &dyn System,
+        rng: &mut ChaCha8Rng,
+        action: &mut [f64],
+    ) {
         match *self {
-            PolicySpec::Uniform { low, high } => uniform(rng, low, high),
-            PolicySpec::Zero => 0.0,
-            PolicySpec::Constant(u) => u,
+            PolicySpec::EnvDefault => {
+                let spec = system.default_policy();
+                // An environment naming itself as its default would recurse: act as `uniform`.
+                let spec =
+                    if spec == PolicySpec::EnvDefault { PolicySpec::UniformInBounds } else { spec };
+                spec.act(t, state, system, rng, action)
+            }
+            PolicySpec::UniformInBounds => {
+                let (lo, hi) = system.action_bounds();
+                for (i, a) in action.iter_mut().enumerate() {
+                    *a = uniform(rng, lo[i], hi[i]);
+                }
+            }
+            PolicySpec::Uniform { low, high } => {
+                for a in action.iter_mut() {
+                    *a = uniform(rng, low, high);
+                }
+            }
+            PolicySpec::Centring { low, high, kx, kv } => {
+                let pull = -kx * state[0] - kv * state.get(1).copied().unwrap_or(0.0);
+                for a in action.iter_mut() {
+                    *a = uniform(rng, low, high) + pull;
+                }
+            }
+            PolicySpec::Zero => action.fill(0.0),
+            PolicySpec::Constant(u) => action.fill(u),
         }
     }
 
-    fn describe(&self) -> String {
-        self.to_string()
+    fn describe(&self, system: &dyn System) -> String {
+        match self {
+            PolicySpec::EnvDefault => match system.default_policy() {
+                PolicySpec::EnvDefault => PolicySpec::UniformInBounds.to_string(),
+                spec => spec.to_string(),
+            },
+            spec => spec.to_string(),
+        }
     }
 }
 
 impl fmt::Display for PolicySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            PolicySpec::EnvDefault => write!(f, "default"),
+            PolicySpec::UniformInBounds => write!(f, "uniform"),
             PolicySpec::Uniform { low, high } => write!(f, "uniform:{low},{high}"),
+            PolicySpec::Centring { low, high, kx, kv } => {
+                write!(f, "centring:{low},{high},{kx},{kv}")
+            }
             PolicySpec::Zero => write!(f, "zero"),
             PolicySpec::Constant(u) => write!(f, "constant:{u}"),
         }
@@ -91,39 +158,52 @@ impl fmt::Display for PolicySpec {
 impl FromStr for PolicySpec {
     type Err = Error;
 
-    /// `uniform` (= `uniform:-2,2`), `uniform:LOW,HIGH`, `zero`, or `constant:U`.
+    /// `default`, `uniform`, `uniform:LOW,HIGH`, `centring:LOW,HIGH,KX,KV`, `zero`, or
+    /// `constant:U`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason: String| Error::InvalidArgument { what: "policy", reason };
         let num = |v: &str| -> Result<f64> {
             let x: f64 = v.trim().parse().map_err(|_| bad(format!("'{v}' is not a number")))?;
             if x.is_finite() { Ok(x) } else { Err(bad(format!("'{v}' is not finite"))) }
         };
+        let nums = |a: &str, n: usize, form: &str| -> Result<Vec<f64>> {
+            let v: Vec<&str> = a.split(',').collect();
+            if v.len() != n {
+                return Err(bad(format!("'{s}': expected {form}")));
+            }
+            v.into_iter().map(num).collect()
+        };
         let (name, args) = match s.split_once(':') {
             Some((n, a)) => (n, Some(a)),
             None => (s, None),
         };
         match (name, args) {
-            ("uniform", None) => Ok(PolicySpec::default()),
+            ("default", None) => Ok(PolicySpec::EnvDefault),
+            ("uniform", None) => Ok(PolicySpec::UniformInBounds),
             ("uniform", Some(a)) => {
-                let (lo, hi) = a
-                    .split_once(',')
-                    .ok_or_else(|| bad(format!("'{s}': expected uniform:LOW,HIGH")))?;
-                let (low, high) = (num(lo)?, num(hi)?);
-                if low > high {
+                let v = nums(a, 2, "uniform:LOW,HIGH")?;
+                if v[0] > v[1] {
                     return Err(bad(format!("'{s}': LOW must not exceed HIGH")));
                 }
-                Ok(PolicySpec::Uniform { low, high })
+                Ok(PolicySpec::Uniform { low: v[0], high: v[1] })
+            }
+            ("centring", Some(a)) => {
+                let v = nums(a, 4, "centring:LOW,HIGH,KX,KV")?;
+                if v[0] > v[1] {
+                    return Err(bad(format!("'{s}': LOW must not exceed HIGH")));
+                }
+                Ok(PolicySpec::Centring { low: v[0], high: v[1], kx: v[2], kv: v[3] })
             }
             ("zero", None) => Ok(PolicySpec::Zero),
             ("constant", Some(a)) => Ok(PolicySpec::Constant(num(a)?)),
             _ => Err(bad(format!(
-                "unknown policy '{s}'; use uniform, uniform:LOW,HIGH, zero or constant:U"
+                "unknown policy '{s}'; use default, uniform, uniform:LOW,HIGH, centring:LOW,HIGH,KX,KV, zero or constant:U"
             ))),
         }
     }
 }
 
-/// What to collect.
+/// What to collect (the system is passed alongside: [`collect`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectConfig {
     /// Number of episodes `N` (≥ 1).
@@ -134,21 +214,19 @@ pub struct CollectConfig {
     pub size: usize,
     /// Master seed; episode `i` uses [`episode_rng`]`(seed, i)`.
     pub seed: u64,
-    /// The pendulum's physical parameters.
-    pub params: PendulumParams,
 }
 
 impl Default for CollectConfig {
-    /// The main job's default: 1000 episodes × 100 steps of 32 × 32 frames, seed 0, Pendulum-v1.
+    /// The main job's default: 1000 episodes × 100 steps of 32 × 32 frames, seed 0.
     fn default() -> Self {
-        Self { episodes: 1000, steps: 100, size: 32, seed: 0, params: PendulumParams::default() }
+        Self { episodes: 1000, steps: 100, size: 32, seed: 0 }
     }
 }
 
 impl CollectConfig {
-    /// Check the invariants: at least one episode and step, size ≥ [`MIN_SIZE`], positive finite
-    /// physical parameters, and a total size that fits in memory addressing.
-    pub fn check(&self) -> Result<()> {
+    /// Check the invariants: at least one episode and step, size ≥ [`MIN_SIZE`], valid physical
+    /// parameters, and a total size that fits in memory addressing.
+    pub fn check(&self, system: &dyn System) -> Result<()> {
         let bad = |what, reason: String| Err(Error::InvalidArgument { what, reason });
         if self.episodes == 0 {
             return bad("number of episodes", "must be at least 1".into());
@@ -162,94 +240,98 @@ impl CollectConfig {
                 format!("{} is below the minimum of {MIN_SIZE} pixels", self.size),
             );
         }
-        let p = &self.params;
-        for (name, v) in [
-            ("g", p.g),
-            ("m", p.m),
-            ("l", p.l),
-            ("dt", p.dt),
-            ("max_speed", p.max_speed),
-            ("max_torque", p.max_torque),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(
-                    "pendulum parameter",
-                    format!("{name} = {v}, must be positive and finite"),
-                );
-            }
-        }
-        if self.total_image_bytes().is_none() {
-            return bad("dataset size", "episodes × steps × size² overflows".into());
+        system.check()?;
+        if self.total_image_bytes(system.channels()).is_none() {
+            return bad("dataset size", "episodes × steps × size² × channels overflows".into());
         }
         Ok(())
     }
 
-    /// `N·T·S²`, the size of the image array in bytes, if it does not overflow.
-    pub fn total_image_bytes(&self) -> Option<usize> {
-        self.episodes.checked_mul(self.steps)?.checked_mul(self.size)?.checked_mul(self.size)
+    /// `N·T·S²·C`, the size of the image array in bytes, if it does not overflow.
+    pub fn total_image_bytes(&self, channels: usize) -> Option<usize> {
+        self.episodes
+            .checked_mul(self.steps)?
+            .checked_mul(self.size)?
+            .checked_mul(self.size)?
+            .checked_mul(channels)
     }
 
-    /// The metadata of a fresh collection with these settings under the policy described by
-    /// `policy` (what [`collect`] stores in its [`Dataset`]).
-    pub fn meta(&self, policy: String) -> DatasetMeta {
+    /// The metadata of a fresh collection of `system` with these settings under the policy
+    /// described by `policy` (what [`collect`] stores in its [`Dataset`]).
+    pub fn meta(&self, system: &dyn System, policy: String) -> DatasetMeta {
         DatasetMeta {
             format_version: FORMAT_VERSION,
-            env: "Pendulum-v1".into(),
-            params: self.params,
+            env: system.id().into(),
+            params: system.params(),
             seed: self.seed,
             policy,
             episodes: self.episodes,
             steps: self.steps,
             size: self.size,
+            state_names: system.state_names(),
             first_episode: 0,
-            renderer: RendererMeta {
-                rod_length: crate::render::ROD_LENGTH,
-                rod_width: crate::render::ROD_WIDTH,
-                orientation: "pivot at the image centre; theta=0 up, counter-clockwise positive (theta=pi/2 points left); white rod on black".into(),
-            },
-            seeding: "episode i: ChaCha8Rng::seed_from_u64(seed) with stream i; draws theta~U(-pi,pi), thetadot~U(-1,1), then the policy's draws".into(),
+            renderer: system.renderer(),
+            seeding: system.seeding(),
             generator: format!("ekvae-envs {}", env!("CARGO_PKG_VERSION")),
+            arrays: Vec::new(),
         }
     }
 }
 
-/// Collect `cfg.episodes` episodes under `policy` on all rayon threads, calling `progress(1)`
-/// after each finished episode (from any thread). The result does not depend on the thread count.
+/// Collect `cfg.episodes` episodes of `system` under `policy` on all rayon threads, calling
+/// `progress(1)` after each finished episode (from any thread). The result does not depend on
+/// the thread count.
 pub fn collect<P: Policy + ?Sized>(
     cfg: &CollectConfig,
+    system: &dyn System,
     policy: &P,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Dataset> {
-    cfg.check()?;
-    let (n, t, s) = (cfg.episodes, cfg.steps, cfg.size);
-    let frame = s * s;
+    cfg.check(system)?;
+    let (n, t, s, c) = (cfg.episodes, cfg.steps, cfg.size, system.channels());
+    let (a, d) = (system.action_dim(), system.state_names().len());
+    let frame = s * s * c;
     let mut images = alloc_zeroed::<u8>(n * t * frame, "image array")?;
-    let mut actions = alloc_zeroed::<f32>(n * t, "action array")?;
-    let mut states = alloc_zeroed::<f64>(n * t * 2, "state array")?;
+    let mut actions = alloc_zeroed::<f32>(n * t * a, "action array")?;
+    let mut states = alloc_zeroed::<f64>(n * t * d, "state array")?;
     let mut rewards = alloc_zeroed::<f32>(n * t, "reward array")?;
     images
         .par_chunks_mut(t * frame)
-        .zip(actions.par_chunks_mut(t))
-        .zip(states.par_chunks_mut(2 * t))
+        .zip(actions.par_chunks_mut(t * a))
+        .zip(states.par_chunks_mut(t * d))
         .zip(rewards.par_chunks_mut(t))
         .enumerate()
         .for_each(|(ep, (((img, act), st), rew))| {
             let mut rng = episode_rng(cfg.seed, ep as u64);
-            let mut state = pendulum::sample_initial_state(&mut rng);
+            let mut state = vec![0.0; d];
+            let mut u = vec![0.0; a];
+            system.sample_state(&mut rng, &mut state);
             for k in 0..t {
-                crate::render::render_into(state[0], s, &mut img[k * frame..(k + 1) * frame]);
-                st[2 * k] = state[0];
-                st[2 * k + 1] = state[1];
-                let u = policy.act(k, state, &mut rng) as f32;
-                act[k] = u;
-                let out = pendulum::step(&cfg.params, state, u as f64);
-                rew[k] = -out.cost as f32;
-                state = out.state;
+                system.render_into(&state, s, &mut img[k * frame..(k + 1) * frame]);
+                st[k * d..(k + 1) * d].copy_from_slice(&state);
+                policy.act(k, &state, system, &mut rng, &mut u);
+                for (i, ui) in u.iter_mut().enumerate() {
+                    *ui = f64::from(*ui as f32);
+                    act[k * a + i] = *ui as f32;
+                }
+                rew[k] = system.step(&mut state, &u).reward as f32;
             }
             progress(1);
         });
-    let meta = cfg.meta(policy.describe());
-    Ok(Dataset { images, actions, states, rewards, episodes: n, steps: t, size: s, meta })
+    let meta = cfg.meta(system, policy.describe(system));
+    Ok(Dataset {
+        images,
+        actions,
+        states,
+        rewards,
+        episodes: n,
+        steps: t,
+        size: s,
+        channels: c,
+        action_dim: a,
+        state_dim: d,
+        meta,
+    })
 }
 
 /// A zero-filled vector of `len` elements, or an error (instead of an abort) if memory runs out.
@@ -269,14 +351,30 @@ fn alloc_zeroed<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
 mod tests {
     use super::*;
 
+    use crate::pendulum::{self, PendulumParams};
+    use crate::system::{CartPoleSystem, PendulumSystem};
+
     fn small() -> CollectConfig {
-        CollectConfig {
-            episodes: 6,
-            steps: 12,
-            size: 16,
-            seed: 5,
-            params: PendulumParams::default(),
-        }
+        CollectConfig { episodes: 6, steps: 12, size: 16, seed: 5 }
+    }
+
+    const PENDULUM: PendulumSystem = PendulumSystem {
+        params: PendulumParams {
+            g: 10.0,
+            m: 1.0,
+            l: 1.0,
+            dt: 0.05,
+            max_speed: 8.0,
+            max_torque: 2.0,
+        },
+    };
+
+    fn collect(
+        cfg: &CollectConfig,
+        policy: &PolicySpec,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Dataset> {
+        super::collect(cfg, &PENDULUM, policy, progress)
     }
 
     #[test]
@@ -285,7 +383,7 @@ mod tests {
         let p = PendulumParams::default();
         for ep in 0..d.episodes {
             for t in 0..d.steps {
-                let s = d.state(ep, t);
+                let s = [d.state(ep, t)[0], d.state(ep, t)[1]];
                 assert_eq!(
                     d.frame(ep, t),
                     &crate::render::render(s[0], 16)[..],
@@ -298,12 +396,12 @@ mod tests {
                 if t + 1 < d.steps {
                     assert_eq!(
                         d.state(ep, t + 1),
-                        out.state,
+                        &out.state[..],
                         "stored actions replay the states exactly"
                     );
                 }
             }
-            let [th, thd] = d.state(ep, 0);
+            let [th, thd] = [d.state(ep, 0)[0], d.state(ep, 0)[1]];
             assert!(
                 (-std::f64::consts::PI..std::f64::consts::PI).contains(&th)
                     && (-1.0..1.0).contains(&thd)
@@ -350,11 +448,12 @@ mod tests {
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let d = pool.install(|| collect(&cfg, &PolicySpec::default(), &|_| {})).unwrap();
+            assert_eq!(d.meta.policy, "uniform:-2,2", "the pendulum's default policy");
             let path = dir.path().join(format!("t{threads}.npz"));
             d.save(&path).unwrap();
             files.push(std::fs::read(&path).unwrap());
             let m = Dataset::load(&path).unwrap().meta;
-            assert_eq!(m, cfg.meta("uniform:-2,2".into()));
+            assert_eq!(m, cfg.meta(&PENDULUM, "uniform:-2,2".into()));
             assert_eq!((m.episodes, m.steps, m.size, m.seed), (9, 7, 16, 3));
             assert_eq!((m.first_episode, m.format_version), (0, FORMAT_VERSION));
         }
@@ -377,21 +476,26 @@ mod tests {
             CollectConfig { episodes: 0, ..small() },
             CollectConfig { steps: 0, ..small() },
             CollectConfig { size: 7, ..small() },
-            CollectConfig {
-                params: PendulumParams { dt: f64::NAN, ..Default::default() },
-                ..small()
-            },
             CollectConfig { episodes: usize::MAX, steps: 2, ..small() },
         ] {
             let e = collect(&cfg, &PolicySpec::default(), &|_| {}).unwrap_err();
             assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
         }
+        let broken =
+            PendulumSystem { params: PendulumParams { dt: f64::NAN, ..Default::default() } };
+        let e = super::collect(&small(), &broken, &PolicySpec::default(), &|_| {}).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
     }
 
     #[test]
     fn policy_specs_parse_and_print() {
         for (text, spec) in [
-            ("uniform", PolicySpec::Uniform { low: -2.0, high: 2.0 }),
+            ("default", PolicySpec::EnvDefault),
+            ("uniform", PolicySpec::UniformInBounds),
+            (
+                "centring:-1,1,0.2,0.3",
+                PolicySpec::Centring { low: -1.0, high: 1.0, kx: 0.2, kv: 0.3 },
+            ),
             ("uniform:-1,0.5", PolicySpec::Uniform { low: -1.0, high: 0.5 }),
             ("zero", PolicySpec::Zero),
             ("constant:1.5", PolicySpec::Constant(1.5)),
@@ -400,10 +504,40 @@ mod tests {
             assert_eq!(p, spec);
             assert_eq!(p.to_string().parse::<PolicySpec>().unwrap(), spec);
         }
-        for bad in
-            ["", "random", "uniform:1", "uniform:2,1", "constant:x", "constant:inf", "zero:1"]
-        {
+        for bad in [
+            "",
+            "random",
+            "uniform:1",
+            "uniform:2,1",
+            "constant:x",
+            "constant:inf",
+            "zero:1",
+            "centring:1,2,3",
+            "default:1",
+        ] {
             assert!(bad.parse::<PolicySpec>().is_err(), "{bad}");
+        }
+    }
+
+    /// The cart-pole through the same collector: 4 states, the centring default policy, frames
+    /// from its renderer, and the stored actions replay the stored states exactly.
+    #[test]
+    fn cartpole_collects_with_its_default_policy() {
+        let sys = CartPoleSystem::default();
+        let cfg = CollectConfig { episodes: 4, steps: 30, size: 16, seed: 2 };
+        let d = super::collect(&cfg, &sys, &PolicySpec::default(), &|_| {}).unwrap();
+        assert_eq!((d.state_dim, d.action_dim, d.channels), (4, 1, 1));
+        assert_eq!(d.meta.env, "CartPoleSwingUp-v0");
+        assert_eq!(d.meta.policy, "centring:-1,1,0.2,0.2");
+        let p = crate::cartpole::CartPoleParams::default();
+        for ep in 0..4 {
+            for t in 0..29 {
+                let s: [f64; 4] = d.state(ep, t).try_into().unwrap();
+                assert_eq!(d.frame(ep, t), &crate::cartpole::render(&p, s, 16)[..]);
+                let out = crate::cartpole::step(&p, s, f64::from(d.action(ep, t)[0]));
+                assert_eq!(d.state(ep, t + 1), &out.state[..]);
+                assert_eq!(d.rewards[ep * 30 + t], out.reward as f32);
+            }
         }
     }
 }

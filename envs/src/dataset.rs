@@ -1,20 +1,25 @@
 //! The dataset file: one `.npz` archive that `numpy.load` opens as it is.
 //!
-//! ## Arrays (C order, little endian)
-//! | name      | dtype | shape          | meaning                                              |
-//! |-----------|-------|----------------|------------------------------------------------------|
-//! | `images`  | `u1`  | `[N, T, S, S]` | frame `t` shows the state *before* action `t`         |
-//! | `actions` | `<f4` | `[N, T, 1]`    | torque applied after frame `t` (unclipped policy output) |
-//! | `states`  | `<f8` | `[N, T, 2]`    | `θ, θ̇` of frame `t` (θ not wrapped)                  |
-//! | `rewards` | `<f4` | `[N, T]`       | reward of action `t`: `−cost(states[t], clip(actions[t]))` |
-//! | `meta`    | `u1`  | `[bytes]`      | UTF-8 JSON, [`DatasetMeta`]                          |
+//! ## Arrays (C order, little endian), format version 2
+//! | name      | dtype | shape                               | meaning                                  |
+//! |-----------|-------|-------------------------------------|------------------------------------------|
+//! | `images`  | `u1`  | `[N, T, S, S]` or `[N, T, S, S, C]` | frame `t` shows the state *before* action `t`; 4 dimensions = grayscale, channels last otherwise |
+//! | `actions` | `<f4` | `[N, T, A]`                         | action applied after frame `t` (unclipped policy output) |
+//! | `states`  | `<f8` | `[N, T, D]`, optional               | true state of frame `t` (for the pendulum `θ, θ̇`, θ not wrapped) |
+//! | `rewards` | `<f4` | `[N, T]`, optional                  | the environment's reward of action `t`    |
+//! | `meta`    | `u1`  | `[bytes]`                           | UTF-8 JSON, [`DatasetMeta`]               |
+//!
+//! A recorded dataset (frames and actions from a real rig) may leave out `states` and `rewards`:
+//! it can be trained on and evaluated open loop; identification needs the states. Version 1
+//! files (the pendulum's: `actions [N, T, 1]`, `states [N, T, 2]`, pendulum parameters in the
+//! metadata) still load.
 //!
 //! ## Reading it in Python
 //! ```python
 //! import json, numpy as np
 //! d = np.load("pendulum.npz")
 //! images, actions, states, rewards = d["images"], d["actions"], d["states"], d["rewards"]
-//! meta = json.loads(d["meta"].tobytes())   # {"format_version": 1, "params": {...}, ...}
+//! meta = json.loads(d["meta"].tobytes())   # {"format_version": 2, "env": "Pendulum-v1", ...}
 //! ```
 //!
 //! ## Guarantees
@@ -24,7 +29,6 @@
 //! `N`, `T`, `S` between arrays and metadata, finite values, format version, zip checksums) and
 //! returns an [`Error`] naming the file and the problem; it never panics on a bad file.
 
-use crate::pendulum::PendulumParams;
 use crate::{Error, Result};
 use npyz::WriterBuilder;
 use serde::{Deserialize, Serialize};
@@ -33,24 +37,36 @@ use std::io::{self, BufReader, Read, Write};
 use std::ops::Range;
 use std::path::Path;
 
-/// The dataset format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The dataset format version this build writes (it reads this one and version 1).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+
+/// The arrays a dataset file may hold.
+pub const ARRAYS: [&str; 5] = ["images", "actions", "states", "rewards", "meta"];
 
 /// The smallest image size the dataset (and so the collector) accepts.
 pub const MIN_SIZE: usize = 8;
 
-/// The self-description stored in the `meta` array as JSON.
+/// The self-description stored in the `meta` array as JSON. Only `format_version`, `episodes`,
+/// `steps` and `size` are required; a hand-made file may leave the rest out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetMeta {
     /// [`FORMAT_VERSION`] of the writer.
     pub format_version: u32,
-    /// The environment, `"Pendulum-v1"`.
+    /// The environment's registry id (e.g. `"Pendulum-v1"`), or empty for recorded data with
+    /// no environment behind it.
+    #[serde(default)]
     pub env: String,
-    /// Its physical parameters.
-    pub params: PendulumParams,
+    /// Its physical parameters (the environment's own fields).
+    #[serde(default)]
+    pub params: serde_json::Value,
     /// The master seed of the collection.
+    #[serde(default)]
     pub seed: u64,
     /// The collecting policy's self-description (its `describe()`), e.g. `"uniform:-2,2"`.
+    #[serde(default)]
     pub policy: String,
     /// Number of episodes `N` in this file.
     pub episodes: usize,
@@ -58,26 +74,26 @@ pub struct DatasetMeta {
     pub steps: usize,
     /// Image size `S` (frames are `S × S`).
     pub size: usize,
+    /// Names of the state coordinates (`states[..., i]`), empty when unknown.
+    #[serde(default)]
+    pub state_names: Vec<String>,
     /// Index, in the original collection, of this file's episode 0 (non-zero for the later part of
     /// a split): episode `i` here was generated with stream `first_episode + i`.
+    #[serde(default)]
     pub first_episode: usize,
-    /// How frames were drawn.
-    pub renderer: RendererMeta,
+    /// How frames were drawn (the environment's own fields).
+    #[serde(default)]
+    pub renderer: serde_json::Value,
     /// How episodes were seeded, in words.
+    #[serde(default)]
     pub seeding: String,
     /// The writer, `"ekvae-envs <version>"`.
+    #[serde(default)]
     pub generator: String,
-}
-
-/// Renderer settings recorded in the metadata (see [`crate::render`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RendererMeta {
-    /// Rod length, pivot to tip centre, as a fraction of the image size.
-    pub rod_length: f64,
-    /// Rod width as a fraction of the image size.
-    pub rod_width: f64,
-    /// Orientation convention.
-    pub orientation: String,
+    /// The arrays the writer stored ([`Dataset::save`] fills it in): each must be present when
+    /// the file is read, so that a damaged archive cannot silently lose an optional array.
+    #[serde(default)]
+    pub arrays: Vec<String>,
 }
 
 /// The validation split rule, the one the training loop and [`Dataset::split_validation`] use:
@@ -95,19 +111,20 @@ pub fn validation_split(episodes: usize, fraction: f64) -> usize {
     episodes - val
 }
 
-/// A collection of `episodes × steps` frames with their actions, true states and rewards.
+/// A collection of `episodes × steps` frames with their actions and, when known, true states and
+/// rewards.
 ///
-/// Layout is row-major: `images[((ep·T + t)·S + y)·S + x]`, `actions[ep·T + t]`,
-/// `states[(ep·T + t)·2 + {0: θ, 1: θ̇}]`, `rewards[ep·T + t]`.
+/// Layout is row-major: `images[(((ep·T + t)·S + y)·S + x)·C + c]`, `actions[(ep·T + t)·A + i]`,
+/// `states[(ep·T + t)·D + i]`, `rewards[ep·T + t]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// `[N, T, S, S]` grayscale frames.
+    /// `[N, T, S, S, C]` frames (channels last; C = 1 is grayscale).
     pub images: Vec<u8>,
-    /// `[N, T, 1]` torques.
+    /// `[N, T, A]` actions.
     pub actions: Vec<f32>,
-    /// `[N, T, 2]` states `θ, θ̇`.
+    /// `[N, T, D]` true states, or empty when unknown (D = 0).
     pub states: Vec<f64>,
-    /// `[N, T]` rewards.
+    /// `[N, T]` rewards, or empty when unknown.
     pub rewards: Vec<f32>,
     /// `N`.
     pub episodes: usize,
@@ -115,12 +132,23 @@ pub struct Dataset {
     pub steps: usize,
     /// `S`.
     pub size: usize,
+    /// Image channels `C`.
+    pub channels: usize,
+    /// Action dimension `A`.
+    pub action_dim: usize,
+    /// State dimension `D` (0 when the dataset has no states).
+    pub state_dim: usize,
     /// The self-description.
     pub meta: DatasetMeta,
 }
 
 impl Dataset {
-    /// Frame `t` of episode `ep`, `S × S` bytes.
+    /// Bytes per frame, `S·S·C`.
+    pub fn frame_len(&self) -> usize {
+        self.size * self.size * self.channels
+    }
+
+    /// Frame `t` of episode `ep`, `S × S × C` bytes.
     ///
     /// # Panics
     /// If `ep ≥ N` or `t ≥ T`.
@@ -131,44 +159,68 @@ impl Dataset {
             self.episodes,
             self.steps
         );
-        let f = self.size * self.size;
+        let f = self.frame_len();
         let i = ep * self.steps + t;
         &self.images[i * f..(i + 1) * f]
     }
 
-    /// The state `[θ, θ̇]` shown in frame `t` of episode `ep` (panics if out of range).
-    pub fn state(&self, ep: usize, t: usize) -> [f64; 2] {
+    /// The true state shown in frame `t` of episode `ep` (`D` values; empty without states;
+    /// panics if out of range).
+    pub fn state(&self, ep: usize, t: usize) -> &[f64] {
         assert!(ep < self.episodes && t < self.steps, "state ({ep}, {t}) out of range");
-        let i = 2 * (ep * self.steps + t);
-        [self.states[i], self.states[i + 1]]
+        let (d, i) = (self.state_dim, ep * self.steps + t);
+        &self.states[i * d..(i + 1) * d]
     }
 
-    /// The action applied after frame `t` of episode `ep` (panics if out of range).
-    pub fn action(&self, ep: usize, t: usize) -> f32 {
+    /// The action applied after frame `t` of episode `ep` (`A` values; panics if out of range).
+    pub fn action(&self, ep: usize, t: usize) -> &[f32] {
         assert!(ep < self.episodes && t < self.steps, "action ({ep}, {t}) out of range");
-        self.actions[ep * self.steps + t]
+        let (a, i) = (self.action_dim, ep * self.steps + t);
+        &self.actions[i * a..(i + 1) * a]
     }
 
-    /// Check that the arrays have the lengths `N`, `T`, `S` imply, agree with the metadata,
-    /// and hold finite values.
+    /// The metadata as the file stores it: [`DatasetMeta::arrays`] lists the arrays written.
+    pub fn file_meta(&self) -> DatasetMeta {
+        let mut meta = self.meta.clone();
+        meta.arrays = ARRAYS
+            .iter()
+            .filter(|&&a| match a {
+                "states" => self.state_dim > 0,
+                "rewards" => !self.rewards.is_empty(),
+                _ => true,
+            })
+            .map(|a| a.to_string())
+            .collect();
+        meta
+    }
+
+    /// Whether the dataset records true states.
+    pub fn has_states(&self) -> bool {
+        self.state_dim > 0
+    }
+
+    /// Check that the arrays have the lengths `N`, `T`, `S`, `C`, `A`, `D` imply, agree with the
+    /// metadata, and hold finite values.
     pub fn check(&self) -> Result<()> {
-        let (n, t, s) = (self.episodes, self.steps, self.size);
-        if n == 0 || t == 0 || s < MIN_SIZE {
+        let (n, t, s, c) = (self.episodes, self.steps, self.size, self.channels);
+        let (a, d) = (self.action_dim, self.state_dim);
+        if n == 0 || t == 0 || s < MIN_SIZE || c == 0 || a == 0 {
             return Err(Error::Inconsistent(format!(
-                "need N ≥ 1, T ≥ 1, S ≥ {MIN_SIZE}; have N={n}, T={t}, S={s}"
+                "need N ≥ 1, T ≥ 1, S ≥ {MIN_SIZE}, C ≥ 1, A ≥ 1; have N={n}, T={t}, S={s}, C={c}, A={a}"
             )));
         }
         let nt = n.checked_mul(t).ok_or_else(|| Error::Inconsistent("N·T overflows".into()))?;
+        let rewards = if self.rewards.is_empty() { 0 } else { nt };
         let lens = [
-            ("images", self.images.len(), nt.checked_mul(s * s)),
-            ("actions", self.actions.len(), Some(nt)),
-            ("states", self.states.len(), nt.checked_mul(2)),
-            ("rewards", self.rewards.len(), Some(nt)),
+            ("images", self.images.len(), nt.checked_mul(s * s).and_then(|v| v.checked_mul(c))),
+            ("actions", self.actions.len(), nt.checked_mul(a)),
+            ("states", self.states.len(), nt.checked_mul(d)),
+            ("rewards", self.rewards.len(), Some(rewards)),
         ];
         for (name, have, want) in lens {
             if Some(have) != want {
                 return Err(Error::Inconsistent(format!(
-                    "{name} has {have} elements, N={n}, T={t}, S={s} need {want:?}"
+                    "{name} has {have} elements, N={n}, T={t}, S={s}, C={c}, A={a}, D={d} need {want:?}"
                 )));
             }
         }
@@ -177,6 +229,12 @@ impl Dataset {
             return Err(Error::Inconsistent(format!(
                 "metadata says N={}, T={}, S={} but the arrays have N={n}, T={t}, S={s}",
                 m.episodes, m.steps, m.size
+            )));
+        }
+        if !m.state_names.is_empty() && m.state_names.len() != d {
+            return Err(Error::Inconsistent(format!(
+                "metadata names {} state coordinates but the states have D={d}",
+                m.state_names.len()
             )));
         }
         let bad = |name: &str, i: usize, v: f64| {
@@ -205,20 +263,20 @@ impl Dataset {
                 ),
             });
         }
-        let (t, f) = (self.steps, self.size * self.size);
+        let (t, f) = (self.steps, self.frame_len());
         let (a, b) = (range.start * t, range.end * t);
+        let (k, d) = (self.action_dim, self.state_dim);
         let mut meta = self.meta.clone();
         meta.episodes = range.end - range.start;
         meta.first_episode = self.meta.first_episode + range.start;
         Ok(Dataset {
             images: self.images[a * f..b * f].to_vec(),
-            actions: self.actions[a..b].to_vec(),
-            states: self.states[2 * a..2 * b].to_vec(),
-            rewards: self.rewards[a..b].to_vec(),
+            actions: self.actions[k * a..k * b].to_vec(),
+            states: self.states[d * a..d * b].to_vec(),
+            rewards: if self.rewards.is_empty() { Vec::new() } else { self.rewards[a..b].to_vec() },
             episodes: meta.episodes,
-            steps: t,
-            size: self.size,
             meta,
+            ..*self
         })
     }
 
@@ -247,24 +305,30 @@ impl Dataset {
     /// (fast level); any existing file at `path` is replaced only once the new one is complete.
     pub fn save(&self, path: &Path) -> Result<()> {
         self.check()?;
-        let meta = serde_json::to_vec(&self.meta)
+        let meta = serde_json::to_vec(&self.file_meta())
             .map_err(|e| Error::BadMeta { path: path.into(), reason: e.to_string() })?;
         let (n, t, s) = (self.episodes as u64, self.steps as u64, self.size as u64);
+        let (c, a, d) = (self.channels as u64, self.action_dim as u64, self.state_dim as u64);
+        let image_shape: Vec<u64> = if c == 1 { vec![n, t, s, s] } else { vec![n, t, s, s, c] };
         write_atomic(path, |w| {
             let mut npz = npyz::npz::NpzWriter::new(w);
             let written = (|| {
-                write_array(&mut npz, "images", &[n, t, s, s], "|u1", &self.images, |v, out| {
+                write_array(&mut npz, "images", &image_shape, "|u1", &self.images, |v, out| {
                     out.push(*v)
                 })?;
-                write_array(&mut npz, "actions", &[n, t, 1], "<f4", &self.actions, |v, out| {
+                write_array(&mut npz, "actions", &[n, t, a], "<f4", &self.actions, |v, out| {
                     out.extend_from_slice(&v.to_le_bytes())
                 })?;
-                write_array(&mut npz, "states", &[n, t, 2], "<f8", &self.states, |v, out| {
-                    out.extend_from_slice(&v.to_le_bytes())
-                })?;
-                write_array(&mut npz, "rewards", &[n, t], "<f4", &self.rewards, |v, out| {
-                    out.extend_from_slice(&v.to_le_bytes())
-                })?;
+                if d > 0 {
+                    write_array(&mut npz, "states", &[n, t, d], "<f8", &self.states, |v, out| {
+                        out.extend_from_slice(&v.to_le_bytes())
+                    })?;
+                }
+                if !self.rewards.is_empty() {
+                    write_array(&mut npz, "rewards", &[n, t], "<f4", &self.rewards, |v, out| {
+                        out.extend_from_slice(&v.to_le_bytes())
+                    })?;
+                }
                 write_array(&mut npz, "meta", &[meta.len() as u64], "|u1", &meta, |v, out| {
                     out.push(*v)
                 })?;
@@ -289,30 +353,62 @@ impl Dataset {
         let mut npz = npyz::npz::NpzArchive::new(BufReader::new(file))
             .map_err(|e| Error::Archive { path: path.into(), reason: e.to_string() })?;
         let names: Vec<String> = npz.array_names().map(str::to_owned).collect();
-        for name in ["images", "actions", "states", "rewards", "meta"] {
+        for name in ["images", "actions", "meta"] {
             if !names.iter().any(|n| n == name) {
                 let found =
                     if names.is_empty() { "no arrays".to_string() } else { names.join(", ") };
                 return Err(Error::MissingArray { path: path.into(), name, found });
             }
         }
+        // Every array must be known: with optional arrays, a name damaged in the archive must
+        // not silently drop its array.
+        if let Some(other) = names.iter().find(|n| !ARRAYS.contains(&n.as_str())) {
+            return Err(Error::Archive {
+                path: path.into(),
+                reason: format!(
+                    "unexpected array '{other}' (a dataset holds {}); remove it or fix its name",
+                    ARRAYS.join(", ")
+                ),
+            });
+        }
+        let has = |name: &str| names.iter().any(|n| n == name);
         let p = path;
         // Metadata first: its version decides how to read the rest.
         let (shape, bytes) = read_array(&mut npz, p, "meta", "|u1")?;
         expect_rank(p, "meta", &shape, 1, "[bytes]")?;
-        let meta = parse_meta(p, &bytes)?;
+        let mut meta = parse_meta(p, &bytes)?;
+        let v1 = meta.format_version == 1;
+        if let Some(lost) = meta.arrays.iter().find(|a| !names.contains(a)) {
+            return Err(Error::Archive {
+                path: path.into(),
+                reason: format!(
+                    "the metadata lists array '{lost}' but the archive does not hold it (found: {})",
+                    names.join(", ")
+                ),
+            });
+        }
+        // What is in memory is what was read, not what the writer listed.
+        meta.arrays.clear();
 
         let (shape, images) = read_array(&mut npz, p, "images", "|u1")?;
-        expect_rank(p, "images", &shape, 4, "[N, T, S, S]")?;
-        let (n, t, h, w) = (shape[0], shape[1], shape[2], shape[3]);
-        if h != w || h < MIN_SIZE as u64 || n == 0 || t == 0 {
+        let square = shape.len() >= 4 && shape[2] == shape[3];
+        let channels = match shape.len() {
+            4 => 1,
+            5 if !v1 => shape[4],
+            _ => 0,
+        };
+        if !square || channels == 0 || shape[2] < MIN_SIZE as u64 || shape[0] == 0 || shape[1] == 0
+        {
             return Err(Error::WrongShape {
                 path: p.into(),
                 name: "images",
-                expected: format!("[N, T, S, S] with N, T ≥ 1 and square frames S ≥ {MIN_SIZE}"),
+                expected: format!(
+                    "[N, T, S, S] or [N, T, S, S, C] with N, T, C ≥ 1 and square frames S ≥ {MIN_SIZE}"
+                ),
                 found: shape,
             });
         }
+        let (n, t, h) = (shape[0], shape[1], shape[2]);
         let check = |name: &'static str, shape: &[u64], want: &[u64], words: &str| -> Result<()> {
             if shape != want {
                 return Err(Error::WrongShape {
@@ -325,11 +421,29 @@ impl Dataset {
             Ok(())
         };
         let (shape, actions) = read_array(&mut npz, p, "actions", "<f4")?;
-        check("actions", &shape, &[n, t, 1], "[N, T, 1]")?;
-        let (shape, states) = read_array(&mut npz, p, "states", "<f8")?;
-        check("states", &shape, &[n, t, 2], "[N, T, 2]")?;
-        let (shape, rewards) = read_array(&mut npz, p, "rewards", "<f4")?;
-        check("rewards", &shape, &[n, t], "[N, T]")?;
+        let a = if shape.len() == 3 && !v1 { shape[2].max(1) } else { 1 };
+        check("actions", &shape, &[n, t, a], "[N, T, A] with A ≥ 1")?;
+        let (states, d) = if has("states") {
+            let (shape, states) = read_array(&mut npz, p, "states", "<f8")?;
+            let d = if shape.len() == 3 && !v1 { shape[2].max(1) } else { 2 };
+            check("states", &shape, &[n, t, d], "[N, T, D] with D ≥ 1")?;
+            (states, d)
+        } else if v1 {
+            return Err(Error::MissingArray {
+                path: path.into(),
+                name: "states",
+                found: names.join(", "),
+            });
+        } else {
+            (Vec::new(), 0)
+        };
+        let rewards = if has("rewards") {
+            let (shape, rewards) = read_array(&mut npz, p, "rewards", "<f4")?;
+            check("rewards", &shape, &[n, t], "[N, T]")?;
+            rewards
+        } else {
+            Vec::new()
+        };
 
         let actions: Vec<f32> = actions
             .chunks_exact(4)
@@ -368,7 +482,34 @@ impl Dataset {
                 ),
             });
         }
-        Ok(Dataset { images, actions, states, rewards, episodes: n, steps: t, size: s, meta })
+        if v1 {
+            // Version 1 is the pendulum's format: name what it holds in version 2's terms.
+            meta.state_names = vec!["theta".into(), "theta_dot".into()];
+            meta.format_version = FORMAT_VERSION;
+        }
+        if !meta.state_names.is_empty() && meta.state_names.len() != d as usize {
+            return Err(Error::BadMeta {
+                path: p.into(),
+                reason: format!(
+                    "names {} state coordinates ({}) but 'states' has D={d}",
+                    meta.state_names.len(),
+                    meta.state_names.join(", ")
+                ),
+            });
+        }
+        Ok(Dataset {
+            images,
+            actions,
+            states,
+            rewards,
+            episodes: n,
+            steps: t,
+            size: s,
+            channels: channels as usize,
+            action_dim: a as usize,
+            state_dim: d as usize,
+            meta,
+        })
     }
 }
 
@@ -381,7 +522,7 @@ fn parse_meta(path: &Path, bytes: &[u8]) -> Result<DatasetMeta> {
         .get("format_version")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| bad("no integer 'format_version'".into()))?;
-    if version != FORMAT_VERSION as u64 {
+    if !(OLDEST_FORMAT_VERSION as u64..=FORMAT_VERSION as u64).contains(&version) {
         return Err(Error::UnsupportedVersion {
             path: path.into(),
             found: version.min(u32::MAX as u64) as u32,
@@ -539,22 +680,114 @@ mod tests {
         let meta = DatasetMeta {
             format_version: FORMAT_VERSION,
             env: "Pendulum-v1".into(),
-            params: PendulumParams::default(),
+            params: serde_json::to_value(crate::pendulum::PendulumParams::default()).unwrap(),
             seed: 11,
             policy: "uniform:-2,2".into(),
             episodes: n,
             steps: t,
             size: s,
+            state_names: vec!["theta".into(), "theta_dot".into()],
             first_episode: 0,
-            renderer: RendererMeta {
-                rod_length: crate::render::ROD_LENGTH,
-                rod_width: crate::render::ROD_WIDTH,
-                orientation: "test".into(),
-            },
+            renderer: serde_json::json!({"orientation": "test"}),
             seeding: "test".into(),
             generator: "ekvae-envs test".into(),
+            arrays: Vec::new(),
         };
-        Dataset { images, actions, states, rewards, episodes: n, steps: t, size: s, meta }
+        Dataset {
+            images,
+            actions,
+            states,
+            rewards,
+            episodes: n,
+            steps: t,
+            size: s,
+            channels: 1,
+            action_dim: 1,
+            state_dim: 2,
+            meta,
+        }
+    }
+
+    /// Version 1 files (the pendulum's, before states became optional) load as version 2: the
+    /// same arrays, the state coordinates named.
+    #[test]
+    fn version_1_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = small();
+        let mut v1 = serde_json::to_value(&d.meta).unwrap();
+        let obj = v1.as_object_mut().unwrap();
+        obj.insert("format_version".into(), 1.into());
+        obj.remove("state_names");
+        let meta = serde_json::to_vec(&v1).unwrap();
+        let mut arrays = raw_arrays(&d);
+        arrays.last_mut().unwrap().2 = vec![meta.len() as u64];
+        arrays.last_mut().unwrap().3 = meta;
+        let path = dir.path().join("v1.npz");
+        write_raw(&path, &arrays);
+        let e = Dataset::load(&path).unwrap();
+        assert_eq!(e, d, "a version 1 file reads as the same dataset");
+        // Version 1 knew only [N, T, 1] actions and [N, T, 2] states.
+        let mut wide = arrays.clone();
+        wide[1].2 = vec![3, 5, 1, 1];
+        assert!(matches!(Dataset::load_raw_for_test(&dir, &wide), Err(Error::WrongShape { .. })));
+    }
+
+    /// A recorded dataset: 3-channel frames, 2-dimensional actions, no states, no rewards.
+    #[test]
+    fn recorded_multichannel_datasets_without_states_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, t, s, c) = (2, 4, 8, 3);
+        let mut d = small().subset(0..2).unwrap();
+        d.images = (0..n * t * s * s * c).map(|i| (i % 251) as u8).collect();
+        d.actions = (0..n * t * 2).map(|i| i as f32 * 0.5).collect();
+        d.states.clear();
+        d.rewards.clear();
+        d.steps = t;
+        d.channels = c;
+        d.action_dim = 2;
+        d.state_dim = 0;
+        d.meta = DatasetMeta {
+            env: String::new(),
+            params: serde_json::Value::Null,
+            state_names: Vec::new(),
+            steps: t,
+            ..d.meta
+        };
+        d.images.truncate(n * t * s * s * c);
+        let path = dir.path().join("rec.npz");
+        d.save(&path).unwrap();
+        let e = Dataset::load(&path).unwrap();
+        assert_eq!(e, d);
+        assert!(
+            !e.has_states() && e.frame(1, 3).len() == s * s * c && e.action(1, 2) == [6.0, 6.5]
+        );
+        // A hand-written metadata with only the required fields loads.
+        let meta = br#"{"format_version": 2, "episodes": 2, "steps": 4, "size": 8}"#.to_vec();
+        let images: Vec<u8> = d.images.clone();
+        let acts: Vec<u8> = d.actions.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let minimal = vec![
+            ("images", "|u1", vec![2, 4, 8, 8, 3], images),
+            ("actions", "<f4", vec![2, 4, 2], acts),
+            ("meta", "|u1", vec![meta.len() as u64], meta),
+        ];
+        let m = Dataset::load_raw_for_test(&dir, &minimal).unwrap();
+        assert_eq!((m.channels, m.action_dim, m.state_dim, m.meta.env.as_str()), (3, 2, 0, ""));
+        // State names that do not match the states are refused.
+        let mut named = raw_arrays(&small());
+        let mut meta = small().meta;
+        meta.state_names.push("extra".into());
+        let bytes = serde_json::to_vec(&meta).unwrap();
+        *named.last_mut().unwrap() = ("meta", "|u1", vec![bytes.len() as u64], bytes);
+        let e = Dataset::load_raw_for_test(&dir, &named).unwrap_err();
+        assert!(matches!(e, Error::BadMeta { .. }), "{e}");
+    }
+
+    impl Dataset {
+        fn load_raw_for_test(dir: &tempfile::TempDir, arrays: &[Raw]) -> Result<Dataset> {
+            let path = dir.path().join("raw-test.npz");
+            write_raw(&path, arrays);
+            Dataset::load(&path)
+        }
     }
 
     /// One array for [`write_raw`]: name, numpy dtype, shape, raw bytes.
@@ -562,13 +795,14 @@ mod tests {
 
     fn raw_arrays(d: &Dataset) -> Vec<Raw> {
         let (n, t, s) = (d.episodes as u64, d.steps as u64, d.size as u64);
+        let (a, k) = (d.action_dim as u64, d.state_dim as u64);
         let le32 = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let le64 = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let meta = serde_json::to_vec(&d.meta).unwrap();
         vec![
             ("images", "|u1", vec![n, t, s, s], d.images.clone()),
-            ("actions", "<f4", vec![n, t, 1], le32(&d.actions)),
-            ("states", "<f8", vec![n, t, 2], le64(&d.states)),
+            ("actions", "<f4", vec![n, t, a], le32(&d.actions)),
+            ("states", "<f8", vec![n, t, k], le64(&d.states)),
             ("rewards", "<f4", vec![n, t], le32(&d.rewards)),
             ("meta", "|u1", vec![meta.len() as u64], meta),
         ]
@@ -701,10 +935,19 @@ mod tests {
         assert!(matches!(e, Error::Archive { .. }) && msg(&e).contains("bad.npz"), "{e}");
 
         let mut a = raw_arrays(&d);
-        a.retain(|x| x.0 != "rewards");
+        a.retain(|x| x.0 != "actions");
         let e = load_err(&p, &a);
-        assert!(matches!(e, Error::MissingArray { name: "rewards", .. }), "{e}");
-        assert!(msg(&e).contains("bad.npz") && msg(&e).contains("rewards"), "{e}");
+        assert!(matches!(e, Error::MissingArray { name: "actions", .. }), "{e}");
+        assert!(msg(&e).contains("bad.npz") && msg(&e).contains("actions"), "{e}");
+        // States and rewards are optional from version 2 on.
+        let mut a = raw_arrays(&d);
+        a.retain(|x| x.0 != "rewards" && x.0 != "states");
+        let bytes = serde_json::to_vec(&DatasetMeta { state_names: Vec::new(), ..d.meta.clone() });
+        let bytes = bytes.unwrap();
+        *a.last_mut().unwrap() = ("meta", "|u1", vec![bytes.len() as u64], bytes);
+        write_raw(&p, &a);
+        let e = Dataset::load(&p).unwrap();
+        assert!(!e.has_states() && e.rewards.is_empty() && e.images == d.images);
 
         let e = load_err(
             &p,
@@ -794,8 +1037,10 @@ mod tests {
         assert!(matches!(e, Error::BadMeta { .. }) && msg(&e).contains("JSON"), "{e}");
         let e = meta_case(b"{}".to_vec());
         assert!(matches!(e, Error::BadMeta { .. }) && msg(&e).contains("format_version"), "{e}");
-        let e = meta_case(br#"{"format_version": 2}"#.to_vec());
-        assert!(matches!(e, Error::UnsupportedVersion { found: 2, supported: 1, .. }), "{e}");
+        let e = meta_case(br#"{"format_version": 3}"#.to_vec());
+        assert!(matches!(e, Error::UnsupportedVersion { found: 3, supported: 2, .. }), "{e}");
+        let e = meta_case(br#"{"format_version": 0}"#.to_vec());
+        assert!(matches!(e, Error::UnsupportedVersion { found: 0, .. }), "{e}");
         let e = meta_case(br#"{"format_version": 1, "env": "Pendulum-v1"}"#.to_vec());
         assert!(matches!(e, Error::BadMeta { .. }), "{e}");
         let mut m = d.meta.clone();

@@ -108,7 +108,7 @@ pub enum Error {
         reason: String,
     },
     /// The dataset was written in a format version this build cannot read.
-    #[error("{}: dataset format version {found} is not supported (this build reads version {supported}); re-collect it with this version of ekvae", path.display())]
+    #[error("{}: dataset format version {found} is not supported (this build reads versions 1 to {supported}); re-collect it with this version of ekvae", path.display())]
     UnsupportedVersion {
         /// The file concerned.
         path: PathBuf,

@@ -46,6 +46,7 @@ pub mod fsio;
 pub mod pendulum;
 pub mod render;
 pub mod space;
+pub mod system;
 pub mod wrappers;
 
 pub use dataset::{Dataset, DatasetMeta};
@@ -53,3 +54,4 @@ pub use env::{Env, Frame, Info, ResetTo, Step};
 pub use error::{Error, Result};
 pub use pendulum::Pendulum;
 pub use space::BoxSpace;
+pub use system::{Outcome, Registry, System};

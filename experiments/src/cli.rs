@@ -58,7 +58,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => crate::inspect::run(args),
         Command::Train(args) => crate::train::run(args),
         Command::Eval(args) => crate::eval::run(args),
-        Command::Mpc(args) => crate::mpc::run(args).map(drop),
+        Command::Mpc(args) => {
+            let env = crate::mpc::environment(&args)?;
+            if env == ekvae_model::train::PENDULUM {
+                crate::mpc::run(args).map(drop)
+            } else {
+                crate::mpc::run_task_cli(&args, &env).map(drop)
+            }
+        }
         Command::Reproduce(args) => crate::reproduce::run(args),
         Command::Demo(args) => crate::demo::run(args),
         Command::Export(args) => crate::export::run(args),

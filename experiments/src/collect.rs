@@ -1,21 +1,26 @@
-//! `ekvae collect`: random-action pendulum rollouts rendered to pixels, saved as one `.npz`.
+//! `ekvae collect`: random-action rollouts of a registered environment rendered to pixels, saved
+//! as one `.npz`.
 
 use anyhow::Result;
 use clap::Args;
+use ekvae_envs::Registry;
 use ekvae_envs::collect::{CollectConfig, PolicySpec};
-use ekvae_envs::pendulum::PendulumParams;
 use ekvae_pipeline::collect::{CollectJob, prepare_output};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Collect pendulum episodes (frames, actions, true states, rewards) into a dataset file.
+/// Collect episodes of an environment (frames, actions, true states, rewards) into a dataset file.
 ///
-/// Each episode starts from a random state (θ ~ U(−π, π), θ̇ ~ U(−1, 1)) and applies the policy's
-/// torques for --steps steps. Episode i is seeded from (--seed, i), so the file is identical,
-/// byte for byte, whatever the number of threads. The defaults make the main training set.
+/// Each episode starts from a random state spread over the state space (the pendulum: θ ~ U(−π,
+/// π), θ̇ ~ U(−1, 1)) and applies the policy's actions for --steps steps. Episode i is seeded
+/// from (--seed, i), so the file is identical, byte for byte, whatever the number of threads.
+/// The defaults make the main training set.
 #[derive(Debug, Args)]
 pub struct CollectArgs {
+    /// The environment's id: `Pendulum-v1` or `CartPoleSwingUp-v0`.
+    #[arg(long, default_value = "Pendulum-v1")]
+    pub env: String,
     /// Number of episodes N (at least 1).
     #[arg(long, default_value_t = 1000)]
     pub episodes: usize,
@@ -29,13 +34,16 @@ pub struct CollectArgs {
     /// Master random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output file (.npz). Its folder is created if missing; an existing file is replaced only
-    /// when the new one is completely written.
-    #[arg(long, default_value = "runs/pendulum.npz")]
-    pub out: PathBuf,
-    /// Action policy: `uniform` (i.i.d. U(−2, 2) torques), `uniform:LOW,HIGH`, `zero`
-    /// (free swinging) or `constant:U`.
-    #[arg(long, default_value = "uniform")]
+    /// Output file (.npz) [default: runs/pendulum.npz for Pendulum-v1, runs/ENV.npz otherwise].
+    /// Its folder is created if missing; an existing file is replaced only when the new one is
+    /// completely written.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Action policy: `default` (the environment's: i.i.d. U(−2, 2) torques for the pendulum,
+    /// `centring:-1,1,0.2,0.2` for the cart-pole), `uniform` (i.i.d. in the action bounds),
+    /// `uniform:LOW,HIGH`, `centring:LOW,HIGH,KX,KV` (uniform minus KX·s₀ + KV·s₁, a pull of the
+    /// first state coordinate to 0), `zero` or `constant:U`.
+    #[arg(long, default_value = "default")]
     pub policy: String,
     /// Worker threads [default: all cores]. The output does not depend on it.
     #[arg(long)]
@@ -46,15 +54,23 @@ pub struct CollectArgs {
 }
 
 impl CollectArgs {
+    /// The output file: `--out`, or the environment's default.
+    pub fn out(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| match self.env.as_str() {
+            "Pendulum-v1" => PathBuf::from("runs/pendulum.npz"),
+            id => PathBuf::from(format!("runs/{}.npz", id.replace('/', "_"))),
+        })
+    }
+
     /// The library's job.
     pub fn job(&self) -> Result<CollectJob> {
         Ok(CollectJob {
+            system: Registry::builtin().get(&self.env)?,
             config: CollectConfig {
                 episodes: self.episodes,
                 steps: self.steps,
                 size: self.size,
                 seed: self.seed,
-                params: PendulumParams::default(),
             },
             policy: self.policy.parse::<PolicySpec>()?,
             threads: self.threads,
@@ -65,16 +81,23 @@ impl CollectArgs {
 /// Run `ekvae collect`.
 pub fn run(args: CollectArgs) -> Result<()> {
     let job = args.job()?;
+    let out = args.out();
     // Fail before the work, not after it, on bad settings or an output that cannot be written.
     job.check()?;
-    prepare_output(&args.out)?;
+    prepare_output(&out)?;
     let cfg = &job.config;
     let frames = cfg.episodes * cfg.steps;
-    let mb = cfg.total_image_bytes().unwrap_or(usize::MAX) as f64 / 1e6;
+    let mb = cfg.total_image_bytes(job.system.channels()).unwrap_or(usize::MAX) as f64 / 1e6;
     if !args.quiet {
         eprintln!(
-            "collecting {} episodes × {} steps of {}×{} frames (policy {}, seed {}): {frames} frames, {mb:.1} MB of images",
-            cfg.episodes, cfg.steps, cfg.size, cfg.size, job.policy, cfg.seed
+            "collecting {} episodes × {} steps of {} at {}×{} (policy {}, seed {}): {frames} frames, {mb:.1} MB of images",
+            cfg.episodes,
+            cfg.steps,
+            job.system.id(),
+            cfg.size,
+            cfg.size,
+            ekvae_envs::collect::Policy::describe(&job.policy, job.system.as_ref()),
+            cfg.seed
         );
     }
     let bar = if args.quiet {
@@ -90,15 +113,15 @@ pub fn run(args: CollectArgs) -> Result<()> {
     let data = job.run(&|k| bar.inc(k as u64))?;
     bar.finish_and_clear();
     let collected = start.elapsed().as_secs_f64();
-    data.save(&args.out)?;
+    data.save(&out)?;
     let total = start.elapsed().as_secs_f64();
-    let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     if !args.quiet {
         eprintln!(
             "collected in {collected:.2} s ({:.0} frames/s), saved in {:.2} s: {} ({:.1} MB)",
             frames as f64 / collected,
             total - collected,
-            args.out.display(),
+            out.display(),
             bytes as f64 / 1e6
         );
     }

@@ -185,8 +185,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     };
     let evaluation = evaluate(&eval_config, &burn::tensor::Device::flex())?;
     crate::eval::write_evaluation(&run_dir, &evaluation)?;
-    let ident = &evaluation.identification;
-    let (r2, winding) = ((ident.r2_cos_sin, ident.r2_theta_dot), evaluation.fold.winding);
+    let (ident, fold) = evaluation.pendulum()?;
+    let (r2, winding) = ((ident.r2_cos_sin, ident.r2_theta_dot), fold.winding);
     drop(evaluation);
 
     let mpc_out = out.join("mpc");

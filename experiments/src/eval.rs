@@ -66,27 +66,39 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let e = evaluate(&config, &device)?;
     write_evaluation(&out, &e)?;
-    let report = &e.identification;
-    say!(
-        "R²(cos θ, sin θ) = {:.4}   R²(θ̇) = {:.4}   (test {} frames; train fit {:.4} / {:.4})",
-        report.r2_cos_sin,
-        report.r2_theta_dot,
-        report.test_frames,
-        report.train_r2_cos_sin,
-        report.train_r2_theta_dot
-    );
-    say!(
-        "R²(cos θ) = {:.4}   R²(sin θ) = {:.4}   fold diagnostic: winding {} (clearance {:.2})",
-        report.r2_cos,
-        report.r2_sin,
-        e.fold.winding,
-        e.fold.clearance
-    );
+    if let Some(report) = &e.identification {
+        say!(
+            "R²(cos θ, sin θ) = {:.4}   R²(θ̇) = {:.4}   (test {} frames; train fit {:.4} / {:.4})",
+            report.r2_cos_sin,
+            report.r2_theta_dot,
+            report.test_frames,
+            report.train_r2_cos_sin,
+            report.train_r2_theta_dot
+        );
+    }
+    if let (Some(report), Some(fold)) = (&e.identification, &e.fold) {
+        say!(
+            "R²(cos θ) = {:.4}   R²(sin θ) = {:.4}   fold diagnostic: winding {} (clearance {:.2})",
+            report.r2_cos,
+            report.r2_sin,
+            fold.winding,
+            fold.clearance
+        );
+    } else if e.features.is_empty() {
+        say!(
+            "identification skipped: the data ({}) have no true states of a registered environment; open-loop prediction only",
+            if e.env.is_empty() { "recorded, no environment" } else { e.env.as_str() }
+        );
+    } else {
+        let scores: Vec<String> =
+            e.features.iter().map(|f| format!("R²({}) = {:.4}", f.name, f.r2)).collect();
+        say!("{}   ({})", scores.join("   "), e.env);
+    }
     let curves = &e.curves;
     if !args.quiet {
         for &h in &args.horizons {
             say!(
-                "prediction h = {h:>2}: pixel MSE {:.5} (last frame held {:.5}), angle error {:.1}°",
+                "prediction h = {h:>2}: pixel MSE {:.5} (last frame held {:.5}), angle error {:.1}° (NaN: no angle)",
                 curves.pixel_mse[h - 1],
                 curves.pixel_mse_last_frame[h - 1],
                 curves.angle_error_deg[h - 1]
@@ -107,8 +119,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             e.selected_from
         );
     }
-    if !e.fold.is_ring() {
-        say!("{}", ekvae_pipeline::train::fold_warning(e.fold.winding, e.fold.clearance));
+    if let Some(fold) = e.fold.as_ref().filter(|f| !f.is_ring()) {
+        say!("{}", ekvae_pipeline::train::fold_warning(fold.winding, fold.clearance));
     }
     say!("wrote {} and the figures in {}", out.join("eval.json").display(), out.display());
     Ok(())
@@ -118,9 +130,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// `latent_space.png`, `prediction_strips.png`, `prediction_error.png`, `training_curves.png`.
 pub fn write_evaluation(out: &Path, e: &Evaluation) -> Result<()> {
     let cfg = &e.run_config;
-    let figure = out.join("latent_space.png");
-    crate::figures::latent_space(&figure, &e.z_test, cfg.model.state_dim, &e.test_sequences())
-        .with_context(|| format!("drawing {}", figure.display()))?;
+    // The latent-space figure colours the latent by the pendulum's angle and velocity.
+    if e.identification.is_some() {
+        let figure = out.join("latent_space.png");
+        crate::figures::latent_space(&figure, &e.z_test, cfg.model.state_dim, &e.test_sequences())
+            .with_context(|| format!("drawing {}", figure.display()))?;
+    }
     write_prediction_csv(&out.join("prediction.csv"), &e.curves)?;
     crate::figures::prediction_strips(
         &out.join("prediction_strips.png"),

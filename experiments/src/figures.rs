@@ -926,7 +926,7 @@ pub fn latent_space(
                 .map_err(plot_err)?;
             chart
                 .draw_series((0..rows).step_by(stride).map(|r| {
-                    let [th, thd] = state(r);
+                    let (th, thd) = (state(r)[0], state(r)[1]);
                     let color = if i == 0 { angle_color(th) } else { velocity_color(thd) };
                     Circle::new(pts[r], 2, color.filled())
                 }))
@@ -1171,6 +1171,7 @@ mod tests {
             images: &[],
             actions: &[],
             states: &states,
+            state_dim: 2,
             episodes,
             steps,
             size: 16,

@@ -85,36 +85,48 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let (n, t, s) = (d.episodes, d.steps, d.size);
     say!("file        {}", args.file.display());
     say!("format      version {} ({})", m.format_version, m.generator);
-    let p = &m.params;
-    say!(
-        "env         {}  g={} m={} l={} dt={} max_speed={} max_torque={}",
-        m.env,
-        p.g,
-        p.m,
-        p.l,
-        p.dt,
-        p.max_speed,
-        p.max_torque
-    );
+    let env = if m.env.is_empty() { "(none: recorded data)" } else { m.env.as_str() };
+    say!("env         {env}  {}", m.params);
     say!("collection  policy {}  seed {}  first episode {}", m.policy, m.seed, m.first_episode);
-    say!("images      u8  [N, T, H, W] = [{n}, {t}, {s}, {s}]");
-    say!("actions     f32 [N, T, 1]    = [{n}, {t}, 1]");
-    say!("states      f64 [N, T, 2]    = [{n}, {t}, 2]");
-    say!("rewards     f32 [N, T]       = [{n}, {t}]");
-    let theta = Stats::of(d.states.iter().step_by(2).copied());
-    let wrapped = Stats::of(d.states.iter().step_by(2).map(|&x| angle_normalize(x)));
-    let thdot = Stats::of(d.states.iter().skip(1).step_by(2).copied());
-    let actions = Stats::of(d.actions.iter().map(|&x| x as f64));
-    let rewards = Stats::of(d.rewards.iter().map(|&x| x as f64));
-    let clipped = d.actions.iter().filter(|&&u| (u as f64).abs() >= p.max_torque).count();
-    say!("θ           {theta}");
-    say!("θ wrapped   {wrapped}   (angle_normalize, in [-π, π))");
-    say!("θ̇           {thdot}");
-    say!(
-        "actions     {actions}   at or beyond ±max_torque: {:.2} %",
-        100.0 * clipped as f64 / d.actions.len() as f64
-    );
-    say!("rewards     {rewards}");
+    let (c, a, k) = (d.channels, d.action_dim, d.state_dim);
+    if c == 1 {
+        say!("images      u8  [N, T, H, W] = [{n}, {t}, {s}, {s}]");
+    } else {
+        say!("images      u8  [N, T, H, W, C] = [{n}, {t}, {s}, {s}, {c}]");
+    }
+    say!("actions     f32 [N, T, A]    = [{n}, {t}, {a}]");
+    if d.has_states() {
+        say!("states      f64 [N, T, D]    = [{n}, {t}, {k}]  ({})", state_names(&d).join(", "));
+    } else {
+        say!("states      none (no true states: identification is not possible on this file)");
+    }
+    if d.rewards.is_empty() {
+        say!("rewards     none");
+    } else {
+        say!("rewards     f32 [N, T]       = [{n}, {t}]");
+    }
+    for (i, name) in state_names(&d).iter().enumerate() {
+        let v = Stats::of(d.states.iter().skip(i).step_by(k).copied());
+        say!("{name:<11} {v}");
+        if name == "theta" {
+            let w = Stats::of(d.states.iter().skip(i).step_by(k).map(|&x| angle_normalize(x)));
+            say!("{:<11} {w}   (angle_normalize, in [-π, π))", "  wrapped");
+        }
+    }
+    for i in 0..a {
+        let v = Stats::of(d.actions.iter().skip(i).step_by(a).map(|&x| x as f64));
+        say!("{:<11} {v}", if a == 1 { "actions".to_string() } else { format!("action {i}") });
+    }
+    if let Some(max) = m.params.get("max_torque").and_then(|v| v.as_f64()) {
+        let clipped = d.actions.iter().filter(|&&u| (u as f64).abs() >= max).count();
+        say!(
+            "            at or beyond ±max_torque: {:.2} %",
+            100.0 * clipped as f64 / d.actions.len() as f64
+        );
+    }
+    if !d.rewards.is_empty() {
+        say!("rewards     {}", Stats::of(d.rewards.iter().map(|&x| x as f64)));
+    }
     let lit = d.images.iter().filter(|&&v| v > 0).count() as f64 / d.images.len() as f64;
     let mean_px = d.images.iter().map(|&v| v as f64).sum::<f64>() / d.images.len() as f64;
     say!("pixels      mean {mean_px:.2} / 255, {:.2} % non-zero", 100.0 * lit);
@@ -122,6 +134,26 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let (rows, cols) = contact_sheet(&d, &sheet, args.rows, args.cols)?;
     say!("sheet       {}  (rows: episodes {rows:?}; columns: steps {cols:?})", sheet.display());
     Ok(())
+}
+
+/// The state coordinates' names: the metadata's, or `s0, s1, …`.
+fn state_names(d: &Dataset) -> Vec<String> {
+    if d.meta.state_names.len() == d.state_dim {
+        d.meta.state_names.clone()
+    } else {
+        (0..d.state_dim).map(|i| format!("s{i}")).collect()
+    }
+}
+
+/// Frame `t` of episode `ep` as grayscale bytes (the mean of the channels).
+pub fn gray_frame(d: &Dataset, ep: usize, t: usize) -> Vec<u8> {
+    let f = d.frame(ep, t);
+    if d.channels == 1 {
+        return f.to_vec();
+    }
+    f.chunks_exact(d.channels)
+        .map(|px| (px.iter().map(|&v| u32::from(v)).sum::<u32>() / d.channels as u32) as u8)
+        .collect()
 }
 
 /// `<folder>/<stem>-sheet.png` next to the dataset.
@@ -170,7 +202,7 @@ pub fn contact_sheet(
             .iter()
             .map(|&ep| GridRow {
                 label: format!("episode {ep}"),
-                cells: steps.iter().map(|&t| Some(d.frame(ep, t).to_vec())).collect(),
+                cells: steps.iter().map(|&t| Some(gray_frame(d, ep, t))).collect(),
                 gap_before: false,
             })
             .collect(),

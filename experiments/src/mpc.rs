@@ -23,6 +23,7 @@ use ekvae_pipeline::swingup::{
     DEFAULT_STEPS, LatentCostKind, LearnedPlanner, Planner, StepRow, SwingUp, SwingUpConfig,
     run_swingup,
 };
+use ekvae_pipeline::task::{TaskConfig, TaskPlanner, TaskRun, builtin_task, run_task};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::figures::{animate, side_by_side, trajectories, upscale};
@@ -72,9 +73,14 @@ pub enum CostArg {
     Reward,
 }
 
-/// Swing the pendulum up with iLQR-MPC and score it on the environment.
+/// Swing the pendulum (or another registered system) up with iLQR-MPC and score it on the
+/// environment.
 #[derive(Debug, Args)]
 pub struct MpcArgs {
+    /// The environment: `Pendulum-v1` or `CartPoleSwingUp-v0` [default: the run's, else
+    /// Pendulum-v1]. The cart-pole writes `steps.csv`, `summary.json` and `swingup.gif`.
+    #[arg(long)]
+    pub env: Option<String>,
     /// Plan on the trained model in this run directory (in its latent space, from rendered
     /// frames, e.g. results/pixmpc-model); without it, on the exact pendulum physics.
     #[arg(long, value_name = "DIR")]
@@ -113,9 +119,10 @@ pub struct MpcArgs {
     /// Weight of the terminal cost relative to one running step's state cost.
     #[arg(long, default_value_t = 1.0)]
     pub terminal_weight: f64,
-    /// Steps per episode.
-    #[arg(long, default_value_t = DEFAULT_STEPS)]
-    pub steps: usize,
+    /// Steps per episode [default: the environment's time limit: 200 for the pendulum, 1000
+    /// for the cart-pole].
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Side of the animation frames in pixels.
     #[arg(long, default_value_t = 64)]
     pub gif_size: usize,
@@ -152,7 +159,7 @@ impl MpcArgs {
         SwingUpConfig {
             episodes: self.episodes,
             seed: self.seed,
-            steps: self.steps,
+            steps: self.steps.unwrap_or(DEFAULT_STEPS),
             start: self.start,
             horizon: self.horizon,
             iterations: self.iterations,
@@ -204,10 +211,150 @@ impl MpcArgs {
     }
 }
 
+/// The environment `ekvae mpc` controls: `--env`, else the run's, else the pendulum.
+pub fn environment(args: &MpcArgs) -> Result<String> {
+    let from_run = match &args.run {
+        Some(dir) => {
+            let run = ekvae_model::rundir::RunDir::new(dir);
+            Some(run.open().with_context(|| format!("--run {}", dir.display()))?.0.env)
+        }
+        None => None,
+    };
+    Ok(match (&args.env, from_run) {
+        (Some(env), _) => env.clone(),
+        (None, Some(env)) => env,
+        (None, None) => ekvae_model::train::PENDULUM.to_string(),
+    })
+}
+
+/// Runs `ekvae mpc` on a system other than the pendulum ([`ekvae_pipeline::task`]).
+pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
+    ekvae_envs::Registry::builtin().get(env)?;
+    let task = builtin_task(env)?;
+    if args.start.is_some() {
+        bail!(
+            "--start THETA,THETADOT is the pendulum's; {env} episodes start from its own seeded reset"
+        );
+    }
+    if args.cost != CostArg::Goal || args.reward_data.is_some() {
+        bail!("--cost reward is implemented for the pendulum only; {env} plans on the goal cost");
+    }
+    if args.run.is_none() && (args.state_weight.is_some() || args.control_weight.is_some()) {
+        bail!(
+            "--state-weight and --control-weight set the latent cost of a learned model (--run DIR)"
+        );
+    }
+    let config = TaskConfig {
+        episodes: args.episodes,
+        seed: args.seed,
+        steps: args.steps,
+        horizon: args.horizon,
+        iterations: args.iterations,
+        replan_every: args.replan_every,
+        multistart_iterations: args.multistart_iterations,
+        random_starts: args.random_starts,
+        short_horizon_start: !args.no_short_horizon_start,
+    };
+    let planner = match &args.run {
+        None => TaskPlanner::True,
+        Some(dir) => {
+            let d = LatentCostWeights::default();
+            TaskPlanner::Learned {
+                run: dir.clone(),
+                jacobians: args.jacobians.into(),
+                weights: LatentCostWeights {
+                    state: args.state_weight.unwrap_or(d.state),
+                    control: args.control_weight.unwrap_or(d.control),
+                    terminal: args.terminal_weight,
+                },
+                goal_steps: args.goal_steps,
+            }
+        }
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    let bar = if args.quiet {
+        ProgressBar::with_draw_target(Some(args.episodes as u64), ProgressDrawTarget::hidden())
+    } else {
+        ProgressBar::new(args.episodes as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("mpc {bar:30} {pos}/{len} episodes, last return {msg}")
+            .expect("valid template"),
+    );
+    let result = run_task(task.as_ref(), &config, &planner, &mut |_, ret| {
+        bar.set_message(format!("{ret:.1}"));
+        bar.inc(1);
+    })
+    .with_context(|| match &args.run {
+        Some(dir) => format!("--run {}", dir.display()),
+        None => format!("true model of {env}"),
+    })?;
+    bar.finish();
+    write_task(&args.out, &result, task.system().as_ref(), args.gif_size)?;
+    say!(
+        "mpc {env} ({}): {} episodes, mean return {:.2} ± {:.2}, success {:.0}%, plan ms median {:.4} p95 {:.4} max {:.3}; wrote {}",
+        result.model,
+        args.episodes,
+        result.mean_return,
+        result.std_return,
+        100.0 * result.success_rate,
+        result.plan_ms_median,
+        result.plan_ms_p95,
+        result.plan_ms_max,
+        args.out.display()
+    );
+    Ok(result)
+}
+
+/// Writes `steps.csv` (`episode,t,` the state by name, `u0…,reward,plan_ms,iterations`),
+/// `summary.json` and `swingup.gif` (the first successful episode, else episode 0) into `out`.
+pub fn write_task(
+    out: &Path,
+    result: &TaskRun,
+    system: &dyn ekvae_envs::System,
+    gif_size: usize,
+) -> Result<()> {
+    let m = result.steps.first().map_or(0, |s| s.u.len());
+    let mut header = vec!["episode".to_string(), "t".to_string()];
+    header.extend(result.state_names.iter().cloned());
+    header.extend((0..m).map(|i| format!("u{i}")));
+    header.extend(["reward", "plan_ms", "iterations"].map(String::from));
+    let rows: Vec<Vec<String>> = result
+        .steps
+        .iter()
+        .map(|s| {
+            let mut r = vec![s.episode.to_string(), s.t.to_string()];
+            r.extend(s.state.iter().map(|v| v.to_string()));
+            r.extend(s.u.iter().map(|v| v.to_string()));
+            r.extend([s.reward.to_string(), s.plan_ms.to_string(), s.iterations.to_string()]);
+            r
+        })
+        .collect();
+    crate::writers::write_csv_rows(&out.join("steps.csv"), &header, &rows)?;
+    crate::writers::write_json(&out.join("summary.json"), result)?;
+    let shown = result.episodes.iter().find(|e| e.success).map_or(0, |e| e.episode);
+    let size = gif_size;
+    animate(
+        &out.join("swingup.gif"),
+        (size, size),
+        result.steps.iter().filter(|s| s.episode == shown).map(|s| {
+            let mut frame = vec![0; size * size];
+            system.render_into(&s.state, size, &mut frame);
+            Ok(frame)
+        }),
+    )?;
+    Ok(())
+}
+
 /// Runs `ekvae mpc`; returns the result (the demo reads its figures).
 pub fn run(args: MpcArgs) -> Result<SwingUp> {
     if !(16..=1024).contains(&args.gif_size) {
         bail!("--gif-size {} is out of range; use 16 to 1024", args.gif_size);
+    }
+    let env = environment(&args)?;
+    if env != ekvae_model::train::PENDULUM {
+        bail!("internal: {env} goes through run_task_cli");
     }
     let config = args.config();
     // Everything is checked before the output folder is made.

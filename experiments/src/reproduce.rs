@@ -80,11 +80,11 @@ impl GridHooks for Hooks {
     fn evaluated(&mut self, dir: &Path, evaluation: &Evaluation) -> ekvae_pipeline::Result<()> {
         crate::eval::write_evaluation(dir, evaluation)
             .map_err(|e| ekvae_pipeline::Error::File(format!("{e:#}")))?;
-        let r = &evaluation.identification;
+        let (r, fold) = evaluation.pendulum()?;
         self.bar.suspend(|| {
             eprintln!(
                 "   R²(cos θ, sin θ) = {:.4}   R²(θ̇) = {:.4}   winding {}",
-                r.r2_cos_sin, r.r2_theta_dot, evaluation.fold.winding
+                r.r2_cos_sin, r.r2_theta_dot, fold.winding
             )
         });
         Ok(())

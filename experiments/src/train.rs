@@ -248,6 +248,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let cfg_d0 = config.lambda.d0;
+    let cfg_env = config.env.clone();
     let mut bar = Bar::new(args.quiet);
     let job = TrainJob {
         config,
@@ -270,7 +271,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     // The warnings are printed even with --quiet: a folded model is not usable for control.
     if let Some(r) = rows.last() {
-        if r.winding.abs() != 1 {
+        if r.winding.abs() != 1 && cfg_env == ekvae_model::train::PENDULUM {
             eprintln!("{}", fold_warning(r.winding, r.clearance));
         }
         if r.phase == ekvae_model::Phase::Reconstruction {

@@ -21,6 +21,20 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     Ok(())
 }
 
+/// Writes rows of already formatted fields as a CSV file under `header` (for rows whose columns
+/// depend on the data, e.g. a system's state coordinates).
+pub fn write_csv_rows(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header)
+        .with_context(|| format!("{}: cannot write the header", path.display()))?;
+    for r in rows {
+        w.write_record(r).with_context(|| format!("{}: cannot write a row", path.display()))?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    ekvae_model::rundir::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
 /// Writes `value` as pretty JSON; an object gets a `commit` key (the code that wrote it).
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let mut v = serde_json::to_value(value).context("serialising a record")?;

@@ -7,16 +7,19 @@ use crate::{Error, Result};
 
 /// A borrowed view of `episodes` sequences of `steps` frames of `size × size` pixels.
 ///
-/// Layouts (row-major): `images` u8 `[N, T, S, S]`, `actions` f32 `[N, T, k]`, `states` f64
-/// `[N, T, 2]` (θ, θ̇; may be empty when unknown). Frame t shows the state before action t.
+/// Layouts (row-major): `images` u8 `[N, T, S, S]` (grayscale), `actions` f32 `[N, T, k]`,
+/// `states` f64 `[N, T, D]` (for the pendulum θ, θ̇; empty when unknown). Frame t shows the
+/// state before action t.
 #[derive(Debug, Clone, Copy)]
 pub struct Sequences<'a> {
     /// Frames, 0 = black, 255 = white.
     pub images: &'a [u8],
     /// Actions.
     pub actions: &'a [f32],
-    /// True states (θ, θ̇), or empty.
+    /// True states, or empty.
     pub states: &'a [f64],
+    /// State dimension D (0 without states).
+    pub state_dim: usize,
     /// Number of sequences N.
     pub episodes: usize,
     /// Steps per sequence T.
@@ -28,17 +31,18 @@ pub struct Sequences<'a> {
 }
 
 impl<'a> From<&'a ekvae_envs::Dataset> for Sequences<'a> {
-    /// The model's view of a dataset; the action dimension is the dataset's (1 for an empty one).
+    /// The model's view of a dataset (grayscale: a dataset with more channels fails
+    /// [`Sequences::check`]).
     fn from(d: &'a ekvae_envs::Dataset) -> Self {
-        let frames = d.episodes * d.steps;
         Sequences {
             images: &d.images,
             actions: &d.actions,
             states: &d.states,
+            state_dim: d.state_dim,
             episodes: d.episodes,
             steps: d.steps,
             size: d.size,
-            action_dim: d.actions.len().checked_div(frames).unwrap_or(1),
+            action_dim: d.action_dim,
         }
     }
 }
@@ -64,9 +68,10 @@ impl<'a> Sequences<'a> {
                 self.actions.len()
             )));
         }
-        if !self.states.is_empty() && self.states.len() != n * t * 2 {
+        let d = self.state_dim;
+        if self.states.len() != n * t * d {
             return Err(Error::ShapeMismatch(format!(
-                "states hold {} values, expected {n}·{t}·2",
+                "states hold {} values, expected {n}·{t}·{d}",
                 self.states.len()
             )));
         }
@@ -103,10 +108,10 @@ impl<'a> Sequences<'a> {
         )
     }
 
-    /// The true state (θ, θ̇) of step `t` of episode `ep`.
-    pub fn state(&self, ep: usize, t: usize) -> [f64; 2] {
-        let i = (ep * self.steps + t) * 2;
-        [self.states[i], self.states[i + 1]]
+    /// The true state of step `t` of episode `ep` (`D` values).
+    pub fn state(&self, ep: usize, t: usize) -> &'a [f64] {
+        let (d, i) = (self.state_dim, ep * self.steps + t);
+        &self.states[i * d..(i + 1) * d]
     }
 }
 
@@ -131,6 +136,7 @@ mod tests {
             images: &images,
             actions: &actions,
             states: &[],
+            state_dim: 0,
             episodes: 2,
             steps: 3,
             size: 2,
@@ -153,6 +159,7 @@ mod tests {
             images: &[0; 7],
             actions: &[0.0; 2],
             states: &[],
+            state_dim: 0,
             episodes: 1,
             steps: 2,
             size: 2,

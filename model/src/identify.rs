@@ -36,21 +36,83 @@ pub fn smoothed_latents(
     Ok(out)
 }
 
-/// Regression targets of the given episodes: `([cos θ, sin θ] rows, [θ̇] rows)`.
+/// Regression targets of the given episodes of pendulum data (states θ, θ̇): `([cos θ, sin θ]
+/// rows, [θ̇] rows)`.
 pub fn targets(data: &Sequences, episodes: &[usize]) -> Result<(Vec<f64>, Vec<f64>)> {
-    if data.states.is_empty() {
-        return Err(Error::ShapeMismatch("the dataset has no true states to regress on".into()));
+    if data.state_dim != 2 {
+        return Err(Error::ShapeMismatch(format!(
+            "the pendulum's identification needs states (θ, θ̇); the dataset has {} state coordinates",
+            data.state_dim
+        )));
     }
     let mut angle = Vec::with_capacity(episodes.len() * data.steps * 2);
     let mut velocity = Vec::with_capacity(episodes.len() * data.steps);
     for &e in episodes {
         for t in 0..data.steps {
-            let [th, thd] = data.state(e, t);
+            let (th, thd) = (data.state(e, t)[0], data.state(e, t)[1]);
             angle.extend([th.cos(), th.sin()]);
             velocity.push(thd);
         }
     }
     Ok((angle, velocity))
+}
+
+/// The identification targets `features(state)` (k values per state) of the given episodes,
+/// row-major `[frames, k]`.
+pub fn feature_targets(
+    data: &Sequences,
+    episodes: &[usize],
+    k: usize,
+    features: &dyn Fn(&[f64], &mut Vec<f64>),
+) -> Result<Vec<f64>> {
+    if data.state_dim == 0 {
+        return Err(Error::ShapeMismatch("the dataset has no true states to regress on".into()));
+    }
+    let mut out = Vec::with_capacity(episodes.len() * data.steps * k);
+    for &e in episodes {
+        for t in 0..data.steps {
+            let before = out.len();
+            features(data.state(e, t), &mut out);
+            if out.len() != before + k {
+                return Err(Error::ShapeMismatch(format!(
+                    "the features of a state have {} values, expected {k}",
+                    out.len() - before
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The R² of one identification target (a linear regression from the smoothed latent mean).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureScore {
+    /// The target's name (e.g. `"cos theta"`).
+    pub name: String,
+    /// R² on the held-out sequences.
+    pub r2: f64,
+    /// R² on the training sequences the regression was fitted on.
+    pub train_r2: f64,
+}
+
+/// Fit `latent → targets` on `(z_train, y_train)` (n latent, k target columns) and score each
+/// target by R² on `(z_test, y_test)`; returns the scores named by `names` and the fit.
+pub fn feature_scores(
+    (z_train, y_train): (&[f64], &[f64]),
+    (z_test, y_test): (&[f64], &[f64]),
+    n: usize,
+    names: &[String],
+) -> Result<(Vec<FeatureScore>, LinearRegression)> {
+    let k = names.len();
+    let fit = LinearRegression::fit(z_train, n, y_train, k)?;
+    let test = r2_per_output(y_test, &fit.predict(z_test), k);
+    let train = r2_per_output(y_train, &fit.predict(z_train), k);
+    let scores = names
+        .iter()
+        .zip(test.iter().zip(&train))
+        .map(|(name, (&r2, &train_r2))| FeatureScore { name: name.clone(), r2, train_r2 })
+        .collect();
+    Ok((scores, fit))
 }
 
 /// The result of [`identify`].
@@ -93,14 +155,27 @@ pub fn identify(
     train_eps: &[usize],
     test: &Sequences,
 ) -> Result<IdentifyOutput> {
-    let n = model.state_dim();
     let z_train = smoothed_latents(model, train, train_eps, 64)?;
     let test_eps: Vec<usize> = (0..test.episodes).collect();
     let z_test = smoothed_latents(model, test, &test_eps, 64)?;
+    identify_latents(model.state_dim(), &z_train, train, train_eps, z_test, test)
+}
+
+/// [`identify`] on smoothed latents already computed (`z_train` of `train_eps`, `z_test` of all
+/// test episodes; `n` latent dimensions).
+pub fn identify_latents(
+    n: usize,
+    z_train: &[f64],
+    train: &Sequences,
+    train_eps: &[usize],
+    z_test: Vec<f64>,
+    test: &Sequences,
+) -> Result<IdentifyOutput> {
+    let test_eps: Vec<usize> = (0..test.episodes).collect();
     let (ang_train, vel_train) = targets(train, train_eps)?;
     let (ang_test, vel_test) = targets(test, &test_eps)?;
-    let fit_ang = LinearRegression::fit(&z_train, n, &ang_train, 2)?;
-    let fit_vel = LinearRegression::fit(&z_train, n, &vel_train, 1)?;
+    let fit_ang = LinearRegression::fit(z_train, n, &ang_train, 2)?;
+    let fit_vel = LinearRegression::fit(z_train, n, &vel_train, 1)?;
     let pred_ang = fit_ang.predict(&z_test);
     let per = r2_per_output(&ang_test, &pred_ang, 2);
     let report = Identification {
@@ -108,8 +183,8 @@ pub fn identify(
         r2_theta_dot: r2_score(&vel_test, &fit_vel.predict(&z_test), 1),
         r2_cos: per[0],
         r2_sin: per[1],
-        train_r2_cos_sin: r2_score(&ang_train, &fit_ang.predict(&z_train), 2),
-        train_r2_theta_dot: r2_score(&vel_train, &fit_vel.predict(&z_train), 1),
+        train_r2_cos_sin: r2_score(&ang_train, &fit_ang.predict(z_train), 2),
+        train_r2_theta_dot: r2_score(&vel_train, &fit_vel.predict(z_train), 1),
         train_frames: vel_train.len(),
         test_frames: vel_test.len(),
     };

@@ -33,7 +33,9 @@
 //! use ekvae_model::{data::Sequences, train::{NoProgress, TrainConfig, train}};
 //! // Collect a few 8×8 pendulum episodes, train a small EKVAE for one epoch into a run folder.
 //! let cfg = CollectConfig { episodes: 8, steps: 20, size: 8, ..CollectConfig::default() };
-//! let data = collect(&cfg, &"uniform".parse::<ekvae_envs::collect::PolicySpec>().unwrap(), &|_| {}).unwrap();
+//! let pendulum = ekvae_envs::system::PendulumSystem::default();
+//! let policy = "uniform".parse::<ekvae_envs::collect::PolicySpec>().unwrap();
+//! let data = collect(&cfg, &pendulum, &policy, &|_| {}).unwrap();
 //! let mut config = TrainConfig { epochs: 1, batch_size: 4, seq_len: 8, ..TrainConfig::default() };
 //! (config.model.image_size, config.model.channels, config.model.hidden) = (8, 4, 8);
 //! let run = std::env::temp_dir().join(format!("ekvae-doc-{}", std::process::id()));

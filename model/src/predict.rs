@@ -62,15 +62,17 @@ fn to_vec(t: burn::tensor::Tensor<3>) -> Result<Vec<f32>> {
 /// Open-loop prediction on `windows` of `data` (each `condition + horizon` steps): returns the
 /// error curves and the strips of the first `strips` windows.
 ///
-/// `angle_fit` maps a latent state (n inputs) to [cos θ, sin θ] (as fitted by
-/// [`crate::identify::identify`]); `data` must hold true states.
+/// `angle_fit`, when given, is `(fit, i)`: `fit` maps a latent state (n inputs) to [cos θ, sin θ]
+/// (as fitted by [`crate::identify::identify`]) and θ is state coordinate `i` of `data`, which
+/// must then hold true states; without it the angle errors are NaN (a system with no angle, or
+/// data with no states).
 pub fn open_loop_prediction(
     model: &Ekvae,
     data: &Sequences,
     windows: &[(usize, usize)],
     condition: usize,
     horizon: usize,
-    angle_fit: &LinearRegression,
+    angle_fit: Option<(&LinearRegression, usize)>,
     strips: usize,
 ) -> Result<(PredictionCurves, Vec<PredictionStrip>)> {
     if condition < 1 || horizon < 1 {
@@ -90,8 +92,13 @@ pub fn open_loop_prediction(
     if windows.is_empty() {
         return Err(Error::ShapeMismatch("no prediction windows".into()));
     }
-    if data.states.is_empty() {
-        return Err(Error::ShapeMismatch("the dataset has no true states for angle errors".into()));
+    if let Some((_, i)) = angle_fit
+        && i >= data.state_dim
+    {
+        return Err(Error::ShapeMismatch(format!(
+            "the dataset has no true state coordinate {i} for angle errors (its states have {} coordinates)",
+            data.state_dim
+        )));
     }
     if let Some(&(e, start)) =
         windows.iter().find(|&&(e, start)| e >= data.episodes || start + len > data.steps)
@@ -123,7 +130,7 @@ pub fn open_loop_prediction(
             to_vec(frames.narrow(1, condition - 1, horizon + 1).reshape([b, horizon + 1, px]))?;
         let z = to_vec(z)?;
         let z64: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
-        let cos_sin = angle_fit.predict(&z64); // [B·H, 2]
+        let cos_sin = angle_fit.map(|(fit, _)| fit.predict(&z64)); // [B·H, 2]
         for (i, &(ep, start)) in chunk.iter().enumerate() {
             let finite = z[i * horizon * n..(i + 1) * horizon * n].iter().all(|v| v.is_finite())
                 && predicted[i * horizon * px..(i + 1) * horizon * px]
@@ -141,9 +148,14 @@ pub fn open_loop_prediction(
                 sum_mse[h] += mean_squared_error(pred_frame, true_frame);
                 sum_last[h] += mean_squared_error(last, true_frame);
                 let row = i * horizon + h;
-                let theta_hat = cos_sin[2 * row + 1].atan2(cos_sin[2 * row]);
-                let [theta, _] = data.state(ep, start + condition + h);
-                sum_angle[h] += angle_error(theta_hat, theta).to_degrees();
+                sum_angle[h] += match (&cos_sin, angle_fit) {
+                    (Some(cs), Some((_, k))) => {
+                        let theta_hat = cs[2 * row + 1].atan2(cs[2 * row]);
+                        let theta = data.state(ep, start + condition + h)[k];
+                        angle_error(theta_hat, theta).to_degrees()
+                    }
+                    _ => f64::NAN,
+                };
             }
             if out_strips.len() < strips {
                 out_strips.push(PredictionStrip {

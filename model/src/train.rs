@@ -69,6 +69,11 @@ pub struct TrainConfig {
     pub freeze_mixing_epochs: usize,
     /// The training data file, recorded for `ekvae eval` (informational for the library).
     pub data: String,
+    /// The environment the training data come from (its registry id; empty for recorded data).
+    /// The fold diagnostic, which renders the pendulum, runs for `Pendulum-v1` only. Not written
+    /// for the pendulum, so that the runs made before environments were named read the same.
+    #[serde(skip_serializing_if = "is_pendulum")]
+    pub env: String,
     /// The git commit of the code that started the run (set by the command line; empty, and
     /// not written, when unknown). Informational: it never changes a result.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -93,9 +98,18 @@ impl Default for TrainConfig {
             lambda: LambdaConfig::default(),
             freeze_mixing_epochs: 0,
             data: String::new(),
+            env: PENDULUM.into(),
             commit: String::new(),
         }
     }
+}
+
+/// The id of the environment whose fold diagnostic exists, and the default of
+/// [`TrainConfig::env`].
+pub const PENDULUM: &str = "Pendulum-v1";
+
+fn is_pendulum(env: &String) -> bool {
+    env == PENDULUM
 }
 
 impl TrainConfig {
@@ -596,7 +610,12 @@ impl Trainer {
         // One copy of the model without autodiff for both end-of-epoch evaluations.
         let inference_model = self.model().valid();
         let val = validate(&inference_model, data, val_eps, self.config.seed)?;
-        let fold = crate::fold::fold_diagnostic(&inference_model)?;
+        // The fold diagnostic renders the pendulum: other systems get winding 0, clearance NaN.
+        let fold = if self.config.env == PENDULUM {
+            crate::fold::fold_diagnostic(&inference_model)?
+        } else {
+            crate::fold::Winding { winding: 0, clearance: f64::NAN }
+        };
         self.epoch = epoch;
         let (d, r) = (sum_d / steps as f64, sum_r / steps as f64);
         Ok(EpochRow {

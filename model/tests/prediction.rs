@@ -40,7 +40,8 @@ fn baseline_and_angle_errors_match_hand_computation() {
     for inference in [Inference::Kalman, Inference::Rnn] {
         let model = tiny(inference);
         let (curves, strips) =
-            open_loop_prediction(&model, &seqs, &windows, cond, horizon, &zero_angle, 3).unwrap();
+            open_loop_prediction(&model, &seqs, &windows, cond, horizon, Some((&zero_angle, 0)), 3)
+                .unwrap();
         assert_eq!((curves.condition, curves.windows, curves.diverged_windows), (cond, 8, 0));
         assert_eq!(strips.len(), 3);
         assert_eq!(strips[0].truth.len(), (horizon + 1) * 64);
@@ -103,13 +104,17 @@ fn windows_that_do_not_fit_are_errors() {
         intercept: vec![1.0, 0.0],
     };
     let w = [(0, 0)];
-    assert!(open_loop_prediction(&model, &data.view(), &w, 5, 6, &fit, 0).is_err());
-    assert!(open_loop_prediction(&model, &data.view(), &w, 0, 6, &fit, 0).is_err());
-    assert!(open_loop_prediction(&model, &data.view(), &[], 2, 3, &fit, 0).is_err());
+    assert!(open_loop_prediction(&model, &data.view(), &w, 5, 6, Some((&fit, 0)), 0).is_err());
+    assert!(open_loop_prediction(&model, &data.view(), &w, 0, 6, Some((&fit, 0)), 0).is_err());
+    assert!(open_loop_prediction(&model, &data.view(), &[], 2, 3, Some((&fit, 0)), 0).is_err());
     // Windows outside the data.
-    assert!(open_loop_prediction(&model, &data.view(), &[(2, 0)], 2, 3, &fit, 0).is_err());
-    assert!(open_loop_prediction(&model, &data.view(), &[(1, 6)], 2, 3, &fit, 0).is_err());
-    assert!(open_loop_prediction(&model, &data.view(), &w, 2, 3, &fit, 0).is_ok());
+    assert!(
+        open_loop_prediction(&model, &data.view(), &[(2, 0)], 2, 3, Some((&fit, 0)), 0).is_err()
+    );
+    assert!(
+        open_loop_prediction(&model, &data.view(), &[(1, 6)], 2, 3, Some((&fit, 0)), 0).is_err()
+    );
+    assert!(open_loop_prediction(&model, &data.view(), &w, 2, 3, Some((&fit, 0)), 0).is_ok());
 }
 
 #[test]
@@ -139,7 +144,7 @@ fn predictions_line_up_with_the_recorded_actions_and_frames() {
         intercept: vec![1.0, 0.0],
     };
     let (curves, _) =
-        open_loop_prediction(&model, &seqs, &windows, cond, horizon, &fit, 0).unwrap();
+        open_loop_prediction(&model, &seqs, &windows, cond, horizon, Some((&fit, 0)), 0).unwrap();
     let px = 64;
     for h in 1..=horizon {
         let mut sum = 0.0;

@@ -2,19 +2,23 @@
 //! before the work, collects with [`ekvae_envs::collect::collect`] and saves atomically.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use ekvae_envs::Dataset;
 use ekvae_envs::collect::{CollectConfig, PolicySpec, collect};
+use ekvae_envs::system::PendulumSystem;
+use ekvae_envs::{Dataset, System};
 
 use crate::{Context, Error, Result, invalid};
 
 /// The model trains on images whose side is a multiple of this.
 pub const MODEL_SIZE_STEP: usize = 8;
 
-/// A collection: episodes, policy and worker threads.
+/// A collection: system, episodes, policy and worker threads.
 #[derive(Debug, Clone)]
 pub struct CollectJob {
-    /// Episodes, steps, image size, seed, physics.
+    /// The environment (from a [`ekvae_envs::Registry`]).
+    pub system: Arc<dyn System>,
+    /// Episodes, steps, image size, seed.
     pub config: CollectConfig,
     /// The behaviour policy.
     pub policy: PolicySpec,
@@ -26,8 +30,20 @@ impl CollectJob {
     /// Random-action episodes (i.i.d. U(−2, 2) torques) of the default pendulum, on all
     /// cores: the datasets of training and evaluation.
     pub fn uniform(episodes: usize, steps: usize, size: usize, seed: u64) -> Self {
+        Self::of(Arc::new(PendulumSystem::default()), episodes, steps, size, seed)
+    }
+
+    /// Episodes of `system` under its default policy, on all cores.
+    pub fn of(
+        system: Arc<dyn System>,
+        episodes: usize,
+        steps: usize,
+        size: usize,
+        seed: u64,
+    ) -> Self {
         Self {
-            config: CollectConfig { episodes, steps, size, seed, ..CollectConfig::default() },
+            system,
+            config: CollectConfig { episodes, steps, size, seed },
             policy: PolicySpec::default(),
             threads: None,
         }
@@ -36,7 +52,7 @@ impl CollectJob {
     /// Checks the settings and the memory the dataset needs, before any work.
     pub fn check(&self) -> Result<()> {
         let cfg = &self.config;
-        cfg.check()?;
+        cfg.check(self.system.as_ref())?;
         if !cfg.size.is_multiple_of(MODEL_SIZE_STEP) {
             invalid!(
                 "invalid --size {}: the model trains on images whose side is a multiple of {MODEL_SIZE_STEP} (8, 16, 24, 32, …); use one of those",
@@ -45,8 +61,12 @@ impl CollectJob {
         }
         // Bounds before allocation: the whole dataset is built in memory before it is written.
         let bytes = cfg
-            .total_image_bytes()
-            .and_then(|b| b.checked_add(cfg.episodes.checked_mul(cfg.steps)?.checked_mul(24)?))
+            .total_image_bytes(self.system.channels())
+            .and_then(|b| {
+                let per_step =
+                    8 + 4 * self.system.action_dim() + 8 * self.system.state_names().len();
+                b.checked_add(cfg.episodes.checked_mul(cfg.steps)?.checked_mul(per_step)?)
+            })
             .map(|b| b as u64);
         ekvae_envs::fsio::check_memory(
             bytes,
@@ -62,7 +82,7 @@ impl CollectJob {
     /// Collects in memory; `progress(k)` is called as k more episodes finish.
     pub fn run(&self, progress: &(dyn Fn(usize) + Sync)) -> Result<Dataset> {
         self.check()?;
-        let work = || collect(&self.config, &self.policy, progress);
+        let work = || collect(&self.config, self.system.as_ref(), &self.policy, progress);
         Ok(match self.threads {
             Some(n) => rayon::ThreadPoolBuilder::new()
                 .num_threads(n)

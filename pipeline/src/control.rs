@@ -29,6 +29,9 @@ use ekvae_model::plain::{Belief, PlainModel};
 use ekvae_model::train::{RunDir, TrainConfig};
 use ekvae_planner::{Cost, Dynamics, ExactState, MpcAgent, MpcStep, QuadraticCost, StateEstimator};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use ekvae_envs::System;
 
 use crate::{Context, Error, Result, invalid};
 
@@ -37,16 +40,17 @@ use crate::{Context, Error, Result, invalid};
 pub trait Controller {
     /// Starts a new episode.
     fn reset(&mut self);
-    /// The step planned for the environment in `state` = [θ, θ̇].
-    fn act(&mut self, state: [f64; 2]) -> ekvae_planner::Result<MpcStep>;
+    /// The step planned for the environment in `state` (the pendulum's [θ, θ̇], the
+    /// cart-pole's [x, ẋ, θ, θ̇], ...).
+    fn act(&mut self, state: &[f64]) -> ekvae_planner::Result<MpcStep>;
 }
 
 impl<D: Dynamics, C: Cost> Controller for MpcAgent<ExactState, D, C> {
     fn reset(&mut self) {
         MpcAgent::reset(self);
     }
-    fn act(&mut self, state: [f64; 2]) -> ekvae_planner::Result<MpcStep> {
-        MpcAgent::act(self, &state)
+    fn act(&mut self, state: &[f64]) -> ekvae_planner::Result<MpcStep> {
+        MpcAgent::act(self, state)
     }
 }
 
@@ -110,15 +114,29 @@ pub struct LearnedModel {
 }
 
 impl LearnedModel {
-    /// Loads the last checkpoint of the run in `dir` (made by `ekvae train`).
+    /// Loads the last checkpoint of the run in `dir` (made by `ekvae train`) on the pendulum's
+    /// data, for the pendulum's swing-up.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_for(dir, ekvae_model::train::PENDULUM, 1)
+    }
+
+    /// Loads the run in `dir`, which must have been trained on data of environment `env` with
+    /// `action_dim`-dimensional actions.
+    pub fn load_for(dir: &Path, env: &str, action_dim: usize) -> Result<Self> {
         let run = RunDir::new(dir);
         let (config, state) = run.open()?;
+        if config.env != env {
+            invalid!(
+                "{}: the model was trained on '{}' data, not {env}; control {env} with a model trained on its data",
+                dir.display(),
+                if config.env.is_empty() { "recorded (no environment)" } else { &config.env }
+            );
+        }
         let device = Device::flex();
         let ekvae = run.load_model(&config, &state, &device)?;
-        if ekvae.action_dim() != 1 {
+        if ekvae.action_dim() != action_dim {
             invalid!(
-                "{}: the model takes {}-dimensional actions; the pendulum has 1",
+                "{}: the model takes {}-dimensional actions; {env} has {action_dim}",
                 dir.display(),
                 ekvae.action_dim()
             );
@@ -173,17 +191,32 @@ impl LearnedModel {
     /// The latent of the pendulum upright at rest: `steps` rendered upright frames (θ = 0)
     /// through the encoder and the filter with zero actions; the last filtered mean.
     pub fn goal_latent(&self, steps: usize) -> Result<Vec<f64>> {
+        self.goal_latent_of_frame(&render(0.0, self.image_size()), steps)
+    }
+
+    /// The latent of `system`'s goal state ([`System::goal_state`]), found as
+    /// [`goal_latent`](Self::goal_latent) does for the pendulum: its frame, `steps` times,
+    /// through the encoder and the filter with zero actions.
+    pub fn goal_latent_of(&self, system: &dyn System, steps: usize) -> Result<Vec<f64>> {
+        let Some(goal) = system.goal_state() else {
+            invalid!("{} has no goal state: its latent goal cannot be rendered", system.id());
+        };
+        let mut frame = vec![0; self.image_size() * self.image_size()];
+        system.render_into(&goal, self.image_size(), &mut frame);
+        self.goal_latent_of_frame(&frame, steps)
+    }
+
+    fn goal_latent_of_frame(&self, frame: &[u8], steps: usize) -> Result<Vec<f64>> {
         if steps == 0 {
             invalid!("--goal-steps must be at least 1");
         }
-        let frame = render(0.0, self.image_size());
+        let frame = frame.to_vec();
+        let zero = vec![0.0; self.plain.transition.action_dim()];
         let mut filter = PixelFilter::new(self);
         let mut z = Vec::new();
         for t in 0..steps {
-            let last = (t > 0).then_some([0.0]);
-            z = filter
-                .observe(&frame, last.as_ref().map(|u| u.as_slice()))
-                .context("filtering the upright frames")?;
+            let last = (t > 0).then_some(zero.as_slice());
+            z = filter.observe(&frame, last).context("filtering the goal frames")?;
         }
         Ok(z)
     }
@@ -243,15 +276,27 @@ pub struct PixelController<'a> {
     pub agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>,
     size: usize,
     frame: Vec<u8>,
+    /// The renderer; `None`: the pendulum's.
+    system: Option<Arc<dyn System>>,
 }
 
 impl<'a> PixelController<'a> {
-    /// The controller of `agent`, rendering frames of side `size` (the model's image size).
+    /// The controller of `agent` on the pendulum, rendering frames of side `size` (the model's
+    /// image size).
     pub fn new(
         agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>,
         size: usize,
     ) -> Self {
-        Self { agent, size, frame: vec![0; size * size] }
+        Self { agent, size, frame: vec![0; size * size], system: None }
+    }
+
+    /// The controller of `agent` on `system`, rendering its frames at side `size`.
+    pub fn of_system(
+        agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>,
+        size: usize,
+        system: Arc<dyn System>,
+    ) -> Self {
+        Self { agent, size, frame: vec![0; size * size], system: Some(system) }
     }
 }
 
@@ -259,8 +304,11 @@ impl Controller for PixelController<'_> {
     fn reset(&mut self) {
         self.agent.reset();
     }
-    fn act(&mut self, state: [f64; 2]) -> ekvae_planner::Result<MpcStep> {
-        render_into(state[0], self.size, &mut self.frame);
+    fn act(&mut self, state: &[f64]) -> ekvae_planner::Result<MpcStep> {
+        match &self.system {
+            Some(system) => system.render_into(state, self.size, &mut self.frame),
+            None => render_into(state[0], self.size, &mut self.frame),
+        }
         self.agent.act(&self.frame)
     }
 }

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use ekvae_envs::Dataset;
 use ekvae_model::data::Sequences;
 use ekvae_model::fold::Winding;
-use ekvae_model::identify::{Identification, identify};
+use ekvae_model::identify::{
+    FeatureScore, Identification, feature_scores, feature_targets, identify_latents,
+    smoothed_latents,
+};
 use ekvae_model::predict::{
     PredictionCurves, PredictionStrip, open_loop_prediction, prediction_windows,
 };
@@ -79,16 +82,21 @@ pub struct Evaluation {
     pub train_data: PathBuf,
     /// The test data.
     pub test: Dataset,
-    /// Identification scores.
-    pub identification: Identification,
+    /// The environment the data come from (its registry id; empty for recorded data).
+    pub env: String,
+    /// The pendulum's identification scores (`Pendulum-v1` data only).
+    pub identification: Option<Identification>,
+    /// R² of each of the environment's identification targets (empty when the data have no
+    /// states or no registered environment names them).
+    pub features: Vec<FeatureScore>,
     /// Smoothed latent means of the test episodes, `[N, T, n]` row-major.
     pub z_test: Vec<f64>,
     /// Open-loop prediction errors per horizon.
     pub curves: PredictionCurves,
     /// True and predicted frames of a few windows.
     pub strips: Vec<PredictionStrip>,
-    /// The fold diagnostic.
-    pub fold: Winding,
+    /// The fold diagnostic (the pendulum's: it renders the pendulum).
+    pub fold: Option<Winding>,
     /// Candidates the run's seed was selected from (1: no selection).
     pub selected_from: usize,
 }
@@ -96,8 +104,13 @@ pub struct Evaluation {
 /// What `eval.json` holds besides the per-horizon prediction keys.
 #[derive(Debug, Serialize)]
 struct Report<'a> {
+    env: &'a str,
     #[serde(flatten)]
-    identification: &'a Identification,
+    identification: Option<&'a Identification>,
+    /// R² per identification target, by name.
+    r2: std::collections::BTreeMap<&'a str, f64>,
+    /// The same on the training sequences.
+    train_r2: std::collections::BTreeMap<&'a str, f64>,
     model: String,
     epoch: usize,
     objective: String,
@@ -108,14 +121,29 @@ struct Report<'a> {
     prediction_windows: usize,
     prediction_diverged_windows: usize,
     /// Fold diagnostic: winding number of the encoded ring of angles (|winding| = 1: a ring).
-    winding: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    winding: Option<i32>,
     /// Its clearance (see `ekvae_model::fold`).
-    winding_clearance: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    winding_clearance: Option<f64>,
     /// Candidates the run's seed was selected from by `train --restarts` (1: no selection).
     selected_from: usize,
 }
 
 impl Evaluation {
+    /// The pendulum's identification and fold diagnostic, or an error naming the environment
+    /// the data come from (for the pendulum-only stages: the grid, the demo).
+    pub fn pendulum(&self) -> Result<(&Identification, &Winding)> {
+        match (&self.identification, &self.fold) {
+            (Some(i), Some(f)) => Ok((i, f)),
+            _ => invalid!(
+                "{}: the data come from '{}', not Pendulum-v1: this stage scores the pendulum only",
+                self.config.data.display(),
+                self.env
+            ),
+        }
+    }
+
     /// The test sequences.
     pub fn test_sequences(&self) -> Sequences<'_> {
         Sequences::from(&self.test)
@@ -125,7 +153,10 @@ impl Evaluation {
     /// each reported horizon under [`prediction_keys`].
     pub fn report(&self) -> serde_json::Value {
         let r = Report {
-            identification: &self.identification,
+            env: &self.env,
+            identification: self.identification.as_ref(),
+            r2: self.features.iter().map(|f| (f.name.as_str(), f.r2)).collect(),
+            train_r2: self.features.iter().map(|f| (f.name.as_str(), f.train_r2)).collect(),
             model: self.run_config.model.inference.to_string(),
             epoch: self.epoch,
             objective: self.run_config.objective.to_string(),
@@ -135,8 +166,8 @@ impl Evaluation {
             prediction_condition: self.curves.condition,
             prediction_windows: self.curves.windows,
             prediction_diverged_windows: self.curves.diverged_windows,
-            winding: self.fold.winding,
-            winding_clearance: self.fold.clearance,
+            winding: self.fold.as_ref().map(|f| f.winding),
+            winding_clearance: self.fold.as_ref().map(|f| f.clearance),
             selected_from: self.selected_from,
         };
         let mut value = serde_json::to_value(&r).expect("the report serialises");
@@ -154,6 +185,16 @@ impl Evaluation {
 /// Evaluates the run in `config.run` on `config.data` on `device`. Everything is read and
 /// checked before anything is computed.
 pub fn evaluate(config: &EvalConfig, device: &burn::tensor::Device) -> Result<Evaluation> {
+    evaluate_with(config, &ekvae_envs::Registry::builtin(), device)
+}
+
+/// [`evaluate`] with the environments of `registry` (a user's own): the test data's environment
+/// names the identification targets and the angle whose prediction error is reported.
+pub fn evaluate_with(
+    config: &EvalConfig,
+    registry: &ekvae_envs::Registry,
+    device: &burn::tensor::Device,
+) -> Result<Evaluation> {
     let horizon = config.horizons.iter().copied().max().unwrap_or(0);
     if config.horizons.contains(&0) || horizon == 0 || config.condition == 0 {
         invalid!("--condition and every --horizons value must be positive");
@@ -201,31 +242,134 @@ pub fn evaluate(config: &EvalConfig, device: &burn::tensor::Device) -> Result<Ev
             config.condition
         );
     }
+    if train.meta.env != test.meta.env || train.state_dim != test.state_dim {
+        invalid!(
+            "{}: the training data come from '{}' ({} state coordinates) but the test data from '{}' ({}); evaluate on data of the model's environment",
+            config.data.display(),
+            train.meta.env,
+            train.state_dim,
+            test.meta.env,
+            test.state_dim
+        );
+    }
+    let env = test.meta.env.clone();
+    // The environment's identification targets; none for data without states or without a
+    // registered environment (recorded data), which are evaluated open loop only.
+    let system = registry
+        .get(&env)
+        .ok()
+        .filter(|s| test.has_states() && s.state_names().len() == test.state_dim);
+    let pendulum = env == "Pendulum-v1" && test.state_dim == 2;
     let train_seqs = Sequences::from(&train);
     let test_seqs = Sequences::from(&test);
     let train_eps: Vec<usize> = (0..train.episodes.min(config.max_train_episodes)).collect();
-    let ident = identify(&model, &train_seqs, &train_eps, &test_seqs)?;
-    let fold = ekvae_model::fold::fold_diagnostic(&model)?;
+    let test_eps: Vec<usize> = (0..test.episodes).collect();
+    let n = model.state_dim();
+    let z_test = smoothed_latents(&model, &test_seqs, &test_eps, 64)?;
+    let (mut features, mut angle) = (Vec::new(), None);
+    if let Some(sys) = &system {
+        let z_train = smoothed_latents(&model, &train_seqs, &train_eps, 64)?;
+        let names = sys.feature_names();
+        let k = names.len();
+        let f = |s: &[f64], out: &mut Vec<f64>| sys.features(s, out);
+        let y_train = feature_targets(&train_seqs, &train_eps, k, &f)?;
+        let y_test = feature_targets(&test_seqs, &test_eps, k, &f)?;
+        features = feature_scores((&z_train, &y_train), (&z_test, &y_test), n, &names)?.0;
+        if let Some(i) = sys.angle_coordinate() {
+            // latent → [cos θ, sin θ] of the angle coordinate, for the prediction's angle errors.
+            let cs = |d: &Sequences, eps: &[usize]| {
+                feature_targets(d, eps, 2, &|s: &[f64], out: &mut Vec<f64>| {
+                    out.extend([s[i].cos(), s[i].sin()])
+                })
+            };
+            let (ys_train, ys_test) = (cs(&train_seqs, &train_eps)?, cs(&test_seqs, &test_eps)?);
+            let names = ["cos".to_string(), "sin".to_string()];
+            let fit = feature_scores((&z_train, &ys_train), (&z_test, &ys_test), n, &names)?.1;
+            angle = Some((fit, i));
+        }
+        if pendulum {
+            let ident =
+                identify_latents(n, &z_train, &train_seqs, &train_eps, z_test.clone(), &test_seqs)?;
+            angle = Some((ident.angle_fit, 0));
+            return finish(
+                config,
+                run_config,
+                state.epoch,
+                history,
+                train_path,
+                test,
+                env,
+                Some(ident.report),
+                features,
+                z_test,
+                angle,
+                Some(ekvae_model::fold::fold_diagnostic(&model)?),
+                &model,
+                len,
+                horizon,
+            );
+        }
+    }
+    finish(
+        config,
+        run_config,
+        state.epoch,
+        history,
+        train_path,
+        test,
+        env,
+        None,
+        features,
+        z_test,
+        angle,
+        None,
+        &model,
+        len,
+        horizon,
+    )
+}
+
+/// The prediction part of [`evaluate_with`] and the result.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    config: &EvalConfig,
+    run_config: TrainConfig,
+    epoch: usize,
+    history: Vec<EpochRow>,
+    train_data: PathBuf,
+    test: Dataset,
+    env: String,
+    identification: Option<Identification>,
+    features: Vec<FeatureScore>,
+    z_test: Vec<f64>,
+    angle: Option<(ekvae_model::metrics::LinearRegression, usize)>,
+    fold: Option<Winding>,
+    model: &ekvae_model::ekvae::Ekvae,
+    len: usize,
+    horizon: usize,
+) -> Result<Evaluation> {
     let windows = prediction_windows(test.episodes, test.steps, len);
     let (curves, strips) = open_loop_prediction(
-        &model,
-        &test_seqs,
+        model,
+        &Sequences::from(&test),
         &windows,
         config.condition,
         horizon,
-        &ident.angle_fit,
+        angle.as_ref().map(|(fit, i)| (fit, *i)),
         STRIPS,
     )?;
     Ok(Evaluation {
         config: config.clone(),
         run_config,
-        epoch: state.epoch,
+        epoch,
         history,
-        train_data: train_path,
+        train_data,
         selected_from: selected_from(&config.run)?,
         test,
-        identification: ident.report,
-        z_test: ident.z_test,
+        env,
+        identification,
+        features,
+        z_test,
         curves,
         strips,
         fold,

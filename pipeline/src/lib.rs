@@ -32,6 +32,7 @@ pub mod control;
 pub mod eval;
 pub mod reproduce;
 pub mod swingup;
+pub mod task;
 pub mod train;
 
 pub use error::{Context, Error, Result};

@@ -490,7 +490,7 @@ fn episodes(
             let x = env.state();
             let t0 = Instant::now();
             let plan = controller
-                .act(x)
+                .act(&x)
                 .with_context(|| format!("planning failed at episode {ep}, step {t}"))?;
             let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
             let reward = env.step(plan.u[0]);

@@ -195,8 +195,16 @@ pub fn resolve_config(
         }
         None => TrainConfig::default(),
     };
+    if data.channels != 1 {
+        invalid!(
+            "{}: the frames have {} channels; the model trains on grayscale frames (one channel) — convert them (e.g. the mean of the channels) before training",
+            data_path.display(),
+            data.channels
+        );
+    }
     cfg.model.image_size = data.size;
     cfg.model.action_dim = seqs.action_dim;
+    cfg.env = data.meta.env.clone();
     overrides.apply(&mut cfg);
     cfg.data = data_path.display().to_string();
     cfg.check()?;

@@ -44,6 +44,26 @@ def test_collect_equals_the_cli_file(cli, tmp_path):
     assert_same(ekvae.load_dataset(path), ours)
 
 
+def test_collect_cartpole_and_recorded_data(tmp_path):
+    d = ekvae.collect(episodes=2, steps=6, size=16, seed=1, env="CartPoleSwingUp-v0")
+    assert d["states"].shape == (2, 6, 4) and d["actions"].shape == (2, 6, 1)
+    meta = json.loads(d["meta"].tobytes())
+    assert meta["env"] == "CartPoleSwingUp-v0" and meta["state_names"] == ["x", "x_dot", "theta", "theta_dot"]
+    # Recorded data: 3-channel frames, 2-d actions, no states, no rewards, no environment.
+    rec = {
+        "images": np.zeros((2, 6, 8, 8, 3), np.uint8),
+        "actions": np.ones((2, 6, 2), np.float32),
+        "meta": np.frombuffer(json.dumps({"format_version": 2, "episodes": 2, "steps": 6, "size": 8}).encode(), np.uint8),
+    }
+    path = tmp_path / "rec.npz"
+    ekvae.save_dataset(path, rec)
+    back = ekvae.load_dataset(path)
+    assert sorted(back) == ["actions", "images", "meta"]
+    assert back["images"].shape == (2, 6, 8, 8, 3) and back["actions"].shape == (2, 6, 2)
+    with pytest.raises(ValueError, match="not registered"):
+        ekvae.collect(episodes=1, steps=2, size=8, env="CartPole-v1")
+
+
 def test_save_load_round_trip(tmp_path):
     d = ekvae.collect(episodes=2, steps=5, size=8, seed=0, policy="zero")
     path = tmp_path / "sub.npz"
@@ -102,11 +122,14 @@ def test_save_dataset_refuses_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match="actions must be a numpy array of dtype float32"):
         ekvae.save_dataset(tmp_path / "a.npz", bad)
     bad = dict(d, states=d["states"][:, :3])
-    with pytest.raises(ValueError, match=r"states has shape \[2, 3, 2\], expected \[2, 4, 2\]"):
+    with pytest.raises(ValueError, match=r"states has shape \[2, 3, 2\], expected \[2, 4, K\]"):
         ekvae.save_dataset(tmp_path / "a.npz", bad)
-    bad = {k: v for k, v in d.items() if k != "rewards"}
-    with pytest.raises(ValueError, match="no \"rewards\" array"):
+    bad = {k: v for k, v in d.items() if k != "actions"}
+    with pytest.raises(ValueError, match="no \"actions\" array"):
         ekvae.save_dataset(tmp_path / "a.npz", bad)
+    # Rewards (and states) are optional: a recorded dataset may have none.
+    ekvae.save_dataset(tmp_path / "ok.npz", {k: v for k, v in d.items() if k != "rewards"})
+    assert "rewards" not in ekvae.load_dataset(tmp_path / "ok.npz")
     bad = dict(d, meta=np.frombuffer(b"{}", np.uint8))
     with pytest.raises(ValueError, match="meta"):
         ekvae.save_dataset(tmp_path / "a.npz", bad)

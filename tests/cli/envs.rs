@@ -41,9 +41,15 @@ fn collect_then_inspect() {
     let o = ekvae(&["inspect", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    for needle in
-        ["[5, 7, 16, 16]", "[5, 7, 1]", "[5, 7, 2]", "uniform:-1,1", "seed 3", "θ̇", "rewards"]
-    {
+    for needle in [
+        "[5, 7, 16, 16]",
+        "[5, 7, 1]",
+        "[5, 7, 2]",
+        "uniform:-1,1",
+        "seed 3",
+        "theta_dot",
+        "rewards",
+    ] {
         assert!(text.contains(needle), "inspect output lacks {needle}:\n{text}");
     }
     let sheet = dir.path().join("d-sheet.png");
@@ -84,6 +90,8 @@ fn collect_refuses_bad_arguments() {
         (vec!["--size", "7"], "size"),
         (vec!["--policy", "sometimes"], "policy"),
         (vec!["--threads", "0"], "threads"),
+        (vec!["--env", "CartPole-v9"], "not registered"),
+        (vec!["--env", "cartpole"], "not registered"),
     ] {
         let mut all = vec!["collect", "--out", out];
         all.extend(args);
@@ -104,6 +112,22 @@ fn collect_refuses_bad_arguments() {
     // clap's own errors (not a number) also fail cleanly.
     let o = ekvae(&["collect", "--episodes", "many"]);
     assert!(!o.status.success() && !stderr(&o).contains("panicked"));
+}
+
+/// The cart-pole through the command line: its states, the centring policy, and an inspect
+/// that names the coordinates.
+#[test]
+fn collect_cartpole_then_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = collect_small(dir.path(), "cp.npz", &["--env", "CartPoleSwingUp-v0"]);
+    let d = Dataset::load(&file).unwrap();
+    assert_eq!((d.meta.env.as_str(), d.state_dim, d.action_dim), ("CartPoleSwingUp-v0", 4, 1));
+    assert_eq!(d.meta.state_names, ["x", "x_dot", "theta", "theta_dot"]);
+    assert_eq!(d.meta.policy, "centring:-1,1,0.2,0.2");
+    let o = ekvae(&["inspect", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("CartPoleSwingUp-v0") && text.contains("theta_dot"), "{text}");
 }
 
 #[test]
@@ -182,7 +206,7 @@ assert ac.dtype == np.float32 and ac.shape == (5, 7, 1), (ac.dtype, ac.shape)
 assert st.dtype == np.float64 and st.shape == (5, 7, 2), (st.dtype, st.shape)
 assert rw.dtype == np.float32 and rw.shape == (5, 7), (rw.dtype, rw.shape)
 meta = json.loads(d["meta"].tobytes())
-assert meta["format_version"] == 1 and meta["episodes"] == 5 and meta["steps"] == 7 and meta["size"] == 16, meta
+assert meta["format_version"] == 2 and meta["episodes"] == 5 and meta["steps"] == 7 and meta["size"] == 16, meta
 assert np.all(np.abs(st[..., 1]) <= 8) and np.all(rw <= 0) and np.all(rw >= -16.2736044)
 np.savez_compressed(sys.argv[2], **{k: d[k] for k in d.files})
 print(json.dumps({"images_sum": int(im.astype(np.int64).sum()), "theta": repr(float(st[4, 6, 0])),
@@ -196,7 +220,7 @@ print(json.dumps({"images_sum": int(im.astype(np.int64).sum()), "theta": repr(fl
     let num = |k: &str| v[k].as_str().unwrap().parse::<f64>().unwrap();
     assert_eq!(num("theta"), d.state(4, 6)[0]);
     assert_eq!(num("thdot"), d.state(2, 3)[1]);
-    assert_eq!(num("action"), d.action(1, 2) as f64);
+    assert_eq!(num("action"), d.action(1, 2)[0] as f64);
     assert_eq!(num("reward"), d.rewards[3 * 7 + 4] as f64);
     assert_eq!(Dataset::load(&resaved).unwrap(), d);
 }

@@ -81,3 +81,59 @@ fn bad_arguments_fail_with_one_clear_line() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+/// The cart-pole on its true physics through the command line: `--env` picks the task, the
+/// CSV names its state, and the pendulum's own flags are refused for it.
+#[test]
+fn cartpole_true_model_and_its_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cp");
+    let o = ekvae_cmd()
+        .args(["mpc", "--env", "CartPoleSwingUp-v0", "--episodes", "1", "--steps", "600"])
+        .args(["--gif-size", "32", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("episode,t,x,x_dot,theta,theta_dot,u0,reward,plan_ms,iterations")
+    );
+    assert_eq!(lines.count(), 600);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["env"], "CartPoleSwingUp-v0");
+    assert_eq!(summary["success_rate"].as_f64(), Some(1.0), "{summary}");
+    assert!(out.join("swingup.gif").is_file());
+    for (args, needle) in [
+        (vec!["--env", "CartPoleSwingUp-v0", "--start", "3.14,0"], "--start"),
+        (vec!["--env", "CartPoleSwingUp-v0", "--cost", "reward"], "pendulum only"),
+        (vec!["--env", "Acrobot-v1"], "not registered"),
+    ] {
+        let o = ekvae_cmd()
+            .arg("mpc")
+            .args(&args)
+            .arg("--out")
+            .arg(dir.path().join("x"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(needle) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    // A pendulum model cannot control the cart-pole.
+    let run = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/pixmpc-model");
+    let o = ekvae_cmd()
+        .args(["mpc", "--env", "CartPoleSwingUp-v0", "--episodes", "1", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(dir.path().join("y"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("not CartPoleSwingUp-v0"), "{err}");
+}

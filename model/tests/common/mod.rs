@@ -57,6 +57,7 @@ impl Synthetic {
             images: &self.images,
             actions: &self.actions,
             states: &self.states,
+            state_dim: if self.states.is_empty() { 0 } else { 2 },
             episodes: self.episodes,
             steps: self.steps,
             size: self.size,

@@ -1,0 +1,441 @@
+//! Control tasks on registered systems other than the pendulum (whose swing-up, with its own
+//! scores and figures, is [`crate::swingup`]): receding-horizon iLQR on the true physics or on
+//! a trained model's latent dynamics from the system's rendered frames, scored on the system.
+//!
+//! A [`Task`] names the system, the episode length, the seeded starts, the success rule and the
+//! true-model controller; [`builtin_task`] has `CartPoleSwingUp-v0`'s. [`run_task`] runs the
+//! episodes. On a learned model the cost is `w_s |z − z̄|² + w_u |u|²` around the latent of the
+//! system's goal state, rendered and filtered ([`LearnedModel::goal_latent_of`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ekvae_envs::cartpole::CartPoleSwingUp;
+use ekvae_envs::system::CartPoleSystem;
+use ekvae_envs::{Env, System};
+use ekvae_planner::{
+    CartPoleCost, ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, TrueCartPole,
+};
+use serde::Serialize;
+
+use crate::control::{
+    Controller, Jacobians, LatentCostWeights, LatentDynamics, LearnedModel, PixelController,
+    PixelFilter, latent_cost,
+};
+use crate::{Context, Result, invalid};
+
+/// A control task on a system: what an episode is and when it succeeded.
+pub trait Task {
+    /// The system controlled.
+    fn system(&self) -> Arc<dyn System>;
+    /// Steps per episode (the environment's time limit).
+    fn steps(&self) -> usize;
+    /// The start of episode `episode` of a run seeded with `seed`.
+    fn start(&self, seed: u64, episode: usize) -> Vec<f64>;
+    /// Whether an episode succeeded, from its states before each action (`steps × D`,
+    /// row-major) and whether the environment terminated it.
+    fn success(&self, states: &[f64], terminated: bool) -> bool;
+    /// The success rule, in words (for the summary).
+    fn success_rule(&self) -> String;
+    /// Default planning horizons: (true model, learned model).
+    fn horizons(&self) -> (usize, usize);
+    /// The controller planning on the true physics.
+    fn true_controller(&self, mpc: MpcConfig) -> Result<Box<dyn Controller>>;
+}
+
+/// `CartPoleSwingUp-v0`: 1000 steps from the package's reset (near hanging at rest, episode
+/// `i` seeded with `seed + i`); success: the cart never leaves the track and |θ| < 0.2 rad over
+/// the last 500 steps. The true-model planner is `TrueCartPole` with `CartPoleCost`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CartPoleTask;
+
+/// [`CartPoleTask`]'s success: |θ| below this over the last [`CARTPOLE_WINDOW`] steps.
+pub const CARTPOLE_ANGLE: f64 = 0.2;
+/// See [`CARTPOLE_ANGLE`].
+pub const CARTPOLE_WINDOW: usize = 500;
+
+impl Task for CartPoleTask {
+    fn system(&self) -> Arc<dyn System> {
+        Arc::new(CartPoleSystem::default())
+    }
+    fn steps(&self) -> usize {
+        1000
+    }
+    fn start(&self, seed: u64, episode: usize) -> Vec<f64> {
+        let mut env = CartPoleSwingUp::default();
+        env.reset(Some(seed.wrapping_add(episode as u64)));
+        env.state().to_vec()
+    }
+    fn success(&self, states: &[f64], terminated: bool) -> bool {
+        let steps = states.len() / 4;
+        !terminated
+            && steps >= CARTPOLE_WINDOW
+            && states[(steps - CARTPOLE_WINDOW) * 4..]
+                .chunks_exact(4)
+                .all(|s| ekvae_envs::pendulum::angle_normalize(s[2]).abs() < CARTPOLE_ANGLE)
+    }
+    fn success_rule(&self) -> String {
+        format!(
+            "the cart never leaves the track and |theta| < {CARTPOLE_ANGLE} rad over the last {CARTPOLE_WINDOW} steps"
+        )
+    }
+    fn horizons(&self) -> (usize, usize) {
+        (30, 30)
+    }
+    fn true_controller(&self, mpc: MpcConfig) -> Result<Box<dyn Controller>> {
+        let mpc = Mpc::new(TrueCartPole::default(), CartPoleCost::default(), mpc)
+            .context("invalid MPC settings (check the horizon and the iteration options)")?;
+        Ok(Box::new(MpcAgent::new(ExactState, mpc)))
+    }
+}
+
+/// The built-in task of environment `id` (not the pendulum: see [`crate::swingup`]).
+pub fn builtin_task(id: &str) -> Result<Box<dyn Task>> {
+    match id {
+        "CartPoleSwingUp-v0" => Ok(Box::new(CartPoleTask)),
+        _ => invalid!(
+            "no control task for '{id}': mpc knows Pendulum-v1 and CartPoleSwingUp-v0 (a library user adds one by implementing ekvae_pipeline::task::Task)"
+        ),
+    }
+}
+
+/// The episodes and the MPC settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskConfig {
+    /// Number of episodes.
+    pub episodes: usize,
+    /// Seed of the starts and of the planner's random starts.
+    pub seed: u64,
+    /// Steps per episode; `None`: the task's.
+    pub steps: Option<usize>,
+    /// Planning horizon; `None`: the task's default for the planner.
+    pub horizon: Option<usize>,
+    /// iLQR iterations per control step.
+    pub iterations: usize,
+    /// Re-plan from multiple starts every this many steps; 0 = only at the first step.
+    pub replan_every: usize,
+    /// iLQR iterations per start when multi-starting.
+    pub multistart_iterations: usize,
+    /// Random control sequences per multi-start.
+    pub random_starts: usize,
+    /// Add the multi-start candidate planned over half the horizon.
+    pub short_horizon_start: bool,
+}
+
+/// What plans.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskPlanner {
+    /// The task's true-model controller.
+    True,
+    /// A trained run, from the system's rendered frames.
+    Learned {
+        /// The run directory.
+        run: PathBuf,
+        /// Jacobians given to iLQR.
+        jacobians: Jacobians,
+        /// The latent cost's weights.
+        weights: LatentCostWeights,
+        /// Goal frames filtered to find the goal latent.
+        goal_steps: usize,
+    },
+}
+
+/// One step (a row of `steps.csv`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskStep {
+    /// Episode.
+    pub episode: usize,
+    /// Step.
+    pub t: usize,
+    /// The state before the action.
+    pub state: Vec<f64>,
+    /// The action.
+    pub u: Vec<f64>,
+    /// Its reward.
+    pub reward: f64,
+    /// The controller's time (ms).
+    pub plan_ms: f64,
+    /// iLQR iterations.
+    pub iterations: usize,
+}
+
+/// One episode's score.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskEpisode {
+    /// Episode.
+    pub episode: usize,
+    /// Its start.
+    pub start: Vec<f64>,
+    /// Its return.
+    #[serde(rename = "return")]
+    pub ret: f64,
+    /// By the task's rule.
+    pub success: bool,
+    /// The step at which the environment terminated the episode, if it did.
+    pub terminated_at: Option<usize>,
+    /// Median controller time per step (ms).
+    pub plan_ms_median: f64,
+    /// Longest controller time (ms).
+    pub plan_ms_max: f64,
+}
+
+/// The result of [`run_task`]; serialised, the summary (without the steps).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRun {
+    /// The environment.
+    pub env: String,
+    /// `true`, or the run directory.
+    pub model: String,
+    /// The settings.
+    pub config: TaskConfig,
+    /// Steps per episode.
+    pub steps_per_episode: usize,
+    /// The MPC settings.
+    pub mpc: MpcConfig,
+    /// The controller's description (the learned model's goal latent and weights).
+    pub controller: serde_json::Value,
+    /// The success rule.
+    pub success_rule: String,
+    /// Mean return.
+    pub mean_return: f64,
+    /// Population standard deviation of the returns.
+    pub std_return: f64,
+    /// Share of successful episodes.
+    pub success_rate: f64,
+    /// Median controller time per step (ms).
+    pub plan_ms_median: f64,
+    /// 95th percentile.
+    pub plan_ms_p95: f64,
+    /// Maximum.
+    pub plan_ms_max: f64,
+    /// Per episode.
+    pub episodes: Vec<TaskEpisode>,
+    /// The state coordinates' names.
+    pub state_names: Vec<String>,
+    /// Every step.
+    #[serde(skip)]
+    pub steps: Vec<TaskStep>,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Runs `config.episodes` episodes of `task` with `planner`; `progress(episode, return)` after
+/// each.
+pub fn run_task(
+    task: &dyn Task,
+    config: &TaskConfig,
+    planner: &TaskPlanner,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<TaskRun> {
+    let system = task.system();
+    let steps = config.steps.unwrap_or(task.steps());
+    if config.episodes == 0 || steps == 0 {
+        invalid!("--episodes and --steps must be at least 1");
+    }
+    let bytes = (config.episodes as u64)
+        .checked_mul(steps as u64)
+        .and_then(|n| n.checked_mul(64 + 8 * system.state_names().len() as u64));
+    ekvae_envs::fsio::check_memory(bytes, "--episodes × --steps", "lower --episodes or --steps")?;
+    let (lower, upper) = system.action_bounds();
+    let mut mpc = MpcConfig::with_bounds(ControlBounds { lower, upper });
+    let (true_h, learned_h) = task.horizons();
+    let default_h = if *planner == TaskPlanner::True { true_h } else { learned_h };
+    mpc.horizon = config.horizon.unwrap_or(default_h);
+    if !(1..=crate::swingup::MAX_HORIZON).contains(&mpc.horizon) {
+        invalid!(
+            "--horizon {} is out of range; use 1 to {}",
+            mpc.horizon,
+            crate::swingup::MAX_HORIZON
+        );
+    }
+    mpc.iterations_per_step = config.iterations;
+    mpc.replan_every = (config.replan_every > 0).then_some(config.replan_every);
+    mpc.multistart_iterations = config.multistart_iterations;
+    mpc.random_starts = config.random_starts;
+    mpc.short_horizon_start = config.short_horizon_start;
+    mpc.seed = config.seed;
+    match planner {
+        TaskPlanner::True => {
+            let mut controller = task.true_controller(mpc.clone())?;
+            let description = serde_json::json!({"planner": "iLQR-MPC on the true physics"});
+            episodes(
+                task,
+                config,
+                steps,
+                "true".into(),
+                mpc,
+                description,
+                &mut *controller,
+                progress,
+            )
+        }
+        TaskPlanner::Learned { run, jacobians, weights, goal_steps } => {
+            let model = LearnedModel::load_for(run, system.id(), system.action_dim())?;
+            let goal = model.goal_latent_of(system.as_ref(), *goal_steps)?;
+            let cost = latent_cost(goal.clone(), *weights, system.action_dim())?;
+            let dynamics = LatentDynamics::new(model.plain.clone(), *jacobians);
+            let agent_mpc = Mpc::new(dynamics, cost, mpc.clone())
+                .context("invalid MPC settings (check the horizon and the iteration options)")?;
+            let size = model.image_size();
+            let mut controller = PixelController::of_system(
+                MpcAgent::new(PixelFilter::new(&model), agent_mpc),
+                size,
+                system.clone(),
+            );
+            let description = serde_json::json!({
+                "planner": "iLQR-MPC on the learned latent dynamics, from rendered frames",
+                "checkpoint_epoch": model.epoch,
+                "image_size": size,
+                "state_dim": model.plain.state_dim(),
+                "jacobians": jacobians,
+                "goal_steps": goal_steps,
+                "goal_latent": goal,
+                "state_weight": weights.state,
+                "control_weight": weights.control,
+                "terminal_weight": weights.terminal,
+                "estimator": "encoder mean → extended Kalman filter (plain f64)",
+            });
+            let name = run.display().to_string();
+            episodes(task, config, steps, name, mpc, description, &mut controller, progress)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn episodes(
+    task: &dyn Task,
+    config: &TaskConfig,
+    steps: usize,
+    model: String,
+    mpc: MpcConfig,
+    controller_description: serde_json::Value,
+    controller: &mut dyn Controller,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<TaskRun> {
+    let system = task.system();
+    let d = system.state_names().len();
+    let mut rows = Vec::with_capacity(config.episodes * steps);
+    let mut episodes = Vec::with_capacity(config.episodes);
+    for ep in 0..config.episodes {
+        let start = task.start(config.seed, ep);
+        let mut state = start.clone();
+        controller.reset();
+        let (mut ret, mut terminated_at) = (0.0, None);
+        let mut states = Vec::with_capacity(steps * d);
+        let mut times = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let t0 = Instant::now();
+            let plan = controller
+                .act(&state)
+                .with_context(|| format!("planning failed at episode {ep}, step {t}"))?;
+            let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
+            times.push(plan_ms);
+            states.extend_from_slice(&state);
+            let before = state.clone();
+            let outcome = system.step(&mut state, &plan.u);
+            ret += outcome.reward;
+            rows.push(TaskStep {
+                episode: ep,
+                t,
+                state: before,
+                u: plan.u,
+                reward: outcome.reward,
+                plan_ms,
+                iterations: plan.iterations,
+            });
+            if outcome.terminated {
+                terminated_at = Some(t);
+                break;
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        episodes.push(TaskEpisode {
+            episode: ep,
+            start,
+            ret,
+            success: task.success(&states, terminated_at.is_some()),
+            terminated_at,
+            plan_ms_median: quantile(&times, 0.5),
+            plan_ms_max: times.last().copied().unwrap_or(f64::NAN),
+        });
+        progress(ep, ret);
+    }
+    let n = episodes.len() as f64;
+    let mean_return = episodes.iter().map(|e| e.ret).sum::<f64>() / n;
+    let std_return =
+        (episodes.iter().map(|e| (e.ret - mean_return).powi(2)).sum::<f64>() / n).sqrt();
+    let mut times: Vec<f64> = rows.iter().map(|r| r.plan_ms).collect();
+    times.sort_by(f64::total_cmp);
+    Ok(TaskRun {
+        env: system.id().to_string(),
+        model,
+        config: config.clone(),
+        steps_per_episode: steps,
+        mpc,
+        controller: controller_description,
+        success_rule: task.success_rule(),
+        mean_return,
+        std_return,
+        success_rate: episodes.iter().filter(|e| e.success).count() as f64 / n,
+        plan_ms_median: quantile(&times, 0.5),
+        plan_ms_p95: quantile(&times, 0.95),
+        plan_ms_max: times.last().copied().unwrap_or(f64::NAN),
+        episodes,
+        state_names: system.state_names(),
+        steps: rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(episodes: usize, steps: usize) -> TaskConfig {
+        TaskConfig {
+            episodes,
+            seed: 0,
+            steps: Some(steps),
+            horizon: None,
+            iterations: 5,
+            replan_every: 10,
+            multistart_iterations: 50,
+            random_starts: 2,
+            short_horizon_start: true,
+        }
+    }
+
+    /// The true-model cart-pole: swung up and balanced (the rule on a shortened episode), with
+    /// the starts of the environment's seeded reset.
+    #[test]
+    fn true_model_swings_the_cartpole_up() {
+        let task = CartPoleTask;
+        let run = run_task(&task, &config(1, 600), &TaskPlanner::True, &mut |_, _| {}).unwrap();
+        assert_eq!(run.episodes[0].start, task.start(0, 0));
+        assert!(run.episodes[0].success, "{:?}", run.episodes[0]);
+        assert!(run.episodes[0].ret > 400.0, "{}", run.episodes[0].ret);
+        assert_eq!(run.steps.len(), 600);
+        assert!(run.steps.iter().all(|s| s.u[0].abs() <= 1.0));
+    }
+
+    #[test]
+    fn the_success_rule_and_bad_settings() {
+        let task = CartPoleTask;
+        let up = vec![0.0; 4 * 600];
+        assert!(task.success(&up, false));
+        assert!(!task.success(&up, true), "terminated");
+        assert!(!task.success(&up[..4 * 400], false), "shorter than the window");
+        let mut late_fall = up.clone();
+        late_fall[4 * 599 + 2] = 0.3;
+        assert!(!task.success(&late_fall, false));
+        assert!(run_task(&task, &config(0, 10), &TaskPlanner::True, &mut |_, _| {}).is_err());
+        let long = TaskConfig { horizon: Some(0), ..config(1, 10) };
+        assert!(run_task(&task, &long, &TaskPlanner::True, &mut |_, _| {}).is_err());
+        assert!(builtin_task("Pendulum-v1").is_err() && builtin_task("CartPoleSwingUp-v0").is_ok());
+    }
+}
