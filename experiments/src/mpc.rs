@@ -211,6 +211,22 @@ impl MpcArgs {
     }
 }
 
+/// Creates the output folder and the episodes' progress bar (hidden with --quiet).
+fn output_and_bar(args: &MpcArgs) -> Result<ProgressBar> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    let bar = if args.quiet {
+        ProgressBar::with_draw_target(Some(args.episodes as u64), ProgressDrawTarget::hidden())
+    } else {
+        ProgressBar::new(args.episodes as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("mpc {bar:30} {pos}/{len} episodes, last return {msg}")
+            .expect("valid template"),
+    );
+    Ok(bar)
+}
+
 /// The environment `ekvae mpc` controls: `--env`, else the run's, else the pendulum.
 pub fn environment(args: &MpcArgs) -> Result<String> {
     let from_run = match &args.run {
@@ -271,17 +287,7 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
             }
         }
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
-    let bar = if args.quiet {
-        ProgressBar::with_draw_target(Some(args.episodes as u64), ProgressDrawTarget::hidden())
-    } else {
-        ProgressBar::new(args.episodes as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("mpc {bar:30} {pos}/{len} episodes, last return {msg}")
-            .expect("valid template"),
-    );
+    let bar = output_and_bar(args)?;
     let result = run_task(task.as_ref(), &config, &planner, &mut |_, ret| {
         bar.set_message(format!("{ret:.1}"));
         bar.inc(1);
@@ -354,23 +360,15 @@ pub fn run(args: MpcArgs) -> Result<SwingUp> {
     }
     let env = environment(&args)?;
     if env != ekvae_model::train::PENDULUM {
-        bail!("internal: {env} goes through run_task_cli");
+        bail!(
+            "this is the pendulum's swing-up; {env} is controlled by run_task_cli (as `ekvae mpc --env {env}` does)"
+        );
     }
     let config = args.config();
     // Everything is checked before the output folder is made.
     config.check()?;
     let planner = args.planner()?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
-    let bar = if args.quiet {
-        ProgressBar::with_draw_target(Some(args.episodes as u64), ProgressDrawTarget::hidden())
-    } else {
-        ProgressBar::new(args.episodes as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("mpc {bar:30} {pos}/{len} episodes, last return {msg}")
-            .expect("valid template"),
-    );
+    let bar = output_and_bar(&args)?;
     let result = run_swingup(&config, &planner, &mut |_, ret| {
         bar.set_message(format!("{ret:.1}"));
         bar.inc(1);

@@ -267,6 +267,7 @@ pub fn evaluate_with(
     let n = model.state_dim();
     let z_test = smoothed_latents(&model, &test_seqs, &test_eps, 64)?;
     let (mut features, mut angle) = (Vec::new(), None);
+    let (mut identification, mut fold) = (None, None);
     if let Some(sys) = &system {
         let z_train = smoothed_latents(&model, &train_seqs, &train_eps, 64)?;
         let names = sys.feature_names();
@@ -291,23 +292,8 @@ pub fn evaluate_with(
             let ident =
                 identify_latents(n, &z_train, &train_seqs, &train_eps, z_test.clone(), &test_seqs)?;
             angle = Some((ident.angle_fit, 0));
-            return finish(
-                config,
-                run_config,
-                state.epoch,
-                history,
-                train_path,
-                test,
-                env,
-                Some(ident.report),
-                features,
-                z_test,
-                angle,
-                Some(ekvae_model::fold::fold_diagnostic(&model)?),
-                &model,
-                len,
-                horizon,
-            );
+            identification = Some(ident.report);
+            fold = Some(ekvae_model::fold::fold_diagnostic(&model)?);
         }
     }
     finish(
@@ -318,11 +304,11 @@ pub fn evaluate_with(
         train_path,
         test,
         env,
-        None,
+        identification,
         features,
         z_test,
         angle,
-        None,
+        fold,
         &model,
         len,
         horizon,

@@ -188,8 +188,43 @@ impl SwingUpConfig {
     /// no horizon is set.
     pub fn mpc_config(&self, default_horizon: usize) -> MpcConfig {
         let (lower, upper) = TruePendulum::default().control_limits();
-        let mut mpc = MpcConfig::with_bounds(ControlBounds { lower, upper });
-        mpc.horizon = self.horizon.unwrap_or(default_horizon);
+        let options = MpcOptions {
+            horizon: self.horizon.unwrap_or(default_horizon),
+            iterations: self.iterations,
+            replan_every: self.replan_every,
+            multistart_iterations: self.multistart_iterations,
+            random_starts: self.random_starts,
+            short_horizon_start: self.short_horizon_start,
+            seed: self.seed,
+        };
+        options.config(ControlBounds { lower, upper })
+    }
+}
+
+/// The command line's MPC options, shared by the pendulum's swing-up and [`crate::task`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MpcOptions {
+    /// Planning horizon.
+    pub horizon: usize,
+    /// iLQR iterations per control step.
+    pub iterations: usize,
+    /// Re-plan from multiple starts every this many steps; 0 = only at the first step.
+    pub replan_every: usize,
+    /// iLQR iterations per start when multi-starting.
+    pub multistart_iterations: usize,
+    /// Random control sequences per multi-start.
+    pub random_starts: usize,
+    /// Add the multi-start candidate planned over half the horizon.
+    pub short_horizon_start: bool,
+    /// Seed of the random starts.
+    pub seed: u64,
+}
+
+impl MpcOptions {
+    /// The planner's settings with these options and control `bounds`.
+    pub fn config(&self, bounds: ControlBounds) -> MpcConfig {
+        let mut mpc = MpcConfig::with_bounds(bounds);
+        mpc.horizon = self.horizon;
         mpc.iterations_per_step = self.iterations;
         mpc.replan_every = (self.replan_every > 0).then_some(self.replan_every);
         mpc.multistart_iterations = self.multistart_iterations;

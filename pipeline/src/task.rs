@@ -23,6 +23,7 @@ use crate::control::{
     Controller, Jacobians, LatentCostWeights, LatentDynamics, LearnedModel, PixelController,
     PixelFilter, latent_cost,
 };
+use crate::swingup::MpcOptions;
 use crate::{Context, Result, invalid};
 
 /// A control task on a system: what an episode is and when it succeeded.
@@ -243,23 +244,22 @@ pub fn run_task(
         .and_then(|n| n.checked_mul(64 + 8 * system.state_names().len() as u64));
     ekvae_envs::fsio::check_memory(bytes, "--episodes × --steps", "lower --episodes or --steps")?;
     let (lower, upper) = system.action_bounds();
-    let mut mpc = MpcConfig::with_bounds(ControlBounds { lower, upper });
     let (true_h, learned_h) = task.horizons();
     let default_h = if *planner == TaskPlanner::True { true_h } else { learned_h };
-    mpc.horizon = config.horizon.unwrap_or(default_h);
-    if !(1..=crate::swingup::MAX_HORIZON).contains(&mpc.horizon) {
-        invalid!(
-            "--horizon {} is out of range; use 1 to {}",
-            mpc.horizon,
-            crate::swingup::MAX_HORIZON
-        );
+    let horizon = config.horizon.unwrap_or(default_h);
+    if !(1..=crate::swingup::MAX_HORIZON).contains(&horizon) {
+        invalid!("--horizon {horizon} is out of range; use 1 to {}", crate::swingup::MAX_HORIZON);
     }
-    mpc.iterations_per_step = config.iterations;
-    mpc.replan_every = (config.replan_every > 0).then_some(config.replan_every);
-    mpc.multistart_iterations = config.multistart_iterations;
-    mpc.random_starts = config.random_starts;
-    mpc.short_horizon_start = config.short_horizon_start;
-    mpc.seed = config.seed;
+    let mpc = MpcOptions {
+        horizon,
+        iterations: config.iterations,
+        replan_every: config.replan_every,
+        multistart_iterations: config.multistart_iterations,
+        random_starts: config.random_starts,
+        short_horizon_start: config.short_horizon_start,
+        seed: config.seed,
+    }
+    .config(ControlBounds { lower, upper });
     match planner {
         TaskPlanner::True => {
             let mut controller = task.true_controller(mpc.clone())?;
