@@ -92,7 +92,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else {
         let scores: Vec<String> =
             e.features.iter().map(|f| format!("R²({}) = {:.4}", f.name, f.r2)).collect();
-        say!("{}   ({})", scores.join("   "), e.env);
+        let fold = e.fold.as_ref().map_or(String::new(), |f| {
+            format!("   fold diagnostic: winding {} (clearance {:.2})", f.winding, f.clearance)
+        });
+        say!("{}   ({}){fold}", scores.join("   "), e.env);
     }
     let curves = &e.curves;
     if !args.quiet {

@@ -271,7 +271,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     // The warnings are printed even with --quiet: a folded model is not usable for control.
     if let Some(r) = rows.last() {
-        if r.winding.abs() != 1 && cfg_env == ekvae_model::train::PENDULUM {
+        // Runs with a fold diagnostic (the pendulum, the cart-pole's pole) have a clearance.
+        if r.winding.abs() != 1
+            && (cfg_env == ekvae_model::train::PENDULUM || !r.clearance.is_nan())
+        {
             eprintln!("{}", fold_warning(r.winding, r.clearance));
         }
         if r.phase == ekvae_model::Phase::Reconstruction {

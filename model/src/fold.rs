@@ -160,6 +160,40 @@ pub fn fold_diagnostic(model: &Ekvae) -> Result<Winding> {
         frames
             .extend(ekvae_envs::render::render(theta, s).into_iter().map(|v| f32::from(v) / 255.0));
     }
+    encoded_winding(model, frames)
+}
+
+/// The fold diagnostic on another system: its goal state ([`System::goal_state`]) with the
+/// angle coordinate ([`System::angle_coordinate`]) turned through [`FOLD_ANGLES`] values of one
+/// revolution, rendered, encoded, and the winding of the encoder means. `None` when the system
+/// has no angle or no goal state.
+///
+/// [`System::goal_state`]: ekvae_envs::System::goal_state
+/// [`System::angle_coordinate`]: ekvae_envs::System::angle_coordinate
+pub fn fold_diagnostic_of(
+    model: &Ekvae,
+    system: &dyn ekvae_envs::System,
+) -> Result<Option<Winding>> {
+    let (Some(i), Some(goal)) = (system.angle_coordinate(), system.goal_state()) else {
+        return Ok(None);
+    };
+    let s = model.image_size();
+    let n = FOLD_ANGLES;
+    let mut frames = Vec::with_capacity(n * s * s);
+    let mut frame = vec![0u8; s * s];
+    for k in 0..n {
+        let mut state = goal.clone();
+        state[i] = std::f64::consts::TAU * k as f64 / n as f64;
+        system.render_into(&state, s, &mut frame);
+        frames.extend(frame.iter().map(|&v| f32::from(v) / 255.0));
+    }
+    encoded_winding(model, frames).map(Some)
+}
+
+/// Winding of the encoder means of `frames` (`FOLD_ANGLES` frames of the model's size, in
+/// order around the revolution).
+fn encoded_winding(model: &Ekvae, frames: Vec<f32>) -> Result<Winding> {
+    let (s, n) = (model.image_size(), FOLD_ANGLES);
     let device = model.device();
     let x = Tensor::<4>::from_data(TensorData::new(frames, [1, n, s, s]), &device);
     let (mean, _) = model.encode(x);

@@ -610,11 +610,17 @@ impl Trainer {
         // One copy of the model without autodiff for both end-of-epoch evaluations.
         let inference_model = self.model().valid();
         let val = validate(&inference_model, data, val_eps, self.config.seed)?;
-        // The fold diagnostic renders the pendulum: other systems get winding 0, clearance NaN.
+        // The fold diagnostic: the pendulum's, or that of a built-in system with an angle (the
+        // cart-pole's pole); others get winding 0, clearance NaN.
         let fold = if self.config.env == PENDULUM {
             crate::fold::fold_diagnostic(&inference_model)?
         } else {
-            crate::fold::Winding { winding: 0, clearance: f64::NAN }
+            let system = ekvae_envs::Registry::builtin().get(&self.config.env).ok();
+            system
+                .map(|s| crate::fold::fold_diagnostic_of(&inference_model, s.as_ref()))
+                .transpose()?
+                .flatten()
+                .unwrap_or(crate::fold::Winding { winding: 0, clearance: f64::NAN })
         };
         self.epoch = epoch;
         let (d, r) = (sum_d / steps as f64, sum_r / steps as f64);

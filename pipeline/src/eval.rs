@@ -294,6 +294,8 @@ pub fn evaluate_with(
             angle = Some((ident.angle_fit, 0));
             identification = Some(ident.report);
             fold = Some(ekvae_model::fold::fold_diagnostic(&model)?);
+        } else {
+            fold = ekvae_model::fold::fold_diagnostic_of(&model, sys.as_ref())?;
         }
     }
     finish(
