@@ -270,10 +270,9 @@ pub fn view_width(p: &CartPoleParams) -> f64 {
 
 /// Cart size drawn (m): width and height.
 pub const CART_SIZE: [f64; 2] = [0.6, 0.3];
-/// Pole width drawn (m): twice the physical proportion a thin rod would have, so that the tilt of
-/// the pole is a few pixels at 32–64 px (at 0.15 m the encoders tried could not tell left from
-/// right; see the README, section 8).
-pub const POLE_WIDTH: f64 = 0.3;
+/// Pole width drawn (m). (Drawing it twice as wide, 0.3 m, was tried for learning from pixels and
+/// did not help the encoders tell left from right; see the README, section 8.)
+pub const POLE_WIDTH: f64 = 0.15;
 /// Gray levels: track, cart, pole (the pole brightest, drawn over the cart).
 pub const SHADES: [u8; 3] = [70, 150, 255];
 
