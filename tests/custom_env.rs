@@ -1,6 +1,6 @@
 //! The `custom_env` example end to end on its tiny budget: a system defined in one file and
-//! registered with one line goes through collect → train → eval, and its own identification
-//! targets are scored.
+//! registered with one line goes through collect → train → eval → mpc, and its own
+//! identification targets are scored.
 
 #[path = "../examples/custom_env.rs"]
 #[allow(dead_code)]
@@ -9,7 +9,11 @@ mod custom_env;
 #[test]
 fn a_users_environment_runs_through_the_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    let e = custom_env::run(dir.path(), 2).unwrap();
+    let (e, control) = custom_env::run(dir.path(), 2, 1).unwrap();
+    // The control loop ran on the user's system from its frames (2 epochs cannot control it:
+    // the point is the API).
+    assert_eq!((control.env.as_str(), control.steps.len()), ("PointMass-v0", 60));
+    assert!(control.steps.iter().all(|s| s.u[0].is_finite() && s.state.len() == 2));
     assert_eq!(e.env, "PointMass-v0");
     let names: Vec<&str> = e.features.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["x", "v"]);

@@ -41,8 +41,15 @@ pub trait Task {
     fn success_rule(&self) -> String;
     /// Default planning horizons: (true model, learned model).
     fn horizons(&self) -> (usize, usize);
-    /// The controller planning on the true physics.
-    fn true_controller(&self, mpc: MpcConfig) -> Result<Box<dyn Controller>>;
+    /// The controller planning on the true physics (by default none: such a task is controlled
+    /// from pixels only, with [`TaskPlanner::Learned`]).
+    fn true_controller(&self, mpc: MpcConfig) -> Result<Box<dyn Controller>> {
+        let _ = mpc;
+        invalid!(
+            "{} has no true-model controller; plan on a learned model (--run DIR)",
+            self.system().id()
+        )
+    }
 }
 
 /// `CartPoleSwingUp-v0`: 1000 steps from the package's reset (near hanging at rest, episode
