@@ -242,6 +242,15 @@ pub fn evaluate_with(
             config.condition
         );
     }
+    if run_config.env != test.meta.env {
+        invalid!(
+            "{}: the test data come from '{}' but the model in {} was trained on '{}' data; evaluate on data of the model's environment",
+            config.data.display(),
+            test.meta.env,
+            config.run.display(),
+            run_config.env
+        );
+    }
     if train.meta.env != test.meta.env || train.state_dim != test.state_dim {
         invalid!(
             "{}: the training data come from '{}' ({} state coordinates) but the test data from '{}' ({}); evaluate on data of the model's environment",
@@ -276,8 +285,9 @@ pub fn evaluate_with(
         let y_train = feature_targets(&train_seqs, &train_eps, k, &f)?;
         let y_test = feature_targets(&test_seqs, &test_eps, k, &f)?;
         features = feature_scores((&z_train, &y_train), (&z_test, &y_test), n, &names)?.0;
-        if let Some(i) = sys.angle_coordinate() {
-            // latent → [cos θ, sin θ] of the angle coordinate, for the prediction's angle errors.
+        if let Some(i) = sys.angle_coordinate().filter(|_| !pendulum) {
+            // latent → [cos θ, sin θ] of the angle coordinate, for the prediction's angle errors
+            // (the pendulum's comes from its own identification below).
             let cs = |d: &Sequences, eps: &[usize]| {
                 feature_targets(d, eps, 2, &|s: &[f64], out: &mut Vec<f64>| {
                     out.extend([s[i].cos(), s[i].sin()])

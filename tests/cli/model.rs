@@ -349,3 +349,110 @@ fn restarts_select_a_seed_and_say_so() {
         assert!(eval.get(key).is_some(), "eval.json lacks {key}");
     }
 }
+
+/// The cart-pole through the command line on a tiny budget: collect → train → eval → mpc from
+/// pixels, its own targets scored; a pendulum model is refused on cart-pole data.
+#[test]
+fn cartpole_collect_train_eval_mpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        let o = ekvae(&[
+            "collect",
+            "--env",
+            "CartPoleSwingUp-v0",
+            "--episodes",
+            "6",
+            "--steps",
+            "16",
+            "--size",
+            "16",
+            "--seed",
+            seed,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "collect failed: {}", stderr(&o));
+        out
+    };
+    let (train_file, test_file) = (data("train.npz", "1"), data("test.npz", "2"));
+    let cfg = tiny_config(dir.path());
+    let run = dir.path().join("run");
+    let o =
+        train(&train_file, &run, &cfg, &["--epochs", "1", "--state-dim", "5", "--aux-dim", "3"]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("env = \"CartPoleSwingUp-v0\""), "{config}");
+    let o = ekvae(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        test_file.to_str().unwrap(),
+        "--condition",
+        "4",
+        "--horizons",
+        "2,5",
+    ]);
+    assert!(o.status.success(), "eval failed: {}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(json["env"], "CartPoleSwingUp-v0");
+    for key in ["x", "cos theta", "sin theta", "x_dot", "theta_dot"] {
+        assert!(json["r2"][key].is_number(), "eval.json lacks r2.{key}: {json}");
+    }
+    assert!(json.get("r2_cos_sin").is_none(), "the pendulum's keys are the pendulum's");
+    assert!(json["angle_err_deg_h5"].is_number());
+    let out = dir.path().join("mpc");
+    let o = ekvae(&[
+        "mpc",
+        "--run",
+        run.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--steps",
+        "20",
+        "--gif-size",
+        "32",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "mpc failed: {}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["env"], "CartPoleSwingUp-v0");
+    assert_eq!(summary["episodes"].as_array().unwrap().len(), 1);
+
+    // A pendulum model evaluated on cart-pole frames of the same size: one clear error.
+    let pend = dir.path().join("pend.npz");
+    let o = ekvae(&[
+        "collect",
+        "--episodes",
+        "6",
+        "--steps",
+        "16",
+        "--size",
+        "16",
+        "--quiet",
+        "--out",
+        pend.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let prun = dir.path().join("prun");
+    assert!(train(&pend, &prun, &cfg, &["--epochs", "1"]).status.success());
+    let o = ekvae(&[
+        "eval",
+        "--run",
+        prun.to_str().unwrap(),
+        "--data",
+        test_file.to_str().unwrap(),
+        "--condition",
+        "4",
+        "--horizons",
+        "2",
+    ]);
+    assert_clean_failure(&o, "trained on 'Pendulum-v1' data");
+    assert!(!prun.join("eval.json").exists());
+}
