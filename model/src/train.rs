@@ -231,8 +231,8 @@ impl TrainConfig {
         let mut blank = Vec::new();
         empty(&got, "", &mut blank);
         // `data` is informational for the library (runs made through the API may leave it
-        // empty); `ekvae eval` says so when it needs it.
-        blank.retain(|f| f != "data");
+        // empty); `ekvae eval` says so when it needs it. `env` is empty for recorded data.
+        blank.retain(|f| f != "data" && f != "env");
         if !blank.is_empty() {
             return Err(format!(
                 "empty field(s) in the run config: {}; restore the run's config.toml",

@@ -456,3 +456,48 @@ fn cartpole_collect_train_eval_mpc() {
     assert_clean_failure(&o, "trained on 'Pendulum-v1' data");
     assert!(!prun.join("eval.json").exists());
 }
+
+/// Recorded data (frames and actions only, no environment): trained on and evaluated open loop,
+/// and `eval` says that identification was skipped.
+#[test]
+fn recorded_data_without_states_train_and_eval_open_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let mut files = Vec::new();
+    for (name, seed) in [("train.npz", 1), ("test.npz", 2)] {
+        let full = collect(dir.path(), &format!("full-{name}"), 16, seed);
+        let mut d = ekvae::envs::Dataset::load(&full).unwrap();
+        d.states.clear();
+        d.rewards.clear();
+        d.state_dim = 0;
+        d.meta = ekvae::envs::DatasetMeta {
+            env: String::new(),
+            params: serde_json::Value::Null,
+            state_names: Vec::new(),
+            ..d.meta
+        };
+        let path = dir.path().join(name);
+        d.save(&path).unwrap();
+        files.push(path);
+    }
+    let run = dir.path().join("run");
+    let o = train(&files[0], &run, &cfg, &["--epochs", "1"]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let o = ekvae(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        files[1].to_str().unwrap(),
+        "--condition",
+        "4",
+        "--horizons",
+        "2",
+    ]);
+    assert!(o.status.success(), "eval failed: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("identification skipped"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    assert!(json["pixel_mse_h2"].is_number() && json["angle_err_deg_h2"].is_null(), "{json}");
+    assert_eq!(json["r2"], serde_json::json!({}));
+}
