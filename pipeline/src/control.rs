@@ -23,7 +23,6 @@ use std::rc::Rc;
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
-use ekvae_envs::render::{render, render_into};
 use ekvae_model::Ekvae;
 use ekvae_model::plain::{Belief, PlainModel};
 use ekvae_model::train::{RunDir, TrainConfig};
@@ -191,7 +190,7 @@ impl LearnedModel {
     /// The latent of the pendulum upright at rest: `steps` rendered upright frames (θ = 0)
     /// through the encoder and the filter with zero actions; the last filtered mean.
     pub fn goal_latent(&self, steps: usize) -> Result<Vec<f64>> {
-        self.goal_latent_of_frame(&render(0.0, self.image_size()), steps)
+        self.goal_latent_of(&ekvae_envs::system::PendulumSystem::default(), steps)
     }
 
     /// The latent of `system`'s goal state ([`System::goal_state`]), found as
@@ -201,16 +200,11 @@ impl LearnedModel {
         let Some(goal) = system.goal_state() else {
             invalid!("{} has no goal state: its latent goal cannot be rendered", system.id());
         };
-        let mut frame = vec![0; self.image_size() * self.image_size()];
-        system.render_into(&goal, self.image_size(), &mut frame);
-        self.goal_latent_of_frame(&frame, steps)
-    }
-
-    fn goal_latent_of_frame(&self, frame: &[u8], steps: usize) -> Result<Vec<f64>> {
         if steps == 0 {
             invalid!("--goal-steps must be at least 1");
         }
-        let frame = frame.to_vec();
+        let mut frame = vec![0; self.image_size() * self.image_size()];
+        system.render_into(&goal, self.image_size(), &mut frame);
         let zero = vec![0.0; self.plain.transition.action_dim()];
         let mut filter = PixelFilter::new(self);
         let mut z = Vec::new();
@@ -276,8 +270,8 @@ pub struct PixelController<'a> {
     pub agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>,
     size: usize,
     frame: Vec<u8>,
-    /// The renderer; `None`: the pendulum's.
-    system: Option<Arc<dyn System>>,
+    /// The system whose renderer draws the frames.
+    system: Arc<dyn System>,
 }
 
 impl<'a> PixelController<'a> {
@@ -287,7 +281,7 @@ impl<'a> PixelController<'a> {
         agent: MpcAgent<PixelFilter<'a>, LatentDynamics, QuadraticCost>,
         size: usize,
     ) -> Self {
-        Self { agent, size, frame: vec![0; size * size], system: None }
+        Self::of_system(agent, size, Arc::new(ekvae_envs::system::PendulumSystem::default()))
     }
 
     /// The controller of `agent` on `system`, rendering its frames at side `size`.
@@ -296,7 +290,7 @@ impl<'a> PixelController<'a> {
         size: usize,
         system: Arc<dyn System>,
     ) -> Self {
-        Self { agent, size, frame: vec![0; size * size], system: Some(system) }
+        Self { agent, size, frame: vec![0; size * size], system }
     }
 }
 
@@ -305,10 +299,7 @@ impl Controller for PixelController<'_> {
         self.agent.reset();
     }
     fn act(&mut self, state: &[f64]) -> ekvae_planner::Result<MpcStep> {
-        match &self.system {
-            Some(system) => system.render_into(state, self.size, &mut self.frame),
-            None => render_into(state[0], self.size, &mut self.frame),
-        }
+        self.system.render_into(state, self.size, &mut self.frame);
         self.agent.act(&self.frame)
     }
 }
@@ -689,6 +680,7 @@ impl RewardFit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ekvae_envs::render::render;
 
     /// The gradient of the reward model against central finite differences (its twin).
     #[test]

@@ -5,23 +5,39 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn collect(dir: &Path, name: &str, size: usize, seed: u64) -> PathBuf {
+    collect_with(dir, name, size, seed, &[])
+}
+
+/// `collect` of 6 episodes × 12 steps with `extra` flags (e.g. `--env`), asserting success.
+fn collect_with(dir: &Path, name: &str, size: usize, seed: u64, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
-    let o = ekvae(&[
-        "collect",
-        "--episodes",
-        "6",
-        "--steps",
-        "12",
-        "--size",
-        &size.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (size, seed) = (size.to_string(), seed.to_string());
+    let mut args = vec!["collect", "--episodes", "6", "--steps", "12", "--size", &size];
+    args.extend(["--seed", &seed, "--quiet", "--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let o = ekvae(&args);
     assert!(o.status.success(), "collect failed: {}", stderr(&o));
     out
+}
+
+/// `eval --run RUN --data DATA --condition C --horizons H`.
+fn eval_with(run: &Path, data: &Path, condition: &str, horizons: &str) -> Output {
+    ekvae(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--condition",
+        condition,
+        "--horizons",
+        horizons,
+    ])
+}
+
+/// A JSON file.
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// A small model so that the test stays fast.
@@ -329,17 +345,7 @@ fn restarts_select_a_seed_and_say_so() {
     assert!(config.contains(&format!("seed = {chosen}")), "{config}");
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 1 + 2);
-    let o = ekvae(&[
-        "eval",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        test_file.to_str().unwrap(),
-        "--horizons",
-        "1,2",
-        "--condition",
-        "2",
-    ]);
+    let o = eval_with(&run, &test_file, "2", "1,2");
     assert!(o.status.success(), "eval failed: {}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("selected from 3 candidates"));
     let eval: serde_json::Value =
@@ -355,28 +361,9 @@ fn restarts_select_a_seed_and_say_so() {
 #[test]
 fn cartpole_collect_train_eval_mpc() {
     let dir = tempfile::tempdir().unwrap();
-    let data = |name: &str, seed: &str| {
-        let out = dir.path().join(name);
-        let o = ekvae(&[
-            "collect",
-            "--env",
-            "CartPoleSwingUp-v0",
-            "--episodes",
-            "6",
-            "--steps",
-            "16",
-            "--size",
-            "16",
-            "--seed",
-            seed,
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "collect failed: {}", stderr(&o));
-        out
-    };
-    let (train_file, test_file) = (data("train.npz", "1"), data("test.npz", "2"));
+    let env = ["--env", "CartPoleSwingUp-v0"];
+    let train_file = collect_with(dir.path(), "train.npz", 16, 1, &env);
+    let test_file = collect_with(dir.path(), "test.npz", 16, 2, &env);
     let cfg = tiny_config(dir.path());
     let run = dir.path().join("run");
     let o =
@@ -384,20 +371,9 @@ fn cartpole_collect_train_eval_mpc() {
     assert!(o.status.success(), "train failed: {}", stderr(&o));
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(config.contains("env = \"CartPoleSwingUp-v0\""), "{config}");
-    let o = ekvae(&[
-        "eval",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        test_file.to_str().unwrap(),
-        "--condition",
-        "4",
-        "--horizons",
-        "2,5",
-    ]);
+    let o = eval_with(&run, &test_file, "4", "2,5");
     assert!(o.status.success(), "eval failed: {}", stderr(&o));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    let json = read_json(&run.join("eval.json"));
     assert_eq!(json["env"], "CartPoleSwingUp-v0");
     for key in ["x", "cos theta", "sin theta", "x_dot", "theta_dot"] {
         assert!(json["r2"][key].is_number(), "eval.json lacks r2.{key}: {json}");
@@ -420,40 +396,15 @@ fn cartpole_collect_train_eval_mpc() {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "mpc failed: {}", stderr(&o));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = read_json(&out.join("summary.json"));
     assert_eq!(summary["env"], "CartPoleSwingUp-v0");
     assert_eq!(summary["episodes"].as_array().unwrap().len(), 1);
 
     // A pendulum model evaluated on cart-pole frames of the same size: one clear error.
-    let pend = dir.path().join("pend.npz");
-    let o = ekvae(&[
-        "collect",
-        "--episodes",
-        "6",
-        "--steps",
-        "16",
-        "--size",
-        "16",
-        "--quiet",
-        "--out",
-        pend.to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
+    let pend = collect(dir.path(), "pend.npz", 16, 3);
     let prun = dir.path().join("prun");
     assert!(train(&pend, &prun, &cfg, &["--epochs", "1"]).status.success());
-    let o = ekvae(&[
-        "eval",
-        "--run",
-        prun.to_str().unwrap(),
-        "--data",
-        test_file.to_str().unwrap(),
-        "--condition",
-        "4",
-        "--horizons",
-        "2",
-    ]);
-    assert_clean_failure(&o, "trained on 'Pendulum-v1' data");
+    assert_clean_failure(&eval_with(&prun, &test_file, "4", "2"), "trained on 'Pendulum-v1' data");
     assert!(!prun.join("eval.json").exists());
 }
 
@@ -483,21 +434,10 @@ fn recorded_data_without_states_train_and_eval_open_loop() {
     let run = dir.path().join("run");
     let o = train(&files[0], &run, &cfg, &["--epochs", "1"]);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
-    let o = ekvae(&[
-        "eval",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        files[1].to_str().unwrap(),
-        "--condition",
-        "4",
-        "--horizons",
-        "2",
-    ]);
+    let o = eval_with(&run, &files[1], "4", "2");
     assert!(o.status.success(), "eval failed: {}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("identification skipped"));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    let json = read_json(&run.join("eval.json"));
     assert!(json["pixel_mse_h2"].is_number() && json["angle_err_deg_h2"].is_null(), "{json}");
     assert_eq!(json["r2"], serde_json::json!({}));
 }
