@@ -95,6 +95,25 @@ fn bench(c: &mut Criterion) {
                 (sample.log_q.sum() + sample.z.sum()).backward()
             })
         });
+        group.bench_function("kalman_plain_forward_backward", |bench| {
+            // The same, with the filter in plain f64 and its hand-derived backward (the path
+            // training takes): the values in plain f64, the gradient through a linear surrogate.
+            let a = noise.eps_a.clone().require_grad();
+            bench.iter(|| {
+                let model = trainer.model();
+                let sample = ekvae_model::fast_kalman::sample_posterior_plain(
+                    &model.prior.prior(),
+                    &model.transition,
+                    &model.observation.emission(),
+                    a.clone(),
+                    u.clone(),
+                    noise.eps_z.clone(),
+                    |z| z.sum_dims(&[1, 2]).reshape([b]),
+                )
+                .unwrap();
+                (sample.log_q.sum() + sample.z.sum()).backward()
+            })
+        });
         group.bench_function("step", |bench| {
             bench.iter(|| trainer.step(x.clone(), u.clone(), &noise).unwrap())
         });

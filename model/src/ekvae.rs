@@ -8,7 +8,8 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::kalman::{self, Transition as _};
+use crate::fast_kalman;
+use crate::kalman::{self, Emission, Prior, Transition as _};
 use crate::linalg::{LN_2PI, gaussian_log_prob_diag};
 use crate::nets::{Decoder, DecoderConfig, Encoder, EncoderConfig};
 use crate::rnn::{RnnSmoother, RnnSmootherConfig};
@@ -352,8 +353,22 @@ impl Ekvae {
         noise: &ObjectiveNoise,
         detach_encoder_in_rate: bool,
     ) -> ModelResult<RateDistortion> {
+        self.rate_distortion_via(frames, actions, noise, detach_encoder_in_rate, KalmanPath::Plain)
+    }
+
+    /// [`Ekvae::rate_distortion_with`] with the Kalman part computed along `path`: the same
+    /// values and gradients (to rounding) either way; [`KalmanPath::Reference`] is the generic
+    /// burn implementation, kept for tests and benches.
+    pub fn rate_distortion_via(
+        &self,
+        frames: Tensor<4>,
+        actions: Tensor<3>,
+        noise: &ObjectiveNoise,
+        detach_encoder_in_rate: bool,
+        path: KalmanPath,
+    ) -> ModelResult<RateDistortion> {
         let [b, t, s, _] = frames.dims();
-        let (m, n, k) = (self.aux_dim(), self.state_dim(), self.action_dim());
+        let (m, n) = (self.aux_dim(), self.state_dim());
 
         // Frames in block layout once (no gradient), shared by the encoder input and the
         // distortion target.
@@ -382,25 +397,48 @@ impl Ekvae {
                     .reshape([b as i32, -1])
                     .sum_dim(1)
                     .reshape([b]); // [B]
-                let filtered = kalman::filter(
-                    &prior,
-                    &self.transition,
-                    &emission,
-                    a.clone(),
-                    actions.clone(),
-                )?;
-                let sample = kalman::sample_posterior(&filtered, noise.eps_z.clone())?;
+                let sample = match path {
+                    KalmanPath::Reference => {
+                        let filtered = kalman::filter(
+                            &prior,
+                            &self.transition,
+                            &emission,
+                            a.clone(),
+                            actions.clone(),
+                        )?;
+                        kalman::sample_posterior(&filtered, noise.eps_z.clone())?
+                    }
+                    KalmanPath::Plain => {
+                        // The rate terms that read z, with the parameters detached (their
+                        // gradient through z goes into the filter's inputs; see fast_kalman).
+                        let prior_d = Prior {
+                            mean: prior.mean.clone().detach(),
+                            var: prior.var.clone().detach(),
+                        };
+                        let emission_d = Emission {
+                            h: emission.h.clone().detach(),
+                            r_diag: emission.r_diag.clone().detach(),
+                        };
+                        let (a_d, u) = (a.clone().detach(), actions.clone());
+                        let transition = &self.transition;
+                        fast_kalman::sample_posterior_plain(
+                            &prior,
+                            &self.transition,
+                            &emission,
+                            a.clone(),
+                            actions.clone(),
+                            noise.eps_z.clone(),
+                            |z| {
+                                let transition_d = transition.clone().no_grad();
+                                let (z1, trans) =
+                                    log_p_states(z.clone(), u, &prior_d, &transition_d);
+                                (log_p_aux(a_d, z, &emission_d) + z1 + trans).neg()
+                            },
+                        )?
+                    }
+                };
                 let z = sample.z; // [B, T, n]
-                let hz = z
-                    .clone()
-                    .reshape([b * t, n])
-                    .matmul(emission.h.clone().transpose())
-                    .reshape([b, t, m]);
-                let r = emission.r_diag.clone().reshape([1, 1, m]);
-                let log_p_a = gaussian_log_prob_diag(a.clone(), hz, r)
-                    .reshape([b, t])
-                    .sum_dim(1)
-                    .reshape([b]);
+                let log_p_a = log_p_aux(a.clone(), z.clone(), &emission);
                 (a_dec, z, sample.log_q, log_q_a - log_p_a)
             }
             // RNN baseline: one latent layer, p(x_t | z_t) directly through H and the
@@ -427,23 +465,7 @@ impl Ekvae {
         ); // [B·T]
         let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
 
-        // log p(z_1).
-        let z1 = z.clone().narrow(1, 0, 1).reshape([b, n]);
-        let log_p_z1 = gaussian_log_prob_diag(
-            z1,
-            prior.mean.clone().reshape([1, n]),
-            prior.var.clone().reshape([1, n]),
-        )
-        .reshape([b]);
-
-        // Σ_{t≥2} log p(z_t | z_{t−1}, u_{t−1}) with the prior transition at the sampled z_{t−1}.
-        let z_prev = z.clone().narrow(1, 0, t - 1).reshape([b * (t - 1), n]);
-        let u_prev = actions.narrow(1, 0, t - 1).reshape([b * (t - 1), k]);
-        let z_next = z.narrow(1, 1, t - 1).reshape([b * (t - 1), n]);
-        let (mean, var) = self.transition.mean_and_var(z_prev, u_prev); // [B(T−1), n]
-        let log_p_trans =
-            gaussian_log_prob_diag(z_next, mean, var).reshape([b, t - 1]).sum_dim(1).reshape([b]);
-
+        let (log_p_z1, log_p_trans) = log_p_states(z, actions, &prior, &self.transition);
         let rate = rate_a + log_q_z - log_p_z1 - log_p_trans;
         Ok(RateDistortion { distortion, rate })
     }
@@ -533,4 +555,50 @@ impl Ekvae {
         let k = u.dims()[1];
         (step.f.matmul(z.reshape([b, n, 1])) + step.b.matmul(u.reshape([b, k, 1]))).reshape([b, n])
     }
+}
+
+/// Which implementation computes the Kalman part of [`Ekvae::rate_distortion_via`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KalmanPath {
+    /// The filter in plain `f64` with a hand-derived backward pass ([`fast_kalman`]); the
+    /// default.
+    #[default]
+    Plain,
+    /// The generic burn implementation ([`kalman::filter`]), differentiated by burn.
+    Reference,
+}
+
+/// log p(a_t | z_t) = log N(a_t; H z_t, R) summed over t, `[B]`.
+fn log_p_aux(a: Tensor<3>, z: Tensor<3>, emission: &Emission) -> Tensor<1> {
+    let [b, t, m] = a.dims();
+    let n = z.dims()[2];
+    let hz = z.reshape([b * t, n]).matmul(emission.h.clone().transpose()).reshape([b, t, m]);
+    let r = emission.r_diag.clone().reshape([1, 1, m]);
+    gaussian_log_prob_diag(a, hz, r).reshape([b, t]).sum_dim(1).reshape([b])
+}
+
+/// log p(z_1) and Σ_{t≥2} log p(z_t | z_{t−1}, u_{t−1}) under the prior and the transition at
+/// the sampled z_{t−1}, each `[B]` (T ≥ 2).
+fn log_p_states(
+    z: Tensor<3>,
+    actions: Tensor<3>,
+    prior: &Prior,
+    transition: &LocallyLinearTransition,
+) -> (Tensor<1>, Tensor<1>) {
+    let [b, t, n] = z.dims();
+    let k = actions.dims()[2];
+    let z1 = z.clone().narrow(1, 0, 1).reshape([b, n]);
+    let log_p_z1 = gaussian_log_prob_diag(
+        z1,
+        prior.mean.clone().reshape([1, n]),
+        prior.var.clone().reshape([1, n]),
+    )
+    .reshape([b]);
+    let z_prev = z.clone().narrow(1, 0, t - 1).reshape([b * (t - 1), n]);
+    let u_prev = actions.narrow(1, 0, t - 1).reshape([b * (t - 1), k]);
+    let z_next = z.narrow(1, 1, t - 1).reshape([b * (t - 1), n]);
+    let (mean, var) = transition.mean_and_var(z_prev, u_prev); // [B(T−1), n]
+    let log_p_trans =
+        gaussian_log_prob_diag(z_next, mean, var).reshape([b, t - 1]).sum_dim(1).reshape([b]);
+    (log_p_z1, log_p_trans)
 }

@@ -21,7 +21,7 @@ use crate::ssm::{LocallyLinearTransition, VARIANCE_FLOOR};
 use crate::{Ekvae, Error, Result};
 
 /// Values of a burn tensor as `f64`, row-major.
-fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>> {
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>> {
     t.into_data()
         .convert::<f64>()
         .try_to_vec::<f64>()
@@ -39,25 +39,25 @@ fn softplus(x: f64) -> f64 {
 /// `f: [K, n·n]`, `b: [K, n·k]`, `q: [K, n]` (the per-base noise variances, after softplus).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlainTransition {
-    n: usize,
-    k: usize,
-    hidden: usize,
-    bases: usize,
-    w1: Vec<f64>,
-    b1: Vec<f64>,
-    w2: Vec<f64>,
-    b2: Vec<f64>,
-    f: Vec<f64>,
-    b: Vec<f64>,
-    q: Vec<f64>,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) hidden: usize,
+    pub(crate) bases: usize,
+    pub(crate) w1: Vec<f64>,
+    pub(crate) b1: Vec<f64>,
+    pub(crate) w2: Vec<f64>,
+    pub(crate) b2: Vec<f64>,
+    pub(crate) f: Vec<f64>,
+    pub(crate) b: Vec<f64>,
+    pub(crate) q: Vec<f64>,
 }
 
 /// The intermediate values of one evaluation, reused by the Jacobians.
-struct Forward {
+pub(crate) struct Forward {
     /// tanh activations, `[H]`.
-    h: Vec<f64>,
+    pub(crate) h: Vec<f64>,
     /// Mixing weights α, `[K]`.
-    alpha: Vec<f64>,
+    pub(crate) alpha: Vec<f64>,
     /// Per-base means `g_k = F_k z + B_k u`, `[K, n]`.
     g: Vec<f64>,
 }
@@ -153,7 +153,7 @@ impl PlainTransition {
         self.bases
     }
 
-    fn forward(&self, z: &[f64], u: &[f64]) -> Forward {
+    pub(crate) fn forward(&self, z: &[f64], u: &[f64]) -> Forward {
         let (n, k, hd, nb) = (self.n, self.k, self.hidden, self.bases);
         let mut h = self.b1.clone();
         for (i, x) in z.iter().chain(u).enumerate() {
@@ -217,7 +217,7 @@ impl PlainTransition {
         }
     }
 
-    fn mix_matrices(&self, alpha: &[f64], f: &mut [f64], b: &mut [f64]) {
+    pub(crate) fn mix_matrices(&self, alpha: &[f64], f: &mut [f64], b: &mut [f64]) {
         let (n, k) = (self.n, self.k);
         f.fill(0.0);
         b.fill(0.0);
