@@ -37,6 +37,7 @@
 //! against finite differences; see `docs/model.md` for the measured speed.
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 use crate::kalman::{self, Emission, FilterOutput, KalmanConfig, PosteriorSample, Prior};
 use crate::linalg::LN_2PI;
@@ -97,6 +98,19 @@ impl FilterInputs {
     }
 }
 
+impl FilterInputs {
+    /// The inputs of the sequences in `range` only.
+    pub fn sub_batch(&self, range: std::ops::Range<usize>) -> Self {
+        let (t, m, k) = (self.steps, self.r.len(), self.transition.k);
+        Self {
+            batch: range.len(),
+            obs: self.obs[range.start * t * m..range.end * t * m].to_vec(),
+            actions: self.actions[range.start * t * k..range.end * t * k].to_vec(),
+            ..self.clone()
+        }
+    }
+}
+
 /// Cotangents of the filter's outputs (each in the output's layout; an empty vector is zero).
 #[derive(Debug, Clone, Default)]
 pub struct OutputCotangents {
@@ -137,6 +151,25 @@ pub struct InputGradients {
     /// Of the process-noise variances `q_t`, `[B, T, n]` (step 0 zero; the prior's is in
     /// `prior_var`).
     pub q: Vec<f64>,
+}
+
+impl InputGradients {
+    /// The gradients of consecutive sub-batches, as one batch.
+    pub fn concat(parts: Vec<Self>) -> Self {
+        let cat = |f: fn(&Self) -> &Vec<f64>| -> Vec<f64> {
+            parts.iter().flat_map(|p| f(p).iter().copied()).collect()
+        };
+        Self {
+            obs: cat(|p| &p.obs),
+            h: cat(|p| &p.h),
+            r: cat(|p| &p.r),
+            prior_mean: cat(|p| &p.prior_mean),
+            prior_var: cat(|p| &p.prior_var),
+            f: cat(|p| &p.f),
+            b: cat(|p| &p.b),
+            q: cat(|p| &p.q),
+        }
+    }
 }
 
 /// A forward pass of the extended Kalman filter over a batch, with its tape.
@@ -979,8 +1012,7 @@ pub fn sample_posterior_plain(
     let dtype = obs.dtype();
     let inputs =
         FilterInputs::from_burn(prior, transition, emission, obs.clone(), actions.clone())?;
-    let filter = PlainFilter::run(inputs)?;
-    let n = filter.n;
+    let n = inputs.transition.n;
     if eps.dims() != [b, t, n] {
         return Err(Error::ShapeMismatch(format!(
             "eps has shape {:?}, expected [{b}, {t}, {n}]",
@@ -988,9 +1020,27 @@ pub fn sample_posterior_plain(
         )));
     }
     let jitter = KalmanConfig::default().jitter_for(dtype);
-    let sample = PlainSample::run(&filter, values(eps)?, jitter)?;
-    let z = tensor(sample.z.clone(), [b, t, n], &obs);
-    let log_q = tensor(sample.log_q.clone(), [b], &obs);
+    let eps = values(eps)?;
+    // The sequences are independent: filter and sample them in chunks on the thread pool.
+    // Each sequence runs the same sequential code whatever the chunking, so the result does
+    // not depend on the thread count.
+    let chunks = chunk_ranges(b, rayon::current_num_threads());
+    let parts: Vec<(PlainFilter, PlainSample)> = chunks
+        .par_iter()
+        .map(|range| -> Result<_> {
+            let filter = PlainFilter::run(inputs.sub_batch(range.clone()))?;
+            let sample = PlainSample::run(
+                &filter,
+                eps[range.start * t * n..range.end * t * n].to_vec(),
+                jitter,
+            )?;
+            Ok((filter, sample))
+        })
+        .collect::<Result<_>>()?;
+    let z_values: Vec<f64> = parts.iter().flat_map(|(_, s)| s.z.iter().copied()).collect();
+    let lq_values: Vec<f64> = parts.iter().flat_map(|(_, s)| s.log_q.iter().copied()).collect();
+    let z = tensor(z_values, [b, t, n], &obs);
+    let log_q = tensor(lq_values, [b], &obs);
     if !device.is_autodiff() {
         return Ok(PosteriorSample { z, log_q });
     }
@@ -1002,15 +1052,31 @@ pub fn sample_posterior_plain(
         Some(g) => values(g)?,
         None => vec![0.0; b * t * n],
     };
-    let cot = sample.backward(&filter, &gz, &vec![1.0; b]);
-    let g = filter.backward(&cot);
-    let surrogate = surrogate(&filter, &g, prior, transition, emission, obs, actions);
+    let grads: Vec<InputGradients> = parts
+        .par_iter()
+        .zip(&chunks)
+        .map(|((filter, sample), range)| {
+            let gz = &gz[range.start * t * n..range.end * t * n];
+            filter.backward(&sample.backward(filter, gz, &vec![1.0; range.len()]))
+        })
+        .collect();
+    let g = InputGradients::concat(grads);
+    let mean_filt: Vec<f64> = parts.iter().flat_map(|(f, _)| f.mean_filt.iter().copied()).collect();
+    let surrogate = surrogate(n, &mean_filt, &g, prior, transition, emission, obs, actions);
     Ok(PosteriorSample { z, log_q: log_q + surrogate.clone() - surrogate.detach() })
 }
 
+/// `parts` contiguous ranges covering `0..len` (fewer when `len` is smaller).
+fn chunk_ranges(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, len.max(1));
+    (0..parts).map(|i| i * len / parts..(i + 1) * len / parts).filter(|r| !r.is_empty()).collect()
+}
+
 /// `Σ ⟨ḡ, x⟩` per sequence `[B]` over the filter's inputs `x` (see the module documentation).
+#[allow(clippy::too_many_arguments)]
 fn surrogate(
-    filter: &PlainFilter,
+    n: usize,
+    mean_filt: &[f64],
     g: &InputGradients,
     prior: &Prior,
     transition: &LocallyLinearTransition,
@@ -1019,7 +1085,6 @@ fn surrogate(
     actions: Tensor<3>,
 ) -> Tensor<1> {
     let [b, t, m] = obs.dims();
-    let n = filter.n;
     let k = actions.dims()[2];
     let like = obs.clone();
     let mut s = (tensor(g.obs.clone(), [b, t, m], &like) * obs).sum_dims(&[1, 2]).reshape([b]);
@@ -1052,7 +1117,7 @@ fn surrogate(
             })
             .collect()
     };
-    let z_prev = tensor(pick(&filter.mean_filt, n, 0), [rows, n], &like);
+    let z_prev = tensor(pick(mean_filt, n, 0), [rows, n], &like);
     let u_prev = actions.narrow(1, 0, t - 1).reshape([rows, k]);
     let step = kalman::Transition::linearize(transition, z_prev, u_prev);
     let gf = tensor(pick(&g.f, n * n, 1), [rows, n, n], &like);

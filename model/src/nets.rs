@@ -105,14 +105,100 @@ impl Encoder {
     /// # Shapes
     /// - `blocks`: `[N, r², 8, 8]`; returns `(mean, log_var)`, each `[N, m]`
     pub fn forward_blocks(&self, blocks: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let h = relu(self.conv.forward(blocks)); // [N, C, 4, 4]
-        let h = h.flatten::<2>(1, 3); // [N, 16·C]
-        let h = relu(self.hidden.forward(h)); // [N, hidden]
+        let h = if blocks.is_require_grad() {
+            let h = relu(self.conv.forward(blocks)); // [N, C, 4, 4]
+            relu(self.hidden.forward(h.flatten::<2>(1, 3))) // [N, hidden]
+        } else {
+            self.hidden_from_data(blocks)
+        };
         let out = self.head.forward(h); // [N, 2m]
         let mean = out.clone().narrow(1, 0, self.aux_dim);
         let log_var = out.narrow(1, self.aux_dim, self.aux_dim);
         (mean, log_var)
     }
+}
+
+impl Encoder {
+    /// The hidden layer for frames that are data (no gradient to them): the convolution as
+    /// one matrix product over patches gathered in plain Rust (im2col), and the dense layer with
+    /// its rows reordered to the patches' position-major layout — the same function as
+    /// `relu(hidden(flatten(relu(conv(blocks)))))`, without burn's per-frame convolution loop
+    /// in the forward and the weight-gradient passes.
+    fn hidden_from_data(&self, blocks: Tensor<4>) -> Tensor<2> {
+        let [n, c, side, _] = blocks.dims();
+        let out_side = side / 2; // stride 2, padding 1, 3×3 kernel: 8 → 4
+        let positions = out_side * out_side;
+        let (device, dtype) = (blocks.device(), blocks.dtype());
+        let width = c * 9;
+        let shape = [n * positions, width];
+        // Gathered in the frames' own float type (no wider copy of a large tensor).
+        let cols = match dtype {
+            burn::tensor::DType::F64 => {
+                let x = blocks.into_data().try_into_vec::<f64>().unwrap_or_default();
+                burn::tensor::TensorData::new(im2col_3x3_s2(&x, n, c, side), shape)
+            }
+            _ => {
+                let x =
+                    blocks.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+                burn::tensor::TensorData::new(im2col_3x3_s2(&x, n, c, side), shape)
+            }
+        };
+        let cols = Tensor::<2>::from_data(cols, (&device, dtype));
+        let [out_ch, ..] = self.conv.weight.dims();
+        let w = self.conv.weight.val().reshape([out_ch, width]).transpose(); // [c·9, C]
+        let mut h = cols.matmul(w); // [N·16, C]
+        if let Some(b) = &self.conv.bias {
+            h = h + b.val().unsqueeze_dim(0);
+        }
+        let h = relu(h).reshape([n, positions * out_ch]); // position-major
+        // The dense layer's rows are channel-major (c·16 + position): reorder them.
+        let [_, hidden] = self.hidden.weight.dims();
+        let wh = self
+            .hidden
+            .weight
+            .val()
+            .reshape([out_ch, positions, hidden])
+            .swap_dims(0, 1)
+            .reshape([positions * out_ch, hidden]);
+        let mut y = h.matmul(wh);
+        if let Some(b) = &self.hidden.bias {
+            y = y + b.val().unsqueeze_dim(0);
+        }
+        relu(y)
+    }
+}
+
+/// The patches of a 3×3, stride-2, padding-1 convolution of `n` frames `[c, side, side]`:
+/// `[n · (side/2)², c · 9]`, rows by output position (y-major), columns by (channel, ky, kx) as
+/// the convolution's weight; zeros where the kernel overhangs the border.
+fn im2col_3x3_s2<E: Copy + Default>(x: &[E], n: usize, c: usize, side: usize) -> Vec<E> {
+    let out_side = side / 2;
+    let positions = out_side * out_side;
+    let width = c * 9;
+    let mut cols = vec![E::default(); n * positions * width];
+    for f in 0..n {
+        let frame = &x[f * c * side * side..(f + 1) * c * side * side];
+        for oy in 0..out_side {
+            for ox in 0..out_side {
+                let row = &mut cols[((f * positions) + oy * out_side + ox) * width..][..width];
+                for ch in 0..c {
+                    for ky in 0..3 {
+                        let Some(iy) = (2 * oy + ky).checked_sub(1).filter(|&y| y < side) else {
+                            continue;
+                        };
+                        for kx in 0..3 {
+                            let Some(ix) = (2 * ox + kx).checked_sub(1).filter(|&x| x < side)
+                            else {
+                                continue;
+                            };
+                            row[ch * 9 + ky * 3 + kx] = frame[(ch * side + iy) * side + ix];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cols
 }
 
 /// Configuration of the [`Decoder`].
@@ -222,6 +308,49 @@ mod tests {
         let uv = u.clone().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(uv[(4 + 2) * 4 + 2], 42.0);
         assert_eq!(pixel_shuffle(u, 4).into_data().try_to_vec::<f32>().unwrap(), v);
+    }
+
+    #[test]
+    fn encoder_on_data_matches_the_convolution() {
+        // The im2col path (frames that are data) against burn's convolution (taken when the
+        // frames require a gradient): the same outputs and the same parameter gradients.
+        let device = Device::flex().autodiff();
+        device.seed(4);
+        for size in [8, 16, 32] {
+            let enc = EncoderConfig::new(size, 3).with_channels(5).with_hidden(7).init(&device);
+            let n = 3;
+            let v: Vec<f32> =
+                (0..n * size * size).map(|i| ((i * 37 % 101) as f32 / 101.0).powi(2)).collect();
+            let x = Tensor::<3>::from_data(TensorData::new(v, [n, size, size]), &device);
+            let blocks = enc.to_blocks(x);
+            let weights: Vec<f32> = (0..n * 3).map(|i| (i as f32 * 0.7).sin()).collect();
+            let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 3]), &device);
+            let run = |b: Tensor<4>| {
+                let (mean, log_var) = enc.forward_blocks(b);
+                let loss = (mean.clone() * w.clone()).sum() + log_var.clone().exp().sum();
+                let grads = loss.backward();
+                let conv = enc.conv.weight.val().grad(&grads).unwrap();
+                let dense = enc.hidden.weight.val().grad(&grads).unwrap();
+                let vals = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+                let vals4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+                (
+                    vals(mean.inner()),
+                    vals(log_var.inner()),
+                    vals4(conv),
+                    dense.into_data().try_to_vec::<f32>().unwrap(),
+                )
+            };
+            let data = run(blocks.clone());
+            let conv = run(blocks.require_grad());
+            for (a, b) in
+                [(&data.0, &conv.0), (&data.1, &conv.1), (&data.2, &conv.2), (&data.3, &conv.3)]
+            {
+                assert_eq!(a.len(), b.len());
+                for (x, y) in a.iter().zip(b.iter()) {
+                    assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "size {size}: {x} vs {y}");
+                }
+            }
+        }
     }
 
     #[test]

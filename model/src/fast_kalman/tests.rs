@@ -259,3 +259,31 @@ fn cholesky_helpers_invert() {
     }
     assert!(cholesky_jittered(&[1.0, 2.0, 2.0, 1.0], 2, 0.0, &mut [0.0; 4]).is_none());
 }
+
+#[test]
+fn sub_batches_give_the_same_bits() {
+    // Training filters the batch in chunks on the thread pool (one per thread): every sequence
+    // must come out bit for bit the same whatever the chunking, forward and backward.
+    let inp = inputs(false);
+    let w = weights();
+    let whole = PlainFilter::run(inp.clone()).unwrap();
+    let whole_sample = PlainSample::run(&whole, eps(), JITTER).unwrap();
+    let whole_grad = whole.backward(&whole_sample.backward(&whole, &w.z, &w.log_q));
+    for (bi, range) in chunk_ranges(B, 5).into_iter().enumerate() {
+        assert_eq!(range, bi..bi + 1, "B = 2 in at most 2 chunks");
+        let part = PlainFilter::run(inp.sub_batch(range.clone())).unwrap();
+        let e = eps()[range.start * T * N..range.end * T * N].to_vec();
+        let sample = PlainSample::run(&part, e, JITTER).unwrap();
+        let gz = &w.z[range.start * T * N..range.end * T * N];
+        let grad = part.backward(&sample.backward(&part, gz, &w.log_q[range.clone()]));
+        let (tn, tm) = (T * N, T * M);
+        assert_eq!(part.mean_filt, whole.mean_filt[bi * tn..(bi + 1) * tn]);
+        assert_eq!(sample.z, whole_sample.z[bi * tn..(bi + 1) * tn]);
+        assert_eq!(sample.log_q, whole_sample.log_q[range.clone()]);
+        assert_eq!(grad.obs, whole_grad.obs[bi * tm..(bi + 1) * tm]);
+        assert_eq!(grad.f, whole_grad.f[bi * T * N * N..(bi + 1) * T * N * N]);
+        assert_eq!(grad.h, whole_grad.h[bi * M * N..(bi + 1) * M * N]);
+    }
+    assert_eq!(chunk_ranges(10, 3), vec![0..3, 3..6, 6..10]);
+    assert_eq!(chunk_ranges(1, 4), vec![0..1]);
+}
