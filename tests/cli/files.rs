@@ -463,6 +463,11 @@ fn kill_storm_train_resumes_to_identical_results() {
     let d = dir.path();
     let data = collect(d, "d.npz", 8, 16, 8);
     let cfg = tiny_config(d, 8);
+    // Epochs long enough (tens of ms) that the kill points below, in fractions of an epoch,
+    // stand out from the timing noise of process start-up.
+    let text =
+        fs::read_to_string(&cfg).unwrap().replace("steps_per_epoch = 3", "steps_per_epoch = 30");
+    fs::write(&cfg, text).unwrap();
     let reference = d.join("reference");
     let started = Instant::now();
     let o = train(&data, &reference, &["--config", s(&cfg)]);

@@ -1,6 +1,6 @@
 //! The plain filter and sampler's hand-derived backward passes against central finite
 //! differences, in f64 without burn. (Values and gradients against the burn reference, through
-//! the whole objective, are in `tests/gradcheck.rs`, which runs with f64 tensors.)
+//! the whole objective, are in `model/tests/gradcheck.rs`, which runs with f64 tensors.)
 
 use super::*;
 
