@@ -44,6 +44,7 @@ use crate::linalg::LN_2PI;
 use crate::plain::{PlainTransition, values};
 use crate::ssm::{LocallyLinearTransition, VARIANCE_FLOOR};
 use crate::{Error, Result};
+use ekvae_numerics::dense;
 
 /// The inputs of [`PlainFilter::run`], as values.
 #[derive(Debug, Clone)]
@@ -632,55 +633,29 @@ fn tr_of(inputs: &FilterInputs) -> &PlainTransition {
 
 // ---- small dense helpers (n × n, row-major) -------------------------------------------------
 
-/// `a b`.
+/// `a b` for `n × n` matrices.
 fn mm(a: &[f64], b: &[f64], n: usize, out: &mut [f64]) {
-    for i in 0..n {
-        for j in 0..n {
-            out[i * n + j] = (0..n).map(|l| a[i * n + l] * b[l * n + j]).sum();
-        }
-    }
+    dense::mat_mul(a, b, n, n, n, out);
 }
 
 /// `a bᵀ`.
 fn mm_t(a: &[f64], b: &[f64], n: usize, out: &mut [f64]) {
-    for i in 0..n {
-        for j in 0..n {
-            out[i * n + j] = (0..n).map(|l| a[i * n + l] * b[j * n + l]).sum();
-        }
-    }
+    dense::mat_mul_t(a, b, n, n, n, out);
 }
 
 /// `aᵀ b`.
 fn mt_m(a: &[f64], b: &[f64], n: usize, out: &mut [f64]) {
-    for i in 0..n {
-        for j in 0..n {
-            out[i * n + j] = (0..n).map(|l| a[l * n + i] * b[l * n + j]).sum();
-        }
-    }
+    out[..n * n].fill(0.0);
+    dense::add_mat_t_mul(a, b, n, n, n, out);
 }
 
 /// The Cholesky factor of `a + jitter I` (lower), or `None` if a pivot is not positive.
 fn cholesky_jittered(a: &[f64], n: usize, jitter: f64, l: &mut [f64]) -> Option<()> {
-    l.fill(0.0);
-    for j in 0..n {
-        let mut d = a[j * n + j] + jitter;
-        for k in 0..j {
-            d -= l[j * n + k] * l[j * n + k];
-        }
-        if !(d > 0.0 && d.is_finite()) {
-            return None;
-        }
-        let d = d.sqrt();
-        l[j * n + j] = d;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= l[i * n + k] * l[j * n + k];
-            }
-            l[i * n + j] = s / d;
-        }
+    let mut shifted = a[..n * n].to_vec();
+    for i in 0..n {
+        shifted[i * n + i] += jitter;
     }
-    Some(())
+    dense::cholesky(&shifted, n, l).ok()
 }
 
 /// The inverse of a lower-triangular `l` (forward substitution).
