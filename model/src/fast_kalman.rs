@@ -1,5 +1,6 @@
-//! The EKVAE's extended Kalman filter over a batch in plain `f64` Rust, with a hand-derived
-//! backward pass, and how it enters burn's autodiff graph in the training objective.
+//! The EKVAE's extended Kalman filter and FFBS sample over a batch in plain `f64` Rust, with
+//! hand-derived backward passes, and how they enter burn's autodiff graph in the training
+//! objective.
 //!
 //! # Why
 //!
@@ -8,7 +9,8 @@
 //! the mixing network inside every step) it is about 50 small tensor operations per step,
 //! 2,600 forward and as many backward, each paying burn's per-operation overhead for a few
 //! hundred numbers. The arithmetic itself is tiny (B·T·(n³ + m n² + H (n + K)) ≈ 10⁶
-//! multiply-adds), so a plain loop does it in well under a millisecond.
+//! multiply-adds), so a plain loop does it in about a millisecond (1.2 ms for the filter at
+//! B = 32 on one thread, mostly the mixing network's `tanh`).
 //!
 //! # How it enters the graph
 //!
@@ -35,6 +37,9 @@
 //!
 //! Tested against the burn reference (values and the gradients of the whole objective, f64) and
 //! against finite differences; see `docs/model.md` for the measured speed.
+
+// The small matrix loops index several arrays with the same (i, j), as the formulas read.
+#![allow(clippy::needless_range_loop)]
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
@@ -105,9 +110,15 @@ impl FilterInputs {
         let (t, m, k) = (self.steps, self.r.len(), self.transition.k);
         Self {
             batch: range.len(),
+            steps: t,
+            prior_mean: self.prior_mean.clone(),
+            prior_var: self.prior_var.clone(),
+            h: self.h.clone(),
+            r: self.r.clone(),
             obs: self.obs[range.start * t * m..range.end * t * m].to_vec(),
             actions: self.actions[range.start * t * k..range.end * t * k].to_vec(),
-            ..self.clone()
+            transition: self.transition.clone(),
+            frozen_mixing: self.frozen_mixing,
         }
     }
 }
