@@ -85,6 +85,16 @@ fn loss(
     if constrained { lagrangian(&terms, 3.5, 0.05, t, s * s) } else { neg_elbo(&terms, t) }
 }
 
+/// The tiny model every check here uses (8×8 frames, narrow networks, 3 bases).
+fn tiny_model() -> EkvaeConfig {
+    EkvaeConfig::new()
+        .with_image_size(8)
+        .with_channels(2)
+        .with_hidden(6)
+        .with_transition_hidden(5)
+        .with_num_bases(3)
+}
+
 fn check(constrained: bool, inference: Inference) {
     check_model(constrained, inference, false);
 }
@@ -93,15 +103,7 @@ fn check_model(constrained: bool, inference: Inference, frozen_mixing: bool) {
     let plain = device();
     let ad = plain.clone().autodiff();
     plain.seed(11);
-    let cfg = EkvaeConfig::new()
-        .with_image_size(8)
-        .with_channels(2)
-        .with_hidden(6)
-        .with_transition_hidden(5)
-        .with_num_bases(3)
-        .with_state_dim(3)
-        .with_inference(inference)
-        .with_rnn_hidden(4);
+    let cfg = tiny_model().with_state_dim(3).with_inference(inference).with_rnn_hidden(4);
     let mut model = with_positional_ids(cfg.init(&ad).unwrap());
     model.transition.frozen_mixing = frozen_mixing;
     let data = Synthetic::pendulum(2, 5, 8, 4);
@@ -206,14 +208,7 @@ fn plain_and_reference_kalman_paths_agree() {
     let plain = device();
     let ad = plain.clone().autodiff();
     plain.seed(3);
-    let cfg = EkvaeConfig::new()
-        .with_image_size(8)
-        .with_channels(2)
-        .with_hidden(6)
-        .with_transition_hidden(5)
-        .with_num_bases(3)
-        .with_state_dim(4)
-        .with_aux_dim(3);
+    let cfg = tiny_model().with_state_dim(4).with_aux_dim(3);
     let model = with_positional_ids(cfg.init(&ad).unwrap());
     let data = Synthetic::pendulum(3, 12, 8, 9);
     let (x, u) = data.view().batch(&[(0, 0), (1, 0), (2, 0)], 12, &ad);
