@@ -249,6 +249,11 @@ impl PlainFilter {
                 )));
             }
         }
+        if n > 8 {
+            return Err(Error::ShapeMismatch(format!(
+                "plain filter: state dimension {n} is above the model's limit of 8"
+            )));
+        }
         let (nn, bt_all) = (n * n, batch * steps);
         let mut out = Self {
             n,
@@ -662,11 +667,13 @@ fn mt_m(a: &[f64], b: &[f64], n: usize, out: &mut [f64]) {
 
 /// The Cholesky factor of `a + jitter I` (lower), or `None` if a pivot is not positive.
 fn cholesky_jittered(a: &[f64], n: usize, jitter: f64, l: &mut [f64]) -> Option<()> {
-    let mut shifted = a[..n * n].to_vec();
+    // n ≤ 8 (the model's limit): a stack buffer, no allocation per step.
+    let mut shifted = [0.0; 64];
+    shifted[..n * n].copy_from_slice(&a[..n * n]);
     for i in 0..n {
         shifted[i * n + i] += jitter;
     }
-    dense::cholesky(&shifted, n, l).ok()
+    dense::cholesky(&shifted[..n * n], n, l).ok()
 }
 
 /// The inverse of a lower-triangular `l` (forward substitution).
