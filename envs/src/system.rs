@@ -197,9 +197,14 @@ pub struct CartPoleSystem {
     pub params: CartPoleParams,
 }
 
+impl CartPoleSystem {
+    /// Its registry id.
+    pub const ID: &str = "CartPoleSwingUp-v0";
+}
+
 impl System for CartPoleSystem {
     fn id(&self) -> &str {
-        "CartPoleSwingUp-v0"
+        Self::ID
     }
 
     fn state_names(&self) -> Vec<String> {

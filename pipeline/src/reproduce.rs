@@ -22,9 +22,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use ekvae_envs::Registry;
+use ekvae_envs::system::CartPoleSystem;
 use ekvae_model::rundir::{RunDir, read_metrics, write_atomic};
 use ekvae_model::stats::{Z95, fisher_exact, mean_std, median, wilson_interval};
-use ekvae_model::train::{EpochRow, Progress, TrainConfig, train};
+use ekvae_model::train::{EpochRow, PENDULUM, Progress, TrainConfig, train};
 use ekvae_model::{Inference, Objective};
 use serde::{Deserialize, Serialize};
 
@@ -67,10 +69,87 @@ pub struct Plan {
     pub condition: usize,
     /// Reported prediction horizons.
     pub horizons: Vec<usize>,
+    /// The environment whose data the grid collects (a built-in registry id). Not written for
+    /// the pendulum, so the plans written before environments were named read the same.
+    #[serde(default = "pendulum_id", skip_serializing_if = "is_pendulum")]
+    pub env: String,
+    /// Latent state dimension n of every run (not written when the model's default).
+    #[serde(default = "default_state_dim", skip_serializing_if = "is_default_state_dim")]
+    pub state_dim: usize,
+    /// Auxiliary dimension m of every run (not written when the model's default).
+    #[serde(default = "default_aux_dim", skip_serializing_if = "is_default_aux_dim")]
+    pub aux_dim: usize,
+    /// Target distortion D0 (nats/pixel) of the EKVAE's constrained objective (not written when
+    /// the model's default).
+    #[serde(default = "default_d0", skip_serializing_if = "is_default_d0")]
+    pub d0: f64,
 }
 
+fn pendulum_id() -> String {
+    PENDULUM.to_string()
+}
+fn is_pendulum(env: &String) -> bool {
+    env == PENDULUM
+}
+fn default_state_dim() -> usize {
+    TrainConfig::default().model.state_dim
+}
+fn is_default_state_dim(n: &usize) -> bool {
+    *n == default_state_dim()
+}
+fn default_aux_dim() -> usize {
+    TrainConfig::default().model.aux_dim
+}
+fn is_default_aux_dim(m: &usize) -> bool {
+    *m == default_aux_dim()
+}
+fn default_d0() -> f64 {
+    TrainConfig::default().lambda.d0
+}
+fn is_default_d0(d0: &f64) -> bool {
+    *d0 == default_d0()
+}
+
+/// The cart-pole grid's recipe: 32×32 frames, a latent of 8 with 6 auxiliary dimensions and
+/// D0 = 0.0255 nats/pixel (a few nats per frame above the frames' own Bernoulli entropy), 80
+/// epochs: the best identification found for `CartPoleSwingUp-v0` so far
+/// (`results/cartpole/README.md`). The RNN baseline gets the same D0 (not tuned for it).
+pub const CARTPOLE_RECIPE: (usize, usize, usize, f64, usize) = (32, 8, 6, 0.0255, 80);
+
 impl Plan {
-    /// The default grid (about three hours on 2 cores) or the `--quick` one.
+    /// The grid of a built-in environment: [`Plan::new`] for `Pendulum-v1`; for
+    /// `CartPoleSwingUp-v0` the same grid with [`CARTPOLE_RECIPE`] and 10 EKVAE / 5 RNN seeds
+    /// (the `--quick` one keeps its 16×16 frames and 2 epochs). Any other id is refused.
+    pub fn for_env(
+        env: &str,
+        quick: bool,
+        seeds: Option<usize>,
+        epochs: Option<usize>,
+    ) -> Result<Self> {
+        match env {
+            PENDULUM => Ok(Self::new(quick, seeds, epochs)),
+            CartPoleSystem::ID => {
+                let (size, state_dim, aux_dim, d0, full_epochs) = CARTPOLE_RECIPE;
+                let base = Self::new(quick, seeds.or(Some(if quick { 2 } else { 10 })), epochs);
+                Ok(Self {
+                    env: CartPoleSystem::ID.into(),
+                    size: if quick { base.size } else { size },
+                    epochs: if quick || epochs.is_some() { base.epochs } else { full_epochs },
+                    state_dim,
+                    aux_dim,
+                    d0,
+                    rnn_d0: d0,
+                    ..base
+                })
+            }
+            other => invalid!(
+                "the grid has no recipe for environment '{other}'; it runs on {PENDULUM} and {} (a library user can build a Plan for any registered environment)",
+                CartPoleSystem::ID
+            ),
+        }
+    }
+
+    /// The pendulum's default grid (about three hours on 2 cores) or the `--quick` one.
     pub fn new(quick: bool, seeds: Option<usize>, epochs: Option<usize>) -> Self {
         let base = if quick {
             let d = TrainConfig::default();
@@ -89,6 +168,10 @@ impl Plan {
                 seq_len: 16,
                 condition: DEFAULT_CONDITION,
                 horizons: DEFAULT_HORIZONS.to_vec(),
+                env: pendulum_id(),
+                state_dim: d.model.state_dim,
+                aux_dim: d.model.aux_dim,
+                d0: d.lambda.d0,
             }
         } else {
             let d = TrainConfig::default();
@@ -107,6 +190,10 @@ impl Plan {
                 seq_len: d.seq_len,
                 condition: DEFAULT_CONDITION,
                 horizons: DEFAULT_HORIZONS.to_vec(),
+                env: pendulum_id(),
+                state_dim: d.model.state_dim,
+                aux_dim: d.model.aux_dim,
+                d0: d.lambda.d0,
             }
         };
         // --seeds N sets the EKVAE arms to N seeds and the RNN arms to half as many (at least 1),
@@ -174,6 +261,10 @@ pub fn fresh_config(plan: &Plan, spec: &RunSpec, train_path: &Path) -> TrainConf
     c.steps_per_epoch = plan.steps_per_epoch;
     c.batch_size = plan.batch_size;
     c.seq_len = plan.seq_len;
+    c.model.state_dim = plan.state_dim;
+    c.model.aux_dim = plan.aux_dim;
+    c.lambda.d0 = plan.d0;
+    c.env.clone_from(&plan.env);
     if spec.model == Inference::Rnn {
         c.lambda.d0 = plan.rnn_d0;
         c.learning_rate = plan.rnn_learning_rate;
@@ -182,15 +273,39 @@ pub fn fresh_config(plan: &Plan, spec: &RunSpec, train_path: &Path) -> TrainConf
     c
 }
 
-/// The thresholds of a successful run: the latent holds the angle and the velocity.
+/// The pendulum's thresholds of a successful run: the latent holds the angle and the velocity.
 pub const SUCCESS_R2_ANGLE: f64 = 0.95;
 /// See [`SUCCESS_R2_ANGLE`].
 pub const SUCCESS_R2_VELOCITY: f64 = 0.90;
+/// The threshold on each identification target's R² for the other environments (the
+/// cart-pole's target in its issue: x, cos θ, sin θ, ẋ and θ̇ each ≥ 0.9).
+pub const SUCCESS_R2_FEATURE: f64 = 0.90;
 
-/// Whether a run's metrics make it a success: R²(cos θ, sin θ) ≥ 0.95, R²(θ̇) ≥ 0.90 and
-/// |winding| = 1.
+/// What a metric must reach for a run to be a success.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// At least this value.
+    AtLeast(f64),
+    /// |value| = 1: the fold diagnostic finds a ring.
+    Ring,
+}
+
+impl Threshold {
+    /// Whether `value` meets it (NaN never does).
+    pub fn met(&self, value: f64) -> bool {
+        match *self {
+            Threshold::AtLeast(t) => value >= t,
+            Threshold::Ring => value.abs() == 1.0,
+        }
+    }
+}
+
+/// Whether a pendulum run's metrics make it a success: R²(cos θ, sin θ) ≥ 0.95, R²(θ̇) ≥ 0.90
+/// and |winding| = 1.
 pub fn is_success(r2_angle: f64, r2_velocity: f64, winding: f64) -> bool {
-    r2_angle >= SUCCESS_R2_ANGLE && r2_velocity >= SUCCESS_R2_VELOCITY && winding.abs() == 1.0
+    Threshold::AtLeast(SUCCESS_R2_ANGLE).met(r2_angle)
+        && Threshold::AtLeast(SUCCESS_R2_VELOCITY).met(r2_velocity)
+        && Threshold::Ring.met(winding)
 }
 
 /// Whether `dir/eval.json` is an evaluation of the finished run with every metric of the plan.
@@ -277,34 +392,79 @@ impl Shard {
 /// The metrics of the table, in column order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
-    /// Key: an `eval.json` key, or `val_neg_elbo`, `final_lambda`, `train_seconds` from
+    /// Key: an `eval.json` key; `r2/NAME` for the R² of identification target NAME (the
+    /// `r2` object of `eval.json`); or `val_neg_elbo`, `final_lambda`, `train_seconds` from
     /// `metrics.csv`.
     pub key: String,
     /// Column header.
     pub header: String,
     /// Decimal digits shown.
     pub digits: usize,
+    /// What a successful run reaches on it (`None`: not part of the criterion).
+    pub threshold: Option<Threshold>,
 }
 
-/// The table's metrics for the plan's horizons.
-pub fn metrics(horizons: &[usize]) -> Vec<Metric> {
-    let m =
-        |key: &str, header: &str, digits| Metric { key: key.into(), header: header.into(), digits };
-    let mut cols = vec![
-        m("r2_cos_sin", "R² cos,sin θ", 4),
-        m("r2_theta_dot", "R² θ̇", 4),
-        m("winding", "winding", 1),
-        m("val_neg_elbo", "val −ELBO (nats/frame)", 2),
-        m("final_lambda", "final λ", 2),
-        m("train_seconds", "train time (s)", 0),
-    ];
-    for &h in horizons {
-        cols.push(m(&prediction_keys(h)[0], &format!("pixel MSE h={h}"), 5));
+/// The table's metrics for `plan`: its environment's identification R² (the pendulum's
+/// R²(cos θ, sin θ) and R²(θ̇); each target's R² for the others), the fold diagnostic's
+/// winding, fit and time, then the prediction errors at the plan's horizons.
+pub fn metrics(plan: &Plan) -> Result<Vec<Metric>> {
+    let m = |key: &str, header: &str, digits, threshold| Metric {
+        key: key.into(),
+        header: header.into(),
+        digits,
+        threshold,
+    };
+    let mut cols = if plan.env == PENDULUM {
+        vec![
+            m("r2_cos_sin", "R² cos,sin θ", 4, Some(Threshold::AtLeast(SUCCESS_R2_ANGLE))),
+            m("r2_theta_dot", "R² θ̇", 4, Some(Threshold::AtLeast(SUCCESS_R2_VELOCITY))),
+        ]
+    } else {
+        let system = Registry::builtin().get(&plan.env)?;
+        system
+            .feature_names()
+            .iter()
+            .map(|name| {
+                let threshold = Some(Threshold::AtLeast(SUCCESS_R2_FEATURE));
+                m(&format!("r2/{name}"), &format!("R² {name}"), 4, threshold)
+            })
+            .collect()
+    };
+    cols.extend([
+        m("winding", "winding", 1, Some(Threshold::Ring)),
+        m("val_neg_elbo", "val −ELBO (nats/frame)", 2, None),
+        m("final_lambda", "final λ", 2, None),
+        m("train_seconds", "train time (s)", 0, None),
+    ]);
+    for &h in &plan.horizons {
+        cols.push(m(&prediction_keys(h)[0], &format!("pixel MSE h={h}"), 5, None));
     }
-    for &h in horizons {
-        cols.push(m(&prediction_keys(h)[2], &format!("angle err h={h} (°)"), 1));
+    for &h in &plan.horizons {
+        cols.push(m(&prediction_keys(h)[2], &format!("angle err h={h} (°)"), 1, None));
     }
-    cols
+    Ok(cols)
+}
+
+/// Whether a run with these metric values (in `metrics` order) is a success: every
+/// threshold met.
+pub fn is_success_by(metrics: &[Metric], values: &[f64]) -> bool {
+    metrics.iter().zip(values).all(|(m, &v)| m.threshold.is_none_or(|t| t.met(v)))
+}
+
+/// The success criterion of `metrics` in words.
+pub fn success_rule(metrics: &[Metric]) -> String {
+    let parts: Vec<String> = metrics
+        .iter()
+        .filter_map(|m| match m.threshold? {
+            Threshold::AtLeast(t) => Some(format!("{} ≥ {t}", m.header)),
+            Threshold::Ring => Some("the fold diagnostic finds a ring (|winding| = 1)".into()),
+        })
+        .collect();
+    match parts.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "always".into(),
+    }
 }
 
 /// What [`run_grid`] reports and leaves to the caller.
@@ -338,22 +498,27 @@ fn collect_if_missing(path: &Path, episodes: usize, plan: &Plan, seed: u64) -> R
     if path.is_file() {
         let d = load_dataset(path)?;
         let m = &d.meta;
-        if (m.episodes, m.steps, m.size, m.seed) != (episodes, plan.steps, plan.size, seed) {
+        if (m.episodes, m.steps, m.size, m.seed) != (episodes, plan.steps, plan.size, seed)
+            || m.env != plan.env
+        {
             invalid!(
-                "{} holds {} episodes × {} steps at {}×{} (seed {}), not what the plan needs ({episodes} × {} at {}, seed {seed}); remove it or use another --out",
+                "{} holds {} episodes × {} steps of '{}' at {}×{} (seed {}), not what the plan needs ({episodes} × {} of '{}' at {}, seed {seed}); remove it or use another --out",
                 path.display(),
                 m.episodes,
                 m.steps,
+                m.env,
                 m.size,
                 m.size,
                 m.seed,
                 plan.steps,
+                plan.env,
                 plan.size
             );
         }
         return Ok(());
     }
-    let job = CollectJob::uniform(episodes, plan.steps, plan.size, seed);
+    let system = Registry::builtin().get(&plan.env)?;
+    let job = CollectJob::of(system, episodes, plan.steps, plan.size, seed);
     collect_to(&job, path, &|_| {})?;
     Ok(())
 }
@@ -479,7 +644,7 @@ pub struct RunResult {
     pub values: Vec<f64>,
     /// Pixel MSE of the held last frame at each reported horizon.
     pub last_frame: Vec<f64>,
-    /// Whether it succeeded ([`is_success`]).
+    /// Whether it succeeded ([`is_success_by`]).
     pub success: bool,
 }
 
@@ -493,15 +658,24 @@ pub fn read_run(dir: &Path, spec: RunSpec, plan: &Plan) -> Result<RunResult> {
     let rows = read_metrics(&dir.join("metrics.csv"))?;
     let Some(last) = rows.last() else { invalid!("{}: no epochs in metrics.csv", dir.display()) };
     let mut values = Vec::new();
-    for m in metrics(&plan.horizons) {
+    let metrics = metrics(plan)?;
+    for m in &metrics {
         values.push(match m.key.as_str() {
             "val_neg_elbo" => last.val_neg_elbo,
             "final_lambda" => last.lambda,
             "train_seconds" => rows.iter().map(|r| r.seconds).sum(),
-            k => match json.get(k).and_then(serde_json::Value::as_f64) {
-                Some(v) => v,
-                None => invalid!("{}: no number {k:?}; evaluate the run again", path.display()),
-            },
+            k => {
+                let value = match k.strip_prefix("r2/") {
+                    Some(name) => json.get("r2").and_then(|r| r.get(name)),
+                    None => json.get(k),
+                };
+                match value.and_then(serde_json::Value::as_f64) {
+                    Some(v) => v,
+                    None => {
+                        invalid!("{}: no number {k:?}; evaluate the run again", path.display())
+                    }
+                }
+            }
         });
     }
     let last_frame = plan
@@ -511,7 +685,7 @@ pub fn read_run(dir: &Path, spec: RunSpec, plan: &Plan) -> Result<RunResult> {
             json.get(&prediction_keys(h)[1]).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
         })
         .collect();
-    let success = is_success(values[0], values[1], values[2]);
+    let success = is_success_by(&metrics, &values);
     Ok(RunResult { spec, values, last_frame, success })
 }
 
@@ -600,7 +774,7 @@ impl GridTable {
     }
 
     fn read_runs(out: &Path, plan: &Plan, partial: bool) -> Result<Self> {
-        let metrics = metrics(&plan.horizons);
+        let metrics = metrics(plan)?;
         let mut arms = Vec::new();
         let mut first_ok: Option<PathBuf> = None;
         let mut last_frames: Vec<Vec<f64>> = vec![Vec::new(); plan.horizons.len()];
@@ -747,6 +921,80 @@ mod tests {
         assert!((s - (20.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert!(mean_std(&[1.0]).1.is_nan());
         assert!(mean_std(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn pendulum_plans_read_and_write_as_before_environments_were_named() {
+        // results/grid/plan.json was written before the plan named its environment and model
+        // sizes: it reads as the pendulum's default grid, and that grid writes no new keys.
+        let committed = include_str!("../../results/grid/plan.json");
+        let old: Plan = serde_json::from_str(committed).unwrap();
+        assert_eq!(old, Plan::new(false, None, None));
+        let json = serde_json::to_string_pretty(&Plan::new(false, None, None)).unwrap();
+        assert_eq!(json, committed.trim_end());
+        for key in ["env", "state_dim", "aux_dim", "\"d0\""] {
+            assert!(!json.contains(key), "{key} written for the pendulum: {json}");
+        }
+        // Its runs' configs are the model's defaults, as before.
+        let spec = RunSpec { model: Inference::Kalman, objective: Objective::Constrained, seed: 3 };
+        let c = fresh_config(&old, &spec, Path::new("d.npz"));
+        let d = TrainConfig::default();
+        assert_eq!((c.model.state_dim, c.model.aux_dim, c.lambda.d0), (3, 2, d.lambda.d0));
+        assert_eq!(c.env, PENDULUM);
+    }
+
+    #[test]
+    fn the_cartpole_plan_carries_its_recipe_and_round_trips() {
+        let plan = Plan::for_env(CartPoleSystem::ID, false, None, None).unwrap();
+        let (size, n, m, d0, epochs) = CARTPOLE_RECIPE;
+        assert_eq!(
+            (plan.size, plan.state_dim, plan.aux_dim, plan.d0, plan.epochs),
+            (size, n, m, d0, epochs)
+        );
+        assert_eq!((plan.seeds, plan.rnn_seeds, plan.rnn_d0), (10, 5, d0));
+        let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+        assert_eq!(back, plan);
+        let spec = RunSpec { model: Inference::Rnn, objective: Objective::Elbo, seed: 1 };
+        let c = fresh_config(&plan, &spec, Path::new("d.npz"));
+        assert_eq!((c.model.state_dim, c.model.aux_dim, c.lambda.d0), (n, m, d0));
+        assert_eq!(c.env, CartPoleSystem::ID);
+        // --epochs and --seeds still apply; --quick keeps its tiny budget.
+        let p = Plan::for_env(CartPoleSystem::ID, false, Some(4), Some(7)).unwrap();
+        assert_eq!((p.seeds, p.rnn_seeds, p.epochs), (4, 2, 7));
+        let q = Plan::for_env(CartPoleSystem::ID, true, None, None).unwrap();
+        assert_eq!((q.seeds, q.epochs, q.size), (2, 2, 16));
+        // The criterion: every target's R² and the ring.
+        let cols = metrics(&plan).unwrap();
+        let keys: Vec<&str> = cols.iter().take(6).map(|c| c.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["r2/x", "r2/cos theta", "r2/sin theta", "r2/x_dot", "r2/theta_dot", "winding"]
+        );
+        let mut values: Vec<f64> = cols.iter().map(|_| 0.0).collect();
+        values[..6].copy_from_slice(&[0.95, 0.95, 0.95, 0.95, 0.95, -1.0]);
+        assert!(is_success_by(&cols, &values));
+        values[2] = 0.89;
+        assert!(!is_success_by(&cols, &values));
+        values[2] = 0.95;
+        values[5] = 0.0;
+        assert!(!is_success_by(&cols, &values));
+        assert!(Plan::for_env("Acrobot-v1", false, None, None).is_err());
+    }
+
+    #[test]
+    fn the_pendulum_criterion_is_unchanged() {
+        let cols = metrics(&Plan::new(false, None, None)).unwrap();
+        for (a, v, w) in
+            [(0.96, 0.91, 1.0), (0.94, 0.91, 1.0), (0.96, 0.89, -1.0), (0.96, 0.91, 0.0)]
+        {
+            let mut values: Vec<f64> = cols.iter().map(|_| f64::NAN).collect();
+            values[..3].copy_from_slice(&[a, v, w]);
+            assert_eq!(is_success_by(&cols, &values), is_success(a, v, w), "{a} {v} {w}");
+        }
+        assert_eq!(
+            success_rule(&cols),
+            "R² cos,sin θ ≥ 0.95, R² θ̇ ≥ 0.9 and the fold diagnostic finds a ring (|winding| = 1)"
+        );
     }
 
     #[test]

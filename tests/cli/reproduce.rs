@@ -187,3 +187,50 @@ fn quick_grid_writes_the_table_and_resumes_where_it_stopped() {
     let o = reproduce(&out, &["--seeds", "3"]);
     assert_clean_failure(&o, "was started with another grid");
 }
+
+#[test]
+fn quick_grid_on_the_cartpole_scores_each_target_and_refuses_unknown_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("grid");
+    let o = reproduce(&out, &["--env", "CartPoleSwingUp-v0"]);
+    assert!(o.status.success(), "reproduce failed: {}", stderr(&o));
+    let log = stderr(&o);
+    assert!(log.contains("reproduce CartPoleSwingUp-v0: 8 runs"), "{log}");
+    assert!(log.contains("R²(sin theta) = "), "{log}");
+    // The cart-pole's recipe is in every run's config and in plan.json.
+    let cfg = std::fs::read_to_string(out.join("runs/ekvae-constrained-s1/config.toml")).unwrap();
+    for needle in ["env = \"CartPoleSwingUp-v0\"", "state_dim = 8", "aux_dim = 6", "d0 = 0.0255"] {
+        assert!(cfg.contains(needle), "{needle} not in {cfg}");
+    }
+    let data = std::fs::read_to_string(out.join("plan.json")).unwrap();
+    assert!(data.contains("\"env\": \"CartPoleSwingUp-v0\""), "{data}");
+    // One R² column per target, each a number in every run's row.
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    let header: Vec<&str> = runs.lines().next().unwrap().split(',').collect();
+    for target in ["x", "cos theta", "sin theta", "x_dot", "theta_dot"] {
+        let col = header.iter().position(|h| *h == format!("r2/{target}")).unwrap_or_else(|| {
+            panic!("no r2/{target} column in {header:?}");
+        });
+        for line in runs.lines().skip(1) {
+            let v: f64 = line.split(',').nth(col).unwrap().parse().unwrap();
+            assert!(v.is_finite() && v <= 1.0, "{target}: {line}");
+        }
+    }
+    assert!(!header.contains(&"r2_cos_sin"), "{header:?}");
+    let md = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(md.contains("R² sin theta ≥ 0.9"), "{md}");
+    assert!(
+        md.contains("grid: CartPoleSwingUp-v0; EKVAE × 2 seeds (latent 8, auxiliary 6"),
+        "{md}"
+    );
+
+    // The pendulum's grid in the cart-pole's folder is another grid, refused untouched.
+    let o = reproduce(&out, &[]);
+    assert_clean_failure(&o, "was started with another grid");
+    // An environment without a grid recipe: one error naming the ones with a recipe.
+    let other = dir.path().join("other");
+    let o = reproduce(&other, &["--env", "Acrobot-v1"]);
+    assert_clean_failure(&o, "no recipe for environment 'Acrobot-v1'");
+    assert!(stderr(&o).contains("Pendulum-v1 and CartPoleSwingUp-v0"), "{}", stderr(&o));
+    assert!(!other.exists(), "a refused grid wrote {}", other.display());
+}
