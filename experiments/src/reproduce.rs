@@ -48,7 +48,7 @@ pub struct ReproduceArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Environment of the grid: `Pendulum-v1` (16×16, the model's defaults), or
-    /// `CartPoleSwingUp-v0` (32×32, latent 8 and auxiliary 6, D0 0.0255, 80 epochs, 10 EKVAE
+    /// `CartPoleSwingUp-v0` (32×32, latent 8 and auxiliary 6, D0 0.025, 80 epochs, 10 EKVAE
     /// and 5 RNN seeds; a run succeeds when every target's R² ≥ 0.9 and the pole's fold
     /// diagnostic finds a ring).
     #[arg(long, default_value = "Pendulum-v1")]

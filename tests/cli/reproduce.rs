@@ -199,7 +199,7 @@ fn quick_grid_on_the_cartpole_scores_each_target_and_refuses_unknown_ids() {
     assert!(log.contains("R²(sin theta) = "), "{log}");
     // The cart-pole's recipe is in every run's config and in plan.json.
     let cfg = std::fs::read_to_string(out.join("runs/ekvae-constrained-s1/config.toml")).unwrap();
-    for needle in ["env = \"CartPoleSwingUp-v0\"", "state_dim = 8", "aux_dim = 6", "d0 = 0.0255"] {
+    for needle in ["env = \"CartPoleSwingUp-v0\"", "state_dim = 8", "aux_dim = 6", "d0 = 0.025"] {
         assert!(cfg.contains(needle), "{needle} not in {cfg}");
     }
     let data = std::fs::read_to_string(out.join("plan.json")).unwrap();
