@@ -1,6 +1,7 @@
 //! Times many consecutive RNN-baseline training steps in blocks, to see whether a step gets
 //! slower as training goes on (burn's autodiff graph bookkeeping).
-//! `cargo run --release -p ekvae-model --example rnn_step_drift [steps]`
+//! `cargo run --release -p ekvae-model --example rnn_step_drift [steps] [ekvae]` (the RNN
+//! baseline by default; `ekvae` times the EKVAE's steps instead).
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ekvae_model::train::{TrainConfig, Trainer, draw_noise};

@@ -375,18 +375,6 @@ impl Ekvae {
         let blocks = self.encoder.to_blocks(frames.reshape([b * t, s, s])); // [B·T, r², 8, 8]
         let (a_mean, a_log_var) = self.encoder.forward_blocks(blocks.clone()); // [B·T, m]
         let (a_mean, a_log_var) = (a_mean.reshape([b, t, m]), a_log_var.reshape([b, t, m]));
-        // The RNN baseline reads only H. Building R's softplus for it too would leave that
-        // node unused in the graph every step, as a child of a parameter that never changes
-        // (it gets no gradient), and burn's graph bookkeeping would then grow step after step
-        // (`model/examples/rnn_step_drift.rs`: 10.6 → 39.6 ms per step over 1,000 steps;
-        // 6.9 → 7.9 ms now).
-        let emission = match &self.smoother {
-            None => self.observation.emission(),
-            Some(_) => Emission {
-                h: self.observation.h.val(),
-                r_diag: Tensor::zeros([m], &blocks.device()),
-            },
-        };
         let prior = self.prior.prior();
 
         // The decoder's input, q(z_{1:T} | ·) with its sample, and the rate terms of a.
@@ -394,6 +382,7 @@ impl Ekvae {
             // EKVAE: a_t ~ q(a_t | x_t) (reparameterised), the extended Kalman filter over
             // a_{1:T} and a joint FFBS sample of z_{1:T}; p(x_t | a_t), p(a_t | z_t) = N(H z_t, R).
             None => {
+                let emission = self.observation.emission();
                 let a = a_mean + a_log_var.clone().mul_scalar(0.5).exp() * noise.eps_a.clone();
                 // The decoder always reads `a` itself; the rate reads `a_rate`.
                 let (a_dec, a, a_log_var) = if detach_encoder_in_rate {
@@ -454,14 +443,19 @@ impl Ekvae {
             }
             // RNN baseline: one latent layer, p(x_t | z_t) directly through H and the
             // same decoder; q(z_t | z_{t−1}, x_{t:T}) from the backward GRU over the encoded
-            // frames (the encoder's mean, deterministic) and the combiner. No a-terms.
+            // frames (the encoder's mean, deterministic) and the combiner. No a-terms, and only
+            // H is read: building R's softplus here too would leave that node unused in the
+            // graph every step, as a child of a parameter that never changes (it gets no
+            // gradient), and burn's graph bookkeeping would grow step after step
+            // (`model/examples/rnn_step_drift.rs`: 10.6 → 39.6 ms per step over 1,000 steps;
+            // 6.9 → 7.9 ms now).
             Some(rnn) => {
                 let draw = rnn.posterior(a_mean, actions.clone(), Some(noise.eps_z.clone()));
                 let hz = draw
                     .z
                     .clone()
                     .reshape([b * t, n])
-                    .matmul(emission.h.clone().transpose())
+                    .matmul(self.observation.h.val().transpose())
                     .reshape([b, t, m]);
                 (hz, draw.z, draw.log_q, Tensor::zeros([b], &blocks.device()))
             }
