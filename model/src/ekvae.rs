@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::fast_kalman;
+use crate::fast_rnn::{self, DeferredRnn};
 use crate::kalman::{self, Emission, Prior, Transition as _};
 use crate::linalg::{LN_2PI, gaussian_log_prob_diag};
 use crate::nets::{Decoder, DecoderConfig, Encoder, EncoderConfig};
@@ -367,6 +368,46 @@ impl Ekvae {
         detach_encoder_in_rate: bool,
         path: KalmanPath,
     ) -> ModelResult<RateDistortion> {
+        self.rate_distortion_impl(frames, actions, noise, detach_encoder_in_rate, path, false)
+            .map(|(terms, _)| terms)
+    }
+
+    /// [`Ekvae::rate_distortion_with`] for a training step, with the RNN baseline's inference
+    /// network in plain `f64` ([`crate::fast_rnn`]): for the baseline on an autodiff device the
+    /// terms are built on leaves `z` and `log q`, and the returned [`DeferredRnn`] must be
+    /// given the loss's backward pass to get the gradients of the encoder and the network
+    /// (a second backward pass; [`crate::train::Trainer::step`] merges the two). For the
+    /// EKVAE, or without autodiff, the second value is `None` and the terms are those of
+    /// [`Ekvae::rate_distortion_with`].
+    ///
+    /// # Errors
+    /// As [`Ekvae::rate_distortion`].
+    pub fn rate_distortion_deferred(
+        &self,
+        frames: Tensor<4>,
+        actions: Tensor<3>,
+        noise: &ObjectiveNoise,
+        detach_encoder_in_rate: bool,
+    ) -> ModelResult<(RateDistortion, Option<DeferredRnn>)> {
+        self.rate_distortion_impl(
+            frames,
+            actions,
+            noise,
+            detach_encoder_in_rate,
+            KalmanPath::Plain,
+            true,
+        )
+    }
+
+    fn rate_distortion_impl(
+        &self,
+        frames: Tensor<4>,
+        actions: Tensor<3>,
+        noise: &ObjectiveNoise,
+        detach_encoder_in_rate: bool,
+        path: KalmanPath,
+        defer_rnn: bool,
+    ) -> ModelResult<(RateDistortion, Option<DeferredRnn>)> {
         let [b, t, s, _] = frames.dims();
         let (m, n) = (self.aux_dim(), self.state_dim());
 
@@ -378,6 +419,7 @@ impl Ekvae {
         let prior = self.prior.prior();
 
         // The decoder's input, q(z_{1:T} | ·) with its sample, and the rate terms of a.
+        let mut deferred = None;
         let (decoder_input, z, log_q_z, rate_a) = match &self.smoother {
             // EKVAE: a_t ~ q(a_t | x_t) (reparameterised), the extended Kalman filter over
             // a_{1:T} and a joint FFBS sample of z_{1:T}; p(x_t | a_t), p(a_t | z_t) = N(H z_t, R).
@@ -450,7 +492,18 @@ impl Ekvae {
             // (`model/examples/rnn_step_drift.rs`: 10.6 → 39.6 ms per step over 1,000 steps;
             // 6.9 → 7.9 ms now).
             Some(rnn) => {
-                let draw = rnn.posterior(a_mean, actions.clone(), Some(noise.eps_z.clone()));
+                let draw = if defer_rnn {
+                    let (draw, d) = fast_rnn::posterior_deferred(
+                        rnn,
+                        a_mean,
+                        actions.clone(),
+                        noise.eps_z.clone(),
+                    )?;
+                    deferred = d;
+                    draw
+                } else {
+                    rnn.posterior(a_mean, actions.clone(), Some(noise.eps_z.clone()))
+                };
                 let hz = draw
                     .z
                     .clone()
@@ -472,7 +525,7 @@ impl Ekvae {
 
         let (log_p_z1, log_p_trans) = log_p_states(z, actions, &prior, &self.transition);
         let rate = rate_a + log_q_z - log_p_z1 - log_p_trans;
-        Ok(RateDistortion { distortion, rate })
+        Ok((RateDistortion { distortion, rate }, deferred))
     }
 
     /// Which inference this model uses.

@@ -50,6 +50,7 @@ pub mod ekvae;
 pub mod error;
 pub mod export;
 pub mod fast_kalman;
+pub mod fast_rnn;
 pub mod fold;
 pub mod identify;
 pub mod kalman;

@@ -518,7 +518,8 @@ impl Trainer {
         // rate (the ELBO's schedule, `Objective::lambda_schedule`, is the fast one).
         let sch = &self.schedule;
         let detach = sch.config.warm_dynamics && sch.phase == Phase::Reconstruction;
-        let terms = self.model().rate_distortion_with(frames, actions, noise, detach)?;
+        let (terms, deferred) =
+            self.model().rate_distortion_deferred(frames, actions, noise, detach)?;
         let (lambda, phase) = (self.schedule.lambda, self.schedule.phase);
         let loss = self.config.objective.loss(&terms, &self.schedule, t, s * s);
         let distortion = scalar(terms.distortion.clone().mean()) / t as f64;
@@ -529,7 +530,20 @@ impl Trainer {
         if !loss_value.is_finite() || !distortion.is_finite() || !rate.is_finite() {
             return Err(non_finite("loss"));
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), self.model());
+        let backward = loss.backward();
+        let mut grads = match deferred {
+            // The RNN baseline's inference network runs in plain f64 (fast_rnn): its weights'
+            // and the encoder's gradients come from a second backward pass, on parameters
+            // disjoint from the first's.
+            Some(deferred) => {
+                let second = deferred.backward(&backward)?;
+                let mut grads = GradientsParams::from_grads(backward, self.model());
+                let mut rest = GradientsParams::from_grads(second, self.model());
+                self.model().visit(&mut TakeGrads { from: &mut rest, to: &mut grads });
+                grads
+            }
+            None => GradientsParams::from_grads(backward, self.model()),
+        };
         let norm = grad_norm(self.model(), &grads);
         if !norm.is_finite() {
             return Err(non_finite("gradient"));

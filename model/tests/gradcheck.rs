@@ -14,7 +14,7 @@ use ekvae_model::ekvae::KalmanPath;
 use ekvae_model::objective::{lagrangian, neg_elbo};
 use ekvae_model::train::{draw_noise, with_positional_ids};
 use ekvae_model::{Ekvae, EkvaeConfig, Inference, ObjectiveNoise};
-use ekvae_model::{fast_kalman, kalman};
+use ekvae_model::{fast_kalman, fast_rnn, kalman};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -265,4 +265,84 @@ fn plain_and_reference_kalman_paths_agree() {
         lp.iter().zip(&lr).all(|(a, b)| (a - b).abs() < 1e-10 * (1.0 + b.abs())),
         "{lp:?} vs {lr:?}"
     );
+}
+
+/// Every parameter's gradient, from whichever of the backward passes has it (0 if none).
+fn merged_gradients(model: &Ekvae, passes: &[&burn::tensor::Gradients]) -> Vec<Vec<f64>> {
+    struct Merged<'a> {
+        passes: &'a [&'a burn::tensor::Gradients],
+        out: Vec<Vec<f64>>,
+    }
+    impl ModuleVisitor for Merged<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let value = p.val();
+            let found: Vec<Vec<f64>> = self
+                .passes
+                .iter()
+                .filter_map(|g| value.grad(g))
+                .map(|g| g.into_data().try_to_vec::<f64>().unwrap())
+                .collect();
+            assert!(found.len() <= 1, "a parameter has a gradient in both passes");
+            let n = value.shape().num_elements();
+            self.out.push(found.into_iter().next().unwrap_or_else(|| vec![0.0; n]));
+        }
+    }
+    let mut v = Merged { passes, out: Vec::new() };
+    model.visit(&mut v);
+    v.out
+}
+
+#[test]
+fn plain_and_reference_rnn_paths_agree() {
+    // The RNN baseline's inference network in plain f64 with its hand-derived backward pass
+    // and the second backward pass (fast_rnn, as Trainer::step runs it) against burn's
+    // autodiff through RnnSmoother::posterior: the same objective and the same gradient for
+    // every parameter, with both objectives, on two blocks of sequences.
+    let plain = device();
+    let ad = plain.clone().autodiff();
+    plain.seed(4);
+    let cfg = tiny_model().with_state_dim(3).with_inference(Inference::Rnn).with_rnn_hidden(5);
+    let model = with_positional_ids(cfg.init(&ad).unwrap());
+    let b = fast_rnn::BLOCK + 2;
+    let data = Synthetic::pendulum(b, 12, 8, 9);
+    let picks: Vec<(usize, usize)> = (0..b).map(|i| (i, 0)).collect();
+    let (x, u) = data.view().batch(&picks, 12, &ad);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let noise = draw_noise(&model, &mut rng, b, 12, &ad);
+    let [_, t, s, _] = x.dims();
+    let objective = |terms: &ekvae_model::RateDistortion, constrained: bool| {
+        if constrained { lagrangian(terms, 3.5, 0.05, t, s * s) } else { neg_elbo(terms, t) }
+    };
+    for constrained in [false, true] {
+        let reference = model
+            .rate_distortion_via(x.clone(), u.clone(), &noise, false, KalmanPath::Plain)
+            .unwrap();
+        let loss_ref = objective(&reference, constrained);
+        let v_ref = loss_ref.clone().into_scalar::<f64>();
+        let g_ref = merged_gradients(&model, &[&loss_ref.backward()]);
+
+        let (terms, deferred) =
+            model.rate_distortion_deferred(x.clone(), u.clone(), &noise, false).unwrap();
+        let loss = objective(&terms, constrained);
+        let v_plain = loss.clone().into_scalar::<f64>();
+        let first = loss.backward();
+        let second =
+            deferred.expect("the RNN baseline defers on autodiff").backward(&first).unwrap();
+        let g_plain = merged_gradients(&model, &[&first, &second]);
+
+        assert!((v_plain - v_ref).abs() < 1e-9 * (1.0 + v_ref.abs()), "{v_plain} vs {v_ref}");
+        let mut worst: f64 = 0.0;
+        let mut nonzero = 0;
+        for (a, r) in g_plain.iter().zip(&g_ref) {
+            for (x, y) in a.iter().zip(r) {
+                worst = worst.max((x - y).abs() / (1.0 + x.abs().max(y.abs())));
+                nonzero += usize::from(*y != 0.0);
+            }
+        }
+        assert!(nonzero > 100, "too few gradients to compare: {nonzero}");
+        assert!(worst < 1e-9, "constrained {constrained}: worst relative difference {worst:e}");
+        eprintln!(
+            "constrained {constrained}: value {v_plain}, worst relative gradient difference {worst:.1e}"
+        );
+    }
 }
