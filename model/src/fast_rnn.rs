@@ -693,7 +693,7 @@ pub fn posterior_deferred(
     // (`unavailable_propagation` in burn-autodiff's memory management). Built on the leaf
     // itself, they would stay in the graph of those parameters, which get no gradient in
     // that phase and so never change, and burn's bookkeeping would grow by about 70 nodes a
-    // step (`examples/rnn_step_drift.rs`: 19 → 525 ms per step over 800 steps).
+    // step (`model/examples/rnn_step_drift.rs`: 19 → 525 ms per step over 800 steps).
     let z = z.mul_scalar(1.0);
     Ok((RnnPosterior { z, log_q }, Some(deferred)))
 }
