@@ -265,7 +265,52 @@ pub fn make() -> TimeLimit<CartPoleSwingUp> {
 
 /// Width of the world shown in a frame (m): the track ±x_threshold plus a pole length each side.
 pub fn view_width(p: &CartPoleParams) -> f64 {
-    2.0 * (p.x_threshold + p.pole_length)
+    view_width_drawn(p, PoleDrawing::Physical)
+}
+
+/// How the pole is drawn; the physics never changes.
+///
+/// At 32 px the physical pole of [`PoleDrawing::Physical`] is 3.2 px long, 1.6 px beyond the
+/// cart's edge when horizontal, and the encoders did not learn which way it leans (R²(sin θ)
+/// ≤ 0.10 at 32 px; README, section 8). [`PoleDrawing::Big`] draws it [`BIG_POLE_SCALE`]
+/// times its length and [`BIG_POLE_WIDTH`] m wide, with the view widened so that the whole
+/// swing stays in the frame: it is the renderer of `CartPoleSwingUpBigPole-v0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoleDrawing {
+    /// The pole as long as it is ([`CartPoleParams::pole_length`]) and [`POLE_WIDTH`] wide.
+    #[default]
+    Physical,
+    /// The pole [`BIG_POLE_SCALE`] times as long and [`BIG_POLE_WIDTH`] m wide.
+    Big,
+}
+
+/// [`PoleDrawing::Big`]'s length factor.
+pub const BIG_POLE_SCALE: f64 = 2.5;
+/// [`PoleDrawing::Big`]'s width (m).
+pub const BIG_POLE_WIDTH: f64 = 0.2;
+
+impl PoleDrawing {
+    /// Drawn length over physical length.
+    pub fn length_scale(self) -> f64 {
+        match self {
+            Self::Physical => 1.0,
+            Self::Big => BIG_POLE_SCALE,
+        }
+    }
+
+    /// Drawn width (m).
+    pub fn width(self) -> f64 {
+        match self {
+            Self::Physical => POLE_WIDTH,
+            Self::Big => BIG_POLE_WIDTH,
+        }
+    }
+}
+
+/// Width of the world shown in a frame (m) with the pole drawn as `drawing`: the track
+/// ±x_threshold plus a drawn pole length each side.
+pub fn view_width_drawn(p: &CartPoleParams, drawing: PoleDrawing) -> f64 {
+    2.0 * (p.x_threshold + p.pole_length * drawing.length_scale())
 }
 
 /// Cart size drawn (m): width and height.
@@ -293,18 +338,32 @@ pub fn render(p: &CartPoleParams, state: [f64; 4], size: usize) -> Vec<u8> {
 /// # Panics
 /// If `out.len() != size²`.
 pub fn render_into(p: &CartPoleParams, state: [f64; 4], size: usize, out: &mut [u8]) {
+    render_drawn_into(p, PoleDrawing::Physical, state, size, out);
+}
+
+/// [`render_into`] with the pole drawn as `drawing`.
+///
+/// # Panics
+/// If `out.len() != size²`.
+pub fn render_drawn_into(
+    p: &CartPoleParams,
+    drawing: PoleDrawing,
+    state: [f64; 4],
+    size: usize,
+    out: &mut [u8],
+) {
     assert_eq!(out.len(), size * size, "the frame buffer must hold size² bytes");
     if size == 0 {
         return;
     }
     let [x, _, theta, _] = state;
-    let px_per_m = size as f64 / view_width(p);
+    let px_per_m = size as f64 / view_width_drawn(p, drawing);
     // The pivot's height is the centre of row size/2 (the track is one pixel row there).
     let (cx, cy) = (0.5 * size as f64 + x * px_per_m, (size / 2) as f64 + 0.5);
     let (hw, hh) = (0.5 * CART_SIZE[0] * px_per_m, 0.5 * CART_SIZE[1] * px_per_m);
     let track_half = (0.02 * px_per_m).max(0.5);
-    let r = 0.5 * POLE_WIDTH * px_per_m;
-    let len = p.pole_length * px_per_m;
+    let r = 0.5 * drawing.width() * px_per_m;
+    let len = p.pole_length * drawing.length_scale() * px_per_m;
     // Tip: up is −y in image rows; θ counter-clockwise positive means the tip moves left.
     let (tx, ty) = (cx - len * theta.sin(), cy - len * theta.cos());
     let shade_at = |u: f64, v: f64| -> u8 {
@@ -436,5 +495,36 @@ mod tests {
         // Anti-aliased: some intermediate gray levels on the pole's edges.
         assert!(up.iter().any(|&v| v > SHADES[1] && v < 255));
         assert!(render(&p, [0.0; 4], 0).is_empty());
+    }
+
+    /// The big pole: the physical drawing is unchanged by the option (same bytes), the big
+    /// one reaches 2.5 pole lengths in its wider view and the physical pole's tip row is
+    /// covered, while at the same rows the physical drawing leaves it dark in that view.
+    #[test]
+    fn the_big_pole_is_drawn_longer_in_a_wider_view() {
+        let p = CartPoleParams::default();
+        let s = 32;
+        let state = [0.3, 0.0, 0.4, 0.0];
+        let mut a = vec![0u8; s * s];
+        render_drawn_into(&p, PoleDrawing::Physical, state, s, &mut a);
+        assert_eq!(a, render(&p, state, s));
+        assert_eq!(view_width_drawn(&p, PoleDrawing::Big), 2.0 * (2.4 + 1.5));
+        let mut big = vec![0u8; s * s];
+        render_drawn_into(&p, PoleDrawing::Big, [0.0; 4], s, &mut big);
+        let px_per_m = s as f64 / view_width_drawn(&p, PoleDrawing::Big);
+        // Upright: the tip 1.5 m above the pivot (row 16.5), 0.9 of the way up.
+        let row = (16.5 - 0.9 * 1.5 * px_per_m) as usize;
+        // The pole straddles columns 15 and 16 (the pivot is at u = 16.0).
+        let at = |r: usize| u32::from(big[r * s + 15]) + u32::from(big[r * s + 16]);
+        assert!(at(row) > 128, "big pole's tip");
+        assert_eq!(at(row - 3), 0, "nothing beyond the tip");
+        // Its width: 0.2 m = 0.82 px. With 4 sub-samples per pixel and row the coverage of
+        // the two columns is a multiple of 255/4 within half a pixel of 0.82 · 255 ≈ 209
+        // (here 2 + 2 sub-samples: 256); the physical drawing's 0.15 m would be 0.62 px.
+        let mid = (16.5 - 0.5 * 1.5 * px_per_m) as usize;
+        let line = &big[mid * s..(mid + 1) * s];
+        let lit = line.iter().filter(|&&v| v > 0).count();
+        let sum = line.iter().map(|&v| u32::from(v)).sum::<u32>();
+        assert!(lit == 2 && (128..=320).contains(&sum), "{lit} columns, coverage {sum}");
     }
 }

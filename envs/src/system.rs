@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
 
-use crate::cartpole::{self, CartPoleParams};
+use crate::cartpole::{self, CartPoleParams, PoleDrawing};
 use crate::collect::PolicySpec;
 use crate::pendulum::{self, PendulumParams};
 use crate::{Error, Result};
@@ -191,20 +191,34 @@ impl System for PendulumSystem {
 }
 
 /// `CartPoleSwingUp-v0`: state `[x, ẋ, θ, θ̇]`, one action in [−1, 1]; [`crate::cartpole`].
+/// With [`PoleDrawing::Big`] it is `CartPoleSwingUpBigPole-v0`: the same physics, the pole
+/// drawn longer and wider ([`CartPoleSystem::big_pole`]).
 #[derive(Debug, Clone, Default)]
 pub struct CartPoleSystem {
     /// The physical parameters.
     pub params: CartPoleParams,
+    /// How the pole is drawn (it decides the id).
+    pub drawing: PoleDrawing,
 }
 
 impl CartPoleSystem {
     /// Its registry id.
     pub const ID: &str = "CartPoleSwingUp-v0";
+    /// The registry id of the big-pole drawing.
+    pub const BIG_POLE_ID: &str = "CartPoleSwingUpBigPole-v0";
+
+    /// The default cart-pole drawn with [`PoleDrawing::Big`].
+    pub fn big_pole() -> Self {
+        Self { drawing: PoleDrawing::Big, ..Self::default() }
+    }
 }
 
 impl System for CartPoleSystem {
     fn id(&self) -> &str {
-        Self::ID
+        match self.drawing {
+            PoleDrawing::Physical => Self::ID,
+            PoleDrawing::Big => Self::BIG_POLE_ID,
+        }
     }
 
     fn state_names(&self) -> Vec<String> {
@@ -225,13 +239,17 @@ impl System for CartPoleSystem {
     }
 
     fn renderer(&self) -> serde_json::Value {
-        serde_json::json!({
-            "view_width_m": cartpole::view_width(&self.params),
+        let mut r = serde_json::json!({
+            "view_width_m": cartpole::view_width_drawn(&self.params, self.drawing),
             "cart_size_m": cartpole::CART_SIZE,
-            "pole_width_m": cartpole::POLE_WIDTH,
+            "pole_width_m": self.drawing.width(),
             "shades": cartpole::SHADES,
             "orientation": "track through the centre row; x to the right; theta=0 up, counter-clockwise positive; 4x4 sub-sample anti-aliasing",
-        })
+        });
+        if self.drawing != PoleDrawing::Physical {
+            r["pole_drawn_length_scale"] = self.drawing.length_scale().into();
+        }
+        r
     }
 
     fn seeding(&self) -> String {
@@ -272,7 +290,8 @@ impl System for CartPoleSystem {
     }
 
     fn render_into(&self, state: &[f64], size: usize, out: &mut [u8]) {
-        cartpole::render_into(&self.params, [state[0], state[1], state[2], state[3]], size, out);
+        let state = [state[0], state[1], state[2], state[3]];
+        cartpole::render_drawn_into(&self.params, self.drawing, state, size, out);
     }
 
     fn feature_names(&self) -> Vec<String> {
@@ -327,11 +346,13 @@ impl Registry {
         Self::default()
     }
 
-    /// This workspace's environments: `Pendulum-v1` and `CartPoleSwingUp-v0`, default parameters.
+    /// This workspace's environments, default parameters: `Pendulum-v1`, `CartPoleSwingUp-v0`
+    /// and `CartPoleSwingUpBigPole-v0` (the same cart-pole, its pole drawn larger).
     pub fn builtin() -> Self {
         let mut r = Self::new();
         r.register(Arc::new(PendulumSystem::default())).expect("a valid id");
         r.register(Arc::new(CartPoleSystem::default())).expect("a valid id");
+        r.register(Arc::new(CartPoleSystem::big_pole())).expect("a valid id");
         r
     }
 
@@ -404,7 +425,7 @@ mod tests {
     #[test]
     fn the_registry_finds_refuses_and_lists() {
         let mut r = Registry::builtin();
-        assert_eq!(r.ids(), ["Pendulum-v1", "CartPoleSwingUp-v0"]);
+        assert_eq!(r.ids(), ["Pendulum-v1", "CartPoleSwingUp-v0", "CartPoleSwingUpBigPole-v0"]);
         assert_eq!(r.get("CartPoleSwingUp-v0").unwrap().state_names().len(), 4);
         let e = r.get("Pendulum-v0").unwrap_err().to_string();
         assert!(e.contains("not registered") && e.contains("Pendulum-v1"), "{e}");
@@ -438,5 +459,25 @@ mod tests {
         let mut st = [0.0; 4];
         c.sample_state(&mut rng, &mut st);
         assert!(st[0].abs() <= 1.5 && st[3].abs() <= 3.0);
+    }
+
+    /// The big-pole cart-pole: its own id, the same physics, another frame; the renderer's
+    /// record says how it draws (the physical one's record has no scale key, as before).
+    #[test]
+    fn the_big_pole_variant_shares_the_physics_not_the_frames() {
+        let (c, b) = (CartPoleSystem::default(), CartPoleSystem::big_pole());
+        assert_eq!((c.id(), b.id()), (CartPoleSystem::ID, CartPoleSystem::BIG_POLE_ID));
+        let (mut s, mut t) = ([0.1, 0.2, 3.0, -1.0], [0.1, 0.2, 3.0, -1.0]);
+        assert_eq!(c.step(&mut s, &[0.4]), b.step(&mut t, &[0.4]));
+        assert_eq!(s, t);
+        let (mut f, mut g) = (vec![0u8; 32 * 32], vec![0u8; 32 * 32]);
+        c.render_into(&s, 32, &mut f);
+        b.render_into(&s, 32, &mut g);
+        assert_ne!(f, g);
+        assert_eq!(b.renderer()["pole_drawn_length_scale"], 2.5);
+        assert_eq!(b.renderer()["view_width_m"], 7.8);
+        assert!(c.renderer().get("pole_drawn_length_scale").is_none());
+        assert_eq!(c.renderer()["view_width_m"], 6.0);
+        assert_eq!(c.params(), b.params());
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ekvae_envs::cartpole::CartPoleSwingUp;
+use ekvae_envs::cartpole::{CartPoleSwingUp, PoleDrawing};
 use ekvae_envs::system::CartPoleSystem;
 use ekvae_envs::{Env, System};
 use ekvae_planner::{
@@ -55,8 +55,12 @@ pub trait Task {
 /// `CartPoleSwingUp-v0`: 1000 steps from the package's reset (near hanging at rest, episode
 /// `i` seeded with `seed + i`); success: the cart never leaves the track and |θ| < 0.2 rad over
 /// the last 500 steps. The true-model planner is `TrueCartPole` with `CartPoleCost`.
+/// `CartPoleSwingUpBigPole-v0` is the same task on frames with the pole drawn larger.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CartPoleTask;
+pub struct CartPoleTask {
+    /// How the frames draw the pole (it decides the system's id).
+    pub drawing: PoleDrawing,
+}
 
 /// [`CartPoleTask`]'s success: |θ| below this over the last [`CARTPOLE_WINDOW`] steps.
 pub const CARTPOLE_ANGLE: f64 = 0.2;
@@ -65,7 +69,7 @@ pub const CARTPOLE_WINDOW: usize = 500;
 
 impl Task for CartPoleTask {
     fn system(&self) -> Arc<dyn System> {
-        Arc::new(CartPoleSystem::default())
+        Arc::new(CartPoleSystem { drawing: self.drawing, ..CartPoleSystem::default() })
     }
     fn steps(&self) -> usize {
         1000
@@ -101,9 +105,10 @@ impl Task for CartPoleTask {
 /// The built-in task of environment `id` (not the pendulum: see [`crate::swingup`]).
 pub fn builtin_task(id: &str) -> Result<Box<dyn Task>> {
     match id {
-        "CartPoleSwingUp-v0" => Ok(Box::new(CartPoleTask)),
+        CartPoleSystem::ID => Ok(Box::new(CartPoleTask::default())),
+        CartPoleSystem::BIG_POLE_ID => Ok(Box::new(CartPoleTask { drawing: PoleDrawing::Big })),
         _ => invalid!(
-            "no control task for '{id}': mpc knows Pendulum-v1 and CartPoleSwingUp-v0 (a library user adds one by implementing ekvae_pipeline::task::Task)"
+            "no control task for '{id}': mpc knows Pendulum-v1, CartPoleSwingUp-v0 and CartPoleSwingUpBigPole-v0 (a library user adds one by implementing ekvae_pipeline::task::Task)"
         ),
     }
 }
@@ -421,7 +426,7 @@ mod tests {
     /// the starts of the environment's seeded reset.
     #[test]
     fn true_model_swings_the_cartpole_up() {
-        let task = CartPoleTask;
+        let task = CartPoleTask::default();
         let run = run_task(&task, &config(1, 600), &TaskPlanner::True, &mut |_, _| {}).unwrap();
         assert_eq!(run.episodes[0].start, task.start(0, 0));
         assert!(run.episodes[0].success, "{:?}", run.episodes[0]);
@@ -432,7 +437,7 @@ mod tests {
 
     #[test]
     fn the_success_rule_and_bad_settings() {
-        let task = CartPoleTask;
+        let task = CartPoleTask::default();
         let up = vec![0.0; 4 * 600];
         assert!(task.success(&up, false));
         assert!(!task.success(&up, true), "terminated");
@@ -444,5 +449,7 @@ mod tests {
         let long = TaskConfig { horizon: Some(0), ..config(1, 10) };
         assert!(run_task(&task, &long, &TaskPlanner::True, &mut |_, _| {}).is_err());
         assert!(builtin_task("Pendulum-v1").is_err() && builtin_task("CartPoleSwingUp-v0").is_ok());
+        let big = builtin_task("CartPoleSwingUpBigPole-v0").unwrap();
+        assert_eq!(big.system().id(), "CartPoleSwingUpBigPole-v0");
     }
 }
