@@ -77,8 +77,9 @@ pub enum CostArg {
 /// environment.
 #[derive(Debug, Args)]
 pub struct MpcArgs {
-    /// The environment: `Pendulum-v1` or `CartPoleSwingUp-v0` [default: the run's, else
-    /// Pendulum-v1]. The cart-pole writes `steps.csv`, `summary.json` and `swingup.gif`.
+    /// The environment: `Pendulum-v1`, `CartPoleSwingUp-v0` or `CartPoleSwingUpBigPole-v0`
+    /// [default: the run's, else Pendulum-v1]. The cart-pole writes `steps.csv`, `summary.json`
+    /// and `swingup.gif`.
     #[arg(long)]
     pub env: Option<String>,
     /// Plan on the trained model in this run directory (in its latent space, from rendered
