@@ -374,7 +374,7 @@ impl Ekvae {
 
     /// [`Ekvae::rate_distortion_with`] for a training step, with the RNN baseline's inference
     /// network in plain `f64` ([`crate::fast_rnn`]): for the baseline on an autodiff device the
-    /// terms are built on leaves `z` and `log q`, and the returned [`DeferredRnn`] must be
+    /// terms are built on leaves under `z` and `log q`, and the returned [`DeferredRnn`] must be
     /// given the loss's backward pass to get the gradients of the encoder and the network
     /// (a second backward pass; [`crate::train::Trainer::step`] merges the two). For the
     /// EKVAE, or without autodiff, the second value is `None` and the terms are those of

@@ -17,8 +17,10 @@
 //! whole loss. A training step therefore runs two backward passes:
 //!
 //! 1. [`posterior_deferred`] runs the network forward on the values of the encoder means `a`
-//!    and the weights and returns `z` and `log q` as **leaves** that require a gradient,
-//!    with a [`DeferredRnn`] holding what the backward pass needs and the encoder's graph.
+//!    and the weights and returns `z` and `log q` built on **leaves** that require a gradient
+//!    (`z` read through one node that is not a leaf, so that burn frees the terms a loss
+//!    leaves out; see the comment in [`posterior_deferred`]), with a [`DeferredRnn`] holding
+//!    what the backward pass needs and the encoder's graph.
 //! 2. The loss is built on those leaves; its backward pass gives the gradients of the decoder,
 //!    transition, prior and `H`, and the cotangents of the leaves.
 //! 3. [`DeferredRnn::backward`] carries them back by hand to `a` and the network's weights,
@@ -644,10 +646,11 @@ impl std::fmt::Debug for DeferredRnn {
     }
 }
 
-/// The draw of [`RnnSmoother::posterior`] by the plain pass. On an autodiff device `z` and
-/// `log_q` are leaves that require a gradient, and the [`DeferredRnn`] carries their
-/// cotangents to `a` and the weights after the loss's backward pass (module documentation);
-/// otherwise they are the values and there is nothing to defer.
+/// The draw of [`RnnSmoother::posterior`] by the plain pass. On an autodiff device `log_q` is a
+/// leaf that requires a gradient and `z` is one node (× 1) on such a leaf, and the
+/// [`DeferredRnn`] carries the leaves' cotangents to `a` and the weights after the loss's
+/// backward pass (module documentation); otherwise they are the values and there is nothing
+/// to defer.
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] on inconsistent shapes or a GRU this path does not cover.
