@@ -4,10 +4,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softplus;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Gradients, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::fast_decoder::DeferredDecoder;
 use crate::fast_kalman;
 use crate::fast_rnn::{self, DeferredRnn};
 use crate::kalman::{self, Emission, Prior, Transition as _};
@@ -251,6 +252,39 @@ pub struct RateDistortion {
     pub rate: Tensor<1>,
 }
 
+/// The parts of a training step's gradient that [`Ekvae::rate_distortion_deferred`] leaves to a
+/// second backward pass.
+#[derive(Debug, Default)]
+pub struct Deferred {
+    /// The RNN baseline's inference network ([`crate::fast_rnn`]).
+    pub rnn: Option<DeferredRnn>,
+    /// The decoder's last layer ([`crate::fast_decoder`]).
+    pub decoder: Option<DeferredDecoder>,
+}
+
+impl Deferred {
+    /// The second backward pass, given the loss's backward pass `first`: the gradients of
+    /// the parameters the first pass left out (disjoint from its own), or `None` if nothing
+    /// was deferred.
+    ///
+    /// # Errors
+    /// If a gradient cannot be read.
+    pub fn backward(self, first: &Gradients, model: &Ekvae) -> ModelResult<Option<Gradients>> {
+        let mut s: Option<Tensor<1>> = None;
+        if let Some(d) = &self.decoder {
+            s = d.surrogate(first, &model.decoder)?;
+        }
+        if let Some(r) = self.rnn {
+            let t = r.surrogate(first)?;
+            s = Some(match s {
+                Some(s) => s + t,
+                None => t,
+            });
+        }
+        Ok(s.map(|s| s.backward()))
+    }
+}
+
 impl Ekvae {
     /// Binary cross-entropy of the frames under the decoder's Bernoulli logits, summed over
     /// pixels: −log p(x | logits) = Σ softplus(l) − x·l, valid for x ∈ [0, 1].
@@ -372,12 +406,16 @@ impl Ekvae {
             .map(|(terms, _)| terms)
     }
 
-    /// [`Ekvae::rate_distortion_with`] for a training step, with the RNN baseline's inference
-    /// network in plain `f64` ([`crate::fast_rnn`]): for the baseline on an autodiff device the
-    /// terms are built on leaves under `z` and `log q`, and the returned [`DeferredRnn`] must be
-    /// given the loss's backward pass to get the gradients of the encoder and the network
-    /// (a second backward pass; [`crate::train::Trainer::step`] merges the two). For the
-    /// EKVAE, or without autodiff, the second value is `None` and the terms are those of
+    /// [`Ekvae::rate_distortion_with`] for a training step, with the parts that run in plain
+    /// Rust with a hand-derived backward pass deferred to a second backward pass
+    /// ([`Deferred::backward`]; [`crate::train::Trainer::step`] merges the two):
+    /// - the decoder's last layer and the distortion ([`crate::fast_decoder`]), for both
+    ///   models: its weight and bias get their gradient in the second pass;
+    /// - the RNN baseline's inference network in plain `f64` ([`crate::fast_rnn`]): the terms
+    ///   are built on leaves under `z` and `log q`, and the second pass gives the gradients of
+    ///   the encoder and the network.
+    ///
+    /// Without autodiff nothing is deferred and the terms are those of
     /// [`Ekvae::rate_distortion_with`].
     ///
     /// # Errors
@@ -388,7 +426,7 @@ impl Ekvae {
         actions: Tensor<3>,
         noise: &ObjectiveNoise,
         detach_encoder_in_rate: bool,
-    ) -> ModelResult<(RateDistortion, Option<DeferredRnn>)> {
+    ) -> ModelResult<(RateDistortion, Deferred)> {
         self.rate_distortion_impl(
             frames,
             actions,
@@ -406,8 +444,8 @@ impl Ekvae {
         noise: &ObjectiveNoise,
         detach_encoder_in_rate: bool,
         path: KalmanPath,
-        defer_rnn: bool,
-    ) -> ModelResult<(RateDistortion, Option<DeferredRnn>)> {
+        defer: bool,
+    ) -> ModelResult<(RateDistortion, Deferred)> {
         let [b, t, s, _] = frames.dims();
         let (m, n) = (self.aux_dim(), self.state_dim());
 
@@ -492,7 +530,7 @@ impl Ekvae {
             // (`model/examples/rnn_step_drift.rs`: 10.6 → 39.6 ms per step over 1,000 steps;
             // 6.9 → 7.9 ms now).
             Some(rnn) => {
-                let draw = if defer_rnn {
+                let draw = if defer {
                     let (draw, d) = fast_rnn::posterior_deferred(
                         rnn,
                         a_mean,
@@ -515,16 +553,23 @@ impl Ekvae {
         };
 
         // Distortion D = −Σ_t log p(x_t | ·) under the decoder's Bernoulli logits.
-        let logits = self.decoder.forward_blocks(decoder_input.reshape([b * t, m])); // [B·T, r², 8, 8]
-        let [_, c, h, w] = logits.dims();
-        let nll = Self::bernoulli_nll(
-            logits.reshape([b * t, c, h * w]),
-            blocks.reshape([b * t, c, h * w]),
-        ); // [B·T]
+        let decoder_input = decoder_input.reshape([b * t, m]);
+        let (nll, deferred_decoder) = if defer {
+            self.decoder.nll_deferred(decoder_input, blocks)? // [B·T]
+        } else {
+            let logits = self.decoder.forward_blocks(decoder_input); // [B·T, r², 8, 8]
+            let [_, c, h, w] = logits.dims();
+            let nll = Self::bernoulli_nll(
+                logits.reshape([b * t, c, h * w]),
+                blocks.reshape([b * t, c, h * w]),
+            );
+            (nll, None)
+        };
         let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
 
         let (log_p_z1, log_p_trans) = log_p_states(z, actions, &prior, &self.transition);
         let rate = rate_a + log_q_z - log_p_z1 - log_p_trans;
+        let deferred = Deferred { rnn: deferred, decoder: deferred_decoder };
         Ok((RateDistortion { distortion, rate }, deferred))
     }
 

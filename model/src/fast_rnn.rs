@@ -704,11 +704,20 @@ pub fn posterior_deferred(
 impl DeferredRnn {
     /// The gradients of the encoder (through `a`) and of the network's weights, given the
     /// loss's backward pass `grads` (which holds the cotangents of `z` and `log q`): a second
-    /// burn backward pass from `⟨ḡ_a, a⟩ + Σ ⟨ḡ_w, w⟩`.
+    /// burn backward pass from `⟨ḡ_a, a⟩ + Σ ⟨ḡ_w, w⟩` ([`DeferredRnn::surrogate`]).
     ///
     /// # Errors
     /// If a cotangent cannot be read.
     pub fn backward(self, grads: &Gradients) -> Result<Gradients> {
+        Ok(self.surrogate(grads)?.backward())
+    }
+
+    /// `⟨ḡ_a, a⟩ + Σ ⟨ḡ_w, w⟩`, whose backward pass is [`DeferredRnn::backward`]'s (a training
+    /// step adds it to the other deferred parts' and runs one pass).
+    ///
+    /// # Errors
+    /// If a cotangent cannot be read.
+    pub fn surrogate(self, grads: &Gradients) -> Result<Tensor<1>> {
         let [b, t, n] = self.z_leaf.dims();
         let gz = match self.z_leaf.grad(grads) {
             Some(g) => values(g)?,
@@ -761,7 +770,7 @@ impl DeferredRnn {
                 s = s + dot1(gw.bo[from..from + n].to_vec(), bias.val());
             }
         }
-        Ok(s.backward())
+        Ok(s)
     }
 }
 

@@ -49,6 +49,7 @@ pub mod data;
 pub mod ekvae;
 pub mod error;
 pub mod export;
+pub mod fast_decoder;
 pub mod fast_kalman;
 pub mod fast_rnn;
 pub mod fold;

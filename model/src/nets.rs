@@ -97,7 +97,25 @@ impl Encoder {
     /// The frames in the layout the convolution takes: `[N, S, S]` → `[N, r², 8, 8]`.
     pub fn to_blocks(&self, x: Tensor<3>) -> Tensor<4> {
         let [n, s, _] = x.dims();
-        pixel_unshuffle(x.reshape([n, 1, s, s]), self.factor)
+        let r = self.factor;
+        if x.is_require_grad() || r == 1 {
+            return pixel_unshuffle(x.reshape([n, 1, s, s]), r);
+        }
+        // Frames that are data (always, in training and evaluation): the same permutation in
+        // plain Rust, without burn's strided copy (8 % of a 32×32 training step).
+        let (device, dtype) = (x.device(), x.dtype());
+        let shape = [n, r * r, s / r, s / r];
+        let data = match dtype {
+            burn::tensor::DType::F64 => {
+                let v = x.into_data().try_into_vec::<f64>().unwrap_or_default();
+                burn::tensor::TensorData::new(unshuffle_values(&v, n, s, r), shape)
+            }
+            _ => {
+                let v = x.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+                burn::tensor::TensorData::new(unshuffle_values(&v, n, s, r), shape)
+            }
+        };
+        Tensor::<4>::from_data(data, (&device, dtype))
     }
 
     /// [`forward`](Self::forward) on frames already in block layout ([`to_blocks`](Self::to_blocks)).
@@ -168,6 +186,25 @@ impl Encoder {
     }
 }
 
+/// [`pixel_unshuffle`] of `n` one-channel `side × side` frames by `r`, on their values
+/// (row-major `[n, side, side]` → `[n, r², side/r, side/r]`).
+fn unshuffle_values<E: Copy + Default>(x: &[E], n: usize, side: usize, r: usize) -> Vec<E> {
+    let small = side / r;
+    let mut out = vec![E::default(); n * side * side];
+    for f in 0..n {
+        let frame = &x[f * side * side..(f + 1) * side * side];
+        let to = &mut out[f * side * side..(f + 1) * side * side];
+        for (y, row) in frame.chunks(side).enumerate() {
+            let (by, i) = (y / r, y % r);
+            for (x, &v) in row.iter().enumerate() {
+                let (bx, j) = (x / r, x % r);
+                to[((i * r + j) * small + by) * small + bx] = v;
+            }
+        }
+    }
+    out
+}
+
 /// The patches of a 3×3, stride-2, padding-1 convolution of `n` frames `[c, side, side]`:
 /// `[n · (side/2)², c · 9]`, rows by output position (y-major), columns by (channel, ky, kx) as
 /// the convolution's weight; zeros where the kernel overhangs the border.
@@ -222,7 +259,7 @@ pub struct DecoderConfig {
 pub struct Decoder {
     hidden: Linear,
     spatial: Linear,
-    deconv: ConvTranspose2d,
+    pub(crate) deconv: ConvTranspose2d,
     channels: usize,
     factor: usize,
     image_size: usize,
@@ -269,10 +306,15 @@ impl Decoder {
     /// backward) when the target is unshuffled instead.
     pub fn forward_blocks(&self, a: Tensor<2>) -> Tensor<4> {
         let [n, _] = a.dims();
-        let h = relu(self.hidden.forward(a)); // [N, hidden]
-        let h = relu(self.spatial.forward(h)); // [N, 16·C]
-        let h = h.reshape([n, self.channels, 4, 4]); // [N, C, 4, 4]
+        let h = self.hidden_grid(a).reshape([n, self.channels, 4, 4]); // [N, C, 4, 4]
         self.deconv.forward(h) // [N, r², 8, 8]
+    }
+
+    /// The transposed convolution's input, flat: the two dense layers, `[N, m]` → `[N, C·16]`
+    /// (channel-major, as `[N, C, 4, 4]`).
+    pub(crate) fn hidden_grid(&self, a: Tensor<2>) -> Tensor<2> {
+        let h = relu(self.hidden.forward(a)); // [N, hidden]
+        relu(self.spatial.forward(h)) // [N, 16·C]
     }
 }
 
@@ -308,6 +350,22 @@ mod tests {
         let uv = u.clone().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(uv[(4 + 2) * 4 + 2], 42.0);
         assert_eq!(pixel_shuffle(u, 4).into_data().try_to_vec::<f32>().unwrap(), v);
+    }
+
+    #[test]
+    fn plain_unshuffle_matches_burns() {
+        // The plain permutation of frames that are data against pixel_unshuffle, bit for bit,
+        // at 16 and 32 pixels (r = 2 and 4) on three frames.
+        let device = Device::flex();
+        for size in [16usize, 32] {
+            let r = unshuffle_factor(size);
+            let enc = EncoderConfig::new(size, 3).init(&device);
+            let v: Vec<f32> = (0..3 * size * size).map(|i| (i as f32 * 0.37).sin()).collect();
+            let x = Tensor::<3>::from_data(TensorData::new(v, [3, size, size]), &device);
+            let plain = enc.to_blocks(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+            let burn = pixel_unshuffle(x.reshape([3, 1, size, size]), r);
+            assert_eq!(plain, burn.into_data().try_to_vec::<f32>().unwrap(), "size {size}");
+        }
     }
 
     #[test]

@@ -531,19 +531,15 @@ impl Trainer {
             return Err(non_finite("loss"));
         }
         let backward = loss.backward();
-        let mut grads = match deferred {
-            // The RNN baseline's inference network runs in plain f64 (fast_rnn): its weights'
-            // and the encoder's gradients come from a second backward pass, on parameters
-            // disjoint from the first's.
-            Some(deferred) => {
-                let second = deferred.backward(&backward)?;
-                let mut grads = GradientsParams::from_grads(backward, self.model());
-                let mut rest = GradientsParams::from_grads(second, self.model());
-                self.model().visit(&mut TakeGrads { from: &mut rest, to: &mut grads });
-                grads
-            }
-            None => GradientsParams::from_grads(backward, self.model()),
-        };
+        // The decoder's last layer (fast_decoder) and the RNN baseline's inference network
+        // (fast_rnn) run in plain Rust: their parameters' gradients (and for the baseline the
+        // encoder's) come from a second backward pass, on parameters disjoint from the first's.
+        let second = deferred.backward(&backward, self.model())?;
+        let mut grads = GradientsParams::from_grads(backward, self.model());
+        if let Some(second) = second {
+            let mut rest = GradientsParams::from_grads(second, self.model());
+            self.model().visit(&mut TakeGrads { from: &mut rest, to: &mut grads });
+        }
         let norm = grad_norm(self.model(), &grads);
         if !norm.is_finite() {
             return Err(non_finite("gradient"));

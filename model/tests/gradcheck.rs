@@ -298,13 +298,29 @@ fn plain_and_reference_rnn_paths_agree() {
     // and the second backward pass (fast_rnn, as Trainer::step runs it) against burn's
     // autodiff through RnnSmoother::posterior: the same objective and the same gradient for
     // every parameter, with both objectives, on two blocks of sequences.
+    let cfg = tiny_model().with_state_dim(3).with_inference(Inference::Rnn).with_rnn_hidden(5);
+    deferred_and_reference_agree(cfg, fast_rnn::BLOCK + 2, 8);
+}
+
+#[test]
+fn plain_and_reference_decoder_paths_agree() {
+    // The decoder's last layer and the distortion in plain Rust (fast_decoder, as
+    // Trainer::step runs them) against burn's transposed convolution and bernoulli_nll: the
+    // same objective and gradients, at 16×16 (four output channels) over more frames than
+    // one block holds. (The RNN test above runs the same path at 8×8.)
+    let cfg = tiny_model().with_image_size(16).with_state_dim(3);
+    deferred_and_reference_agree(cfg, 3, 16);
+}
+
+/// `rate_distortion_deferred` with its second backward pass against the burn reference, for
+/// `b` sequences of 12 frames of side `size`.
+fn deferred_and_reference_agree(cfg: EkvaeConfig, b: usize, size: usize) {
     let plain = device();
     let ad = plain.clone().autodiff();
     plain.seed(4);
-    let cfg = tiny_model().with_state_dim(3).with_inference(Inference::Rnn).with_rnn_hidden(5);
+    let rnn = cfg.inference == Inference::Rnn;
     let model = with_positional_ids(cfg.init(&ad).unwrap());
-    let b = fast_rnn::BLOCK + 2;
-    let data = Synthetic::pendulum(b, 12, 8, 9);
+    let data = Synthetic::pendulum(b, 12, size, 9);
     let picks: Vec<(usize, usize)> = (0..b).map(|i| (i, 0)).collect();
     let (x, u) = data.view().batch(&picks, 12, &ad);
     let mut rng = ChaCha8Rng::seed_from_u64(8);
@@ -326,8 +342,9 @@ fn plain_and_reference_rnn_paths_agree() {
         let loss = objective(&terms, constrained);
         let v_plain = loss.clone().into_scalar::<f64>();
         let first = loss.backward();
-        let second =
-            deferred.expect("the RNN baseline defers on autodiff").backward(&first).unwrap();
+        assert_eq!(deferred.rnn.is_some(), rnn, "the RNN baseline defers on autodiff");
+        assert!(deferred.decoder.is_some(), "the decoder defers on autodiff");
+        let second = deferred.backward(&first, &model).unwrap().expect("a second pass");
         let g_plain = merged_gradients(&model, &[&first, &second]);
 
         assert!((v_plain - v_ref).abs() < 1e-9 * (1.0 + v_ref.abs()), "{v_plain} vs {v_ref}");
