@@ -130,6 +130,30 @@ pub fn step(p: &CartPoleParams, state: [f64; 4], a: f64) -> CartPoleOutcome {
     }
 }
 
+/// The pole's energy as the speed (rad/s) its angle would have at the bottom of the swing, for
+/// a uniform rod pivoted at one end with the cart held still (ω² = 3g/(2l)): ½θ̇² + ω² cos θ =
+/// ½v² − ω², so v = √(θ̇² + 2ω²(1 + cos θ)). Upright at rest, v = 2ω (9.9 rad/s with the
+/// package's parameters). A measure for the `capped:` dataset policy, not the coupled system's
+/// conserved energy.
+pub fn swing_speed(p: &CartPoleParams, state: [f64; 4]) -> f64 {
+    let w2 = 3.0 * p.gravity / (2.0 * p.pole_length);
+    (state[3] * state[3] + 2.0 * w2 * (1.0 + state[2].cos())).max(0.0).sqrt()
+}
+
+/// The action that slows the pole's swing fastest: θ̈ has the term 6·f·cos θ over a positive
+/// denominator ([`accelerations`]), so full force against the sign of θ̇·cos θ (zero when that
+/// product is zero).
+pub fn brake_action(state: [f64; 4]) -> f64 {
+    let v = state[3] * state[2].cos();
+    if v > 0.0 {
+        -1.0
+    } else if v < 0.0 {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 /// The package's default reward of a state: `cos θ · cos x`.
 #[inline]
 pub fn reward(state: [f64; 4]) -> f64 {

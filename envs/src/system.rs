@@ -97,6 +97,15 @@ pub trait System: Send + Sync + fmt::Debug {
 
     /// The environment's episode length (its Gymnasium time limit).
     fn time_limit(&self) -> usize;
+
+    /// For the `capped:` dataset policy ([`PolicySpec::Capped`]): the energy of the system's
+    /// swinging part in `state`, as the speed (rad/s) its angle would have at the bottom of
+    /// the swing, and the action that takes that energy out fastest. `None` (the default) for
+    /// a system without a swinging part.
+    fn swing_brake(&self, state: &[f64]) -> Option<(f64, Vec<f64>)> {
+        let _ = state;
+        None
+    }
 }
 
 /// `Pendulum-v1`: state `[θ, θ̇]`, one torque in [−2, 2]; [`crate::pendulum`] and
@@ -319,6 +328,11 @@ impl System for CartPoleSystem {
 
     fn time_limit(&self) -> usize {
         1000
+    }
+
+    fn swing_brake(&self, state: &[f64]) -> Option<(f64, Vec<f64>)> {
+        let s: [f64; 4] = state.try_into().ok()?;
+        Some((cartpole::swing_speed(&self.params, s), vec![cartpole::brake_action(s)]))
     }
 }
 

@@ -42,8 +42,10 @@ pub struct CollectArgs {
     pub out: Option<PathBuf>,
     /// Action policy: `default` (the environment's: i.i.d. U(−2, 2) torques for the pendulum,
     /// `centring:-1,1,0.2,0.2` for the cart-pole), `uniform` (i.i.d. in the action bounds),
-    /// `uniform:LOW,HIGH`, `centring:LOW,HIGH,KX,KV` (uniform minus KX·s₀ + KV·s₁, a pull of the
-    /// first state coordinate to 0), `zero` or `constant:U`.
+    /// `uniform:LOW,HIGH`, `centring:LOW,HIGH,KX,KV` (uniform minus KX·s₀ and KV·s₁, a pull of the
+    /// first state coordinate to 0), `capped:LOW,HIGH,KX,KV,CAP` (the cart-pole only: `centring`
+    /// with full force against the pole's swing while its energy, as a speed at the bottom,
+    /// exceeds CAP rad/s), `zero` or `constant:U`.
     #[arg(long, default_value = "default")]
     pub policy: String,
     /// Worker threads [default: all cores]. The output does not depend on it.

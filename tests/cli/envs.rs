@@ -89,6 +89,9 @@ fn collect_refuses_bad_arguments() {
         (vec!["--episodes", "0"], "episodes"),
         (vec!["--size", "7"], "size"),
         (vec!["--policy", "sometimes"], "policy"),
+        // The pendulum has no swinging part for the energy cap (the cart-pole's policy).
+        (vec!["--policy", "capped:-1,1,0,0,5"], "swinging part"),
+        (vec!["--policy", "capped:-1,1,0,0,0"], "CAP must be positive"),
         (vec!["--threads", "0"], "threads"),
         (vec!["--env", "CartPole-v9"], "not registered"),
         (vec!["--env", "cartpole"], "not registered"),
