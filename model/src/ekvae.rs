@@ -252,6 +252,13 @@ pub struct RateDistortion {
     pub rate: Tensor<1>,
 }
 
+/// The frames in the encoder's block layout: a tensor, or plain values for a training step
+/// on frames that are data.
+enum Blocks {
+    Tensor(Tensor<4>),
+    Values(crate::nets::Values),
+}
+
 /// The parts of a training step's gradient that [`Ekvae::rate_distortion_deferred`] leaves to a
 /// second backward pass.
 #[derive(Debug, Default)]
@@ -451,8 +458,20 @@ impl Ekvae {
 
         // Frames in block layout once (no gradient), shared by the encoder input and the
         // distortion target.
-        let blocks = self.encoder.to_blocks(frames.reshape([b * t, s, s])); // [B·T, r², 8, 8]
-        let (a_mean, a_log_var) = self.encoder.forward_blocks(blocks.clone()); // [B·T, m]
+        // For a training step on frames that are data, plain values (the encoder's convolution
+        // and the distortion read them in plain Rust), otherwise a tensor.
+        let frames = frames.reshape([b * t, s, s]);
+        let (device, dtype) = (frames.device(), frames.dtype());
+        let plain_data = defer && device.is_autodiff() && !frames.is_require_grad();
+        let blocks = if plain_data {
+            Blocks::Values(self.encoder.block_values(frames)) // [B·T, r², 8, 8]
+        } else {
+            Blocks::Tensor(self.encoder.to_blocks(frames))
+        };
+        let (a_mean, a_log_var) = match &blocks {
+            Blocks::Values(v) => self.encoder.forward_values(v, b * t, &device, dtype),
+            Blocks::Tensor(x) => self.encoder.forward_blocks(x.clone()),
+        }; // [B·T, m]
         let (a_mean, a_log_var) = (a_mean.reshape([b, t, m]), a_log_var.reshape([b, t, m]));
         let prior = self.prior.prior();
 
@@ -548,22 +567,23 @@ impl Ekvae {
                     .reshape([b * t, n])
                     .matmul(self.observation.h.val().transpose())
                     .reshape([b, t, m]);
-                (hz, draw.z, draw.log_q, Tensor::zeros([b], &blocks.device()))
+                (hz, draw.z, draw.log_q, Tensor::zeros([b], &device))
             }
         };
 
         // Distortion D = −Σ_t log p(x_t | ·) under the decoder's Bernoulli logits.
         let decoder_input = decoder_input.reshape([b * t, m]);
-        let (nll, deferred_decoder) = if defer {
-            self.decoder.nll_deferred(decoder_input, blocks)? // [B·T]
-        } else {
-            let logits = self.decoder.forward_blocks(decoder_input); // [B·T, r², 8, 8]
-            let [_, c, h, w] = logits.dims();
-            let nll = Self::bernoulli_nll(
-                logits.reshape([b * t, c, h * w]),
-                blocks.reshape([b * t, c, h * w]),
-            );
-            (nll, None)
+        let (nll, deferred_decoder) = match blocks {
+            Blocks::Values(v) => self.decoder.nll_deferred(decoder_input, &v)?, // [B·T]
+            Blocks::Tensor(blocks) => {
+                let logits = self.decoder.forward_blocks(decoder_input); // [B·T, r², 8, 8]
+                let [_, c, h, w] = logits.dims();
+                let nll = Self::bernoulli_nll(
+                    logits.reshape([b * t, c, h * w]),
+                    blocks.reshape([b * t, c, h * w]),
+                );
+                (nll, None)
+            }
         };
         let distortion = nll.reshape([b, t]).sum_dim(1).reshape([b]); // [B]
 

@@ -45,7 +45,9 @@
 use burn::tensor::{DType, Gradients, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::nets::Decoder;
+use std::borrow::Cow;
+
+use crate::nets::{Decoder, Values};
 use crate::{Error, Result};
 
 /// Frames per block (fixed, so the result does not depend on the threads).
@@ -90,10 +92,12 @@ pub trait Real:
     fn bce_pass(logits: &mut [Self], target: &[Self], values: &mut [Self]);
     /// The values of a tensor in this type.
     fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<Self>>;
+    /// [`Values`] in this type (borrowed when they are already).
+    fn of_values(v: &Values) -> Cow<'_, [Self]>;
 }
 
 macro_rules! real {
-    ($t:ty, $bce:expr, $pass:expr) => {
+    ($t:ty, $bce:expr, $pass:expr, $same:ident, $other:ident) => {
         impl Real for $t {
             #[inline(always)]
             fn bce(l: Self, t: Self) -> (Self, Self) {
@@ -110,6 +114,12 @@ macro_rules! real {
             fn f(self) -> f64 {
                 f64::from(self)
             }
+            fn of_values(v: &Values) -> Cow<'_, [Self]> {
+                match v {
+                    Values::$same(v) => Cow::Borrowed(v),
+                    Values::$other(v) => Cow::Owned(v.iter().map(|&x| x as $t).collect()),
+                }
+            }
             fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<Self>> {
                 t.into_data().convert::<$t>().try_into_vec::<$t>().map_err(|e| {
                     Error::ShapeMismatch(format!("cannot read a tensor's values: {e:?}"))
@@ -118,8 +128,14 @@ macro_rules! real {
         }
     };
 }
-real!(f32, bce_f32, bce_pass_f32);
-real!(f64, bce_f64, |l: &mut [f64], t: &[f64], v: &mut [f64]| bce_pass_with(bce_f64, l, t, v));
+real!(f32, bce_f32, bce_pass_f32, F32, F64);
+real!(
+    f64,
+    bce_f64,
+    |l: &mut [f64], t: &[f64], v: &mut [f64]| bce_pass_with(bce_f64, l, t, v),
+    F64,
+    F32
+);
 
 /// The loop of [`Real::bce_pass`], inlined into each caller so that it vectorises for the
 /// caller's instruction set.
@@ -542,23 +558,22 @@ impl Decoder {
     /// [`crate::Ekvae::bernoulli_nll`] and nothing to defer.
     ///
     /// # Shapes
-    /// - `a`: `[N, m]`; `target`: `[N, r², 8, 8]` ([`crate::nets::Encoder::to_blocks`])
+    /// - `a`: `[N, m]`; `target`: the frames' `[N, r², 8, 8]` values
+    ///   ([`crate::nets::Encoder::block_values`])
     ///
     /// # Errors
     /// If a tensor's values cannot be read.
     pub fn nll_deferred(
         &self,
         a: Tensor<2>,
-        target: Tensor<4>,
+        target: &Values,
     ) -> Result<(Tensor<1>, Option<DeferredDecoder>)> {
         let [n, _] = a.dims();
         if !a.device().is_autodiff() {
             let logits = self.forward_blocks(a);
             let [_, c, h, w] = logits.dims();
-            let nll = crate::Ekvae::bernoulli_nll(
-                logits.reshape([n, c, h * w]),
-                target.reshape([n, c, h * w]),
-            );
+            let target = target.clone().tensor([n, c, h * w], &logits.device(), logits.dtype());
+            let nll = crate::Ekvae::bernoulli_nll(logits.reshape([n, c, h * w]), target);
             return Ok((nll, None));
         }
         let h = self.hidden_grid(a); // [N, C·16]
@@ -579,11 +594,7 @@ impl Decoder {
         Ok((d, Some(DeferredDecoder { plain, leaf })))
     }
 
-    fn plain_forward<T: Real>(
-        &self,
-        h: &Tensor<2>,
-        target: Tensor<4>,
-    ) -> Result<PlainDeconvNll<T>> {
+    fn plain_forward<T: Real>(&self, h: &Tensor<2>, target: &Values) -> Result<PlainDeconvNll<T>> {
         let [c, r, _, _] = self.deconv.weight.dims();
         let w = T::read(self.deconv.weight.val())?;
         let b = match &self.deconv.bias {
@@ -591,7 +602,7 @@ impl Decoder {
             None => vec![T::ZERO; r],
         };
         let hv = T::read(h.clone())?;
-        let x = T::read(target)?;
+        let x = T::of_values(target);
         Ok(PlainDeconvNll::forward(DeconvWeights { c, r, w, b }, &hv, &x))
     }
 }

@@ -33,6 +33,45 @@ pub fn pixel_shuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
         .reshape([n, c, h * r, w * r])
 }
 
+/// Frames or blocks of frames that are data, as plain values in the model's float type
+/// (`f64` in the gradient checks, `f32` otherwise), for the parts of a training step that run
+/// in plain Rust.
+#[derive(Debug, Clone)]
+pub enum Values {
+    /// `f32` values (any float type other than `f64` is read as `f32`).
+    F32(Vec<f32>),
+    /// `f64` values.
+    F64(Vec<f64>),
+}
+
+impl Values {
+    /// The values of `t` (a copy).
+    pub fn read<const D: usize>(t: Tensor<D>) -> Values {
+        match t.dtype() {
+            burn::tensor::DType::F64 => {
+                Values::F64(t.into_data().try_into_vec::<f64>().unwrap_or_default())
+            }
+            _ => Values::F32(
+                t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// A tensor of `shape` with these values, on `device` in `dtype`.
+    pub fn tensor<const D: usize>(
+        self,
+        shape: [usize; D],
+        device: &Device,
+        dtype: burn::tensor::DType,
+    ) -> Tensor<D> {
+        let data = match self {
+            Values::F32(v) => burn::tensor::TensorData::new(v, shape),
+            Values::F64(v) => burn::tensor::TensorData::new(v, shape),
+        };
+        Tensor::from_data(data, (device, dtype))
+    }
+}
+
 /// The unshuffle factor r = S/8 for an image of side `size` (a multiple of 8).
 pub fn unshuffle_factor(size: usize) -> usize {
     (size / 8).max(1)
@@ -104,18 +143,38 @@ impl Encoder {
         // Frames that are data (always, in training and evaluation): the same permutation in
         // plain Rust, without burn's strided copy (8 % of a 32×32 training step).
         let (device, dtype) = (x.device(), x.dtype());
-        let shape = [n, r * r, s / r, s / r];
-        let data = match dtype {
-            burn::tensor::DType::F64 => {
-                let v = x.into_data().try_into_vec::<f64>().unwrap_or_default();
-                burn::tensor::TensorData::new(unshuffle_values(&v, n, s, r), shape)
-            }
-            _ => {
-                let v = x.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
-                burn::tensor::TensorData::new(unshuffle_values(&v, n, s, r), shape)
-            }
-        };
-        Tensor::<4>::from_data(data, (&device, dtype))
+        self.block_values(x).tensor([n, r * r, s / r, s / r], &device, dtype)
+    }
+
+    /// [`to_blocks`](Self::to_blocks) of frames that are data, as plain values in the
+    /// frames' float type: `[N, S, S]` → `[N, r², 8, 8]`, row-major.
+    pub fn block_values(&self, x: Tensor<3>) -> Values {
+        let [n, s, _] = x.dims();
+        let r = self.factor;
+        match Values::read(x) {
+            Values::F32(v) => Values::F32(unshuffle_values(&v, n, s, r)),
+            Values::F64(v) => Values::F64(unshuffle_values(&v, n, s, r)),
+        }
+    }
+
+    /// [`forward`](Self::forward) on frames that are data, given as [`block_values`]
+    /// (Self::block_values): the encoder's outputs for `n` frames, on `device` in `dtype`.
+    pub fn forward_values(
+        &self,
+        blocks: &Values,
+        n: usize,
+        device: &Device,
+        dtype: burn::tensor::DType,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let h = self.hidden_from_values(blocks, n, device, dtype);
+        self.head_of(h)
+    }
+
+    fn head_of(&self, h: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let out = self.head.forward(h); // [N, 2m]
+        let mean = out.clone().narrow(1, 0, self.aux_dim);
+        let log_var = out.narrow(1, self.aux_dim, self.aux_dim);
+        (mean, log_var)
     }
 
     /// [`forward`](Self::forward) on frames already in block layout ([`to_blocks`](Self::to_blocks)).
@@ -127,41 +186,40 @@ impl Encoder {
             let h = relu(self.conv.forward(blocks)); // [N, C, 4, 4]
             relu(self.hidden.forward(h.flatten::<2>(1, 3))) // [N, hidden]
         } else {
-            self.hidden_from_data(blocks)
+            let [n, ..] = blocks.dims();
+            let (device, dtype) = (blocks.device(), blocks.dtype());
+            self.hidden_from_values(&Values::read(blocks), n, &device, dtype)
         };
-        let out = self.head.forward(h); // [N, 2m]
-        let mean = out.clone().narrow(1, 0, self.aux_dim);
-        let log_var = out.narrow(1, self.aux_dim, self.aux_dim);
-        (mean, log_var)
+        self.head_of(h)
     }
 }
 
 impl Encoder {
-    /// The hidden layer for frames that are data (no gradient to them): the convolution as
+    /// The hidden layer for frames that are data (no gradient to them), from their
+    /// [`block_values`](Self::block_values): the convolution as
     /// one matrix product over patches gathered in plain Rust (im2col), and the dense layer with
     /// its rows reordered to the patches' position-major layout — the same function as
     /// `relu(hidden(flatten(relu(conv(blocks)))))`, without burn's per-frame convolution loop
     /// in the forward and the weight-gradient passes.
-    fn hidden_from_data(&self, blocks: Tensor<4>) -> Tensor<2> {
-        let [n, c, side, _] = blocks.dims();
+    fn hidden_from_values(
+        &self,
+        blocks: &Values,
+        n: usize,
+        device: &Device,
+        dtype: burn::tensor::DType,
+    ) -> Tensor<2> {
+        let c = self.factor * self.factor;
+        let side = 8;
         let out_side = side / 2; // stride 2, padding 1, 3×3 kernel: 8 → 4
         let positions = out_side * out_side;
-        let (device, dtype) = (blocks.device(), blocks.dtype());
         let width = c * 9;
         let shape = [n * positions, width];
         // Gathered in the frames' own float type (no wider copy of a large tensor).
-        let cols = match dtype {
-            burn::tensor::DType::F64 => {
-                let x = blocks.into_data().try_into_vec::<f64>().unwrap_or_default();
-                burn::tensor::TensorData::new(im2col_3x3_s2(&x, n, c, side), shape)
-            }
-            _ => {
-                let x =
-                    blocks.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
-                burn::tensor::TensorData::new(im2col_3x3_s2(&x, n, c, side), shape)
-            }
+        let cols = match blocks {
+            Values::F64(x) => Values::F64(im2col_3x3_s2(x, n, c, side)),
+            Values::F32(x) => Values::F32(im2col_3x3_s2(x, n, c, side)),
         };
-        let cols = Tensor::<2>::from_data(cols, (&device, dtype));
+        let cols = cols.tensor(shape, device, dtype);
         let [out_ch, ..] = self.conv.weight.dims();
         let w = self.conv.weight.val().reshape([out_ch, width]).transpose(); // [c·9, C]
         let mut h = cols.matmul(w); // [N·16, C]
