@@ -50,7 +50,8 @@ pub struct ReproduceArgs {
     /// Environment of the grid: `Pendulum-v1` (16×16, the model's defaults), or
     /// `CartPoleSwingUp-v0` (32×32, latent 8 and auxiliary 6, D0 0.025, 80 epochs, 10 EKVAE
     /// and 5 RNN seeds; a run succeeds when every target's R² ≥ 0.9 and the pole's fold
-    /// diagnostic finds a ring).
+    /// diagnostic finds a ring), or `CartPoleSwingUpBigPole-v0` (the same with the pole drawn
+    /// larger, D0 0.0255 and 160 epochs).
     #[arg(long, default_value = "Pendulum-v1")]
     pub env: String,
     /// No progress bar (the per-run summary lines are still printed).
