@@ -48,6 +48,7 @@ use rayon::prelude::*;
 use std::borrow::Cow;
 
 use crate::nets::{Decoder, Values};
+use crate::plain::{Gemm, mm};
 use crate::{Error, Result};
 
 /// Frames per block (fixed, so the result does not depend on the threads).
@@ -63,9 +64,7 @@ const TAPS: usize = 16;
 /// The float types the plain path runs in (the model's own: `f32` in training, `f64` in the
 /// gradient checks).
 pub trait Real:
-    Copy
-    + Send
-    + Sync
+    Gemm
     + Default
     + PartialOrd
     + 'static
@@ -76,10 +75,6 @@ pub trait Real:
     + std::ops::AddAssign
     + std::ops::Neg<Output = Self>
 {
-    /// 0.
-    const ZERO: Self;
-    /// 1.
-    const ONE: Self;
     /// From `f64` (rounded).
     fn of(x: f64) -> Self;
     /// To `f64`.
@@ -106,8 +101,6 @@ macro_rules! real {
             fn bce_pass(logits: &mut [Self], target: &[Self], values: &mut [Self]) {
                 $pass(logits, target, values)
             }
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
             fn of(x: f64) -> Self {
                 x as $t
             }
@@ -223,56 +216,6 @@ fn bce_f32(l: f32, t: f32) -> (f32, f32) {
     q = q * s2 + 1.0;
     let log1p = 2.0 * s * q;
     (l.max(0.0) - t * l + log1p, sig - t)
-}
-
-/// `out (r×c) [+]= op(a) · op(b)`, row-major, with `op(a)` `r×k` (`a` stored `k×r` when
-/// `ta`) and `op(b)` `k×c` (`b` stored `c×k` when `tb`); single-threaded.
-#[allow(clippy::too_many_arguments, unsafe_code)]
-fn mm<T: Real>(
-    a: &[T],
-    ta: bool,
-    b: &[T],
-    tb: bool,
-    r: usize,
-    k: usize,
-    c: usize,
-    out: &mut [T],
-    acc: bool,
-) {
-    assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c, "mm: sizes");
-    if r == 0 || c == 0 || k == 0 {
-        if !acc {
-            out[..r * c].fill(T::ZERO);
-        }
-        return;
-    }
-    let (a_rs, a_cs) = if ta { (1, r as isize) } else { (k as isize, 1) };
-    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (c as isize, 1) };
-    // SAFETY: the strides above address only the `r·k`, `k·c` and `r·c` elements whose
-    // presence the assertion checked; `out` does not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            r,
-            c,
-            k,
-            out.as_mut_ptr(),
-            1,
-            c as isize,
-            acc,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 /// The output pixel `(y, x)` that input position `(i, j)` and kernel tap `(ky, kx)` add into,

@@ -43,67 +43,13 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::linalg::LN_2PI;
-use crate::plain::values;
+use crate::plain::{mm, values};
 use crate::rnn::{RnnPosterior, RnnSmoother};
 use crate::ssm::VARIANCE_FLOOR;
 use crate::{Error, Result};
 
 /// Sequences per block of the batch (fixed, so the result does not depend on the threads).
 pub const BLOCK: usize = 8;
-
-/// `out (r×c) [+]= op(a) · op(b)`, row-major, with `op(a)` `r×k` (`a` stored `k×r` when
-/// `ta`) and `op(b)` `k×c` (`b` stored `c×k` when `tb`).
-#[allow(clippy::too_many_arguments, unsafe_code)]
-fn mm(
-    a: &[f64],
-    ta: bool,
-    b: &[f64],
-    tb: bool,
-    r: usize,
-    k: usize,
-    c: usize,
-    out: &mut [f64],
-    acc: bool,
-) {
-    assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c, "mm: sizes");
-    if r == 0 || c == 0 {
-        return;
-    }
-    if k == 0 {
-        if !acc {
-            out[..r * c].fill(0.0);
-        }
-        return;
-    }
-    let (a_rs, a_cs) = if ta { (1, r as isize) } else { (k as isize, 1) };
-    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (c as isize, 1) };
-    // The one unsafe call of the crate's numerics: gemm takes raw pointers and strides.
-    // SAFETY: the strides above address only the `r·k`, `k·c` and `r·c` elements whose
-    // presence the assertion checked; `out` does not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            r,
-            c,
-            k,
-            out.as_mut_ptr(),
-            1,
-            c as isize,
-            acc,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())

@@ -20,6 +20,74 @@ use ekvae_numerics::{cholesky, cholesky_solve, symmetrize};
 use crate::ssm::{LocallyLinearTransition, VARIANCE_FLOOR};
 use crate::{Ekvae, Error, Result};
 
+/// The float types of the plain paths' matrix products (`f32`, `f64`).
+pub trait Gemm: Copy + Send + Sync + 'static {
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+}
+impl Gemm for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+impl Gemm for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+/// `out (r×c) [+]= op(a) · op(b)`, row-major, with `op(a)` `r×k` (`a` stored `k×r` when
+/// `ta`) and `op(b)` `k×c` (`b` stored `c×k` when `tb`); the `gemm` crate, single-threaded
+/// (the callers run blocks of a batch on the thread pool).
+#[allow(clippy::too_many_arguments, unsafe_code)]
+pub(crate) fn mm<T: Gemm>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    r: usize,
+    k: usize,
+    c: usize,
+    out: &mut [T],
+    acc: bool,
+) {
+    assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c, "mm: sizes");
+    if r == 0 || c == 0 || k == 0 {
+        if !acc {
+            out[..r * c].fill(T::ZERO);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if ta { (1, r as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (c as isize, 1) };
+    // The one unsafe call of the crate's numerics: gemm takes raw pointers and strides.
+    // SAFETY: the strides above address only the `r·k`, `k·c` and `r·c` elements whose
+    // presence the assertion checked; `out` does not alias `a` or `b` (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            r,
+            c,
+            k,
+            out.as_mut_ptr(),
+            1,
+            c as isize,
+            acc,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// Values of a burn tensor as `f64`, row-major.
 pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>> {
     t.into_data()
