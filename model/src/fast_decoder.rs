@@ -19,8 +19,9 @@
 //! A transposed convolution with weight `W [C, R, 4, 4]` maps the input `h [C, 4, 4]` to
 //! `l[o, y, x] = b[o] + Σ_{c, i, j, ky, kx} h[c, i, j] · W[c, o, ky, kx]` over `y = 2i − 1 + ky`,
 //! `x = 2j − 1 + kx` inside the 8×8 grid. With the input's 16 positions as rows,
-//! `cols = h_pos [16, C] × W [C, R·16]` holds every term, and `l` adds each column entry into
-//! its pixel. Backward, with `G = ∂D/∂l = σ(l) − x`: the gradient of `cols` gathers `G` at the
+//! `cols = h_pos [16, C] × W [C, 16·R]` holds every term, and `l` adds each column entry into
+//! its pixel (the columns tap-major and the logits pixel-major, so each of the 196 (position,
+//! tap) pairs that land on the grid adds R contiguous values into R contiguous values). Backward, with `G = ∂D/∂l = σ(l) − x`: the gradient of `cols` gathers `G` at the
 //! same places (im2col), `∂D/∂h_pos = gcols × Wᵀ`, `∂D/∂W = h_posᵀ × gcols` and `∂D/∂b` sums
 //! `G` over the pixels.
 //!
