@@ -17,6 +17,7 @@ use ekvae::envs::{Outcome, Registry, System};
 use ekvae::pipeline::collect::{CollectJob, collect_to};
 use ekvae::pipeline::control::{Jacobians, LatentCostWeights};
 use ekvae::pipeline::eval::{EvalConfig, Evaluation, evaluate_with};
+use ekvae::pipeline::swingup::LatentCostKind;
 use ekvae::pipeline::task::{Task, TaskConfig, TaskPlanner, TaskRun, run_task};
 use ekvae::pipeline::train::{Overrides, Restarts, Silent, TrainJob, resolve_config, train_run};
 use rand_chacha::ChaCha8Rng;
@@ -197,6 +198,8 @@ pub fn run(
         jacobians: Jacobians::Exact,
         weights: LatentCostWeights::default(),
         goal_steps: 10,
+        cost: LatentCostKind::Goal,
+        reward_data: None,
     };
     let control = run_task(&Centre, &config, &planner, &mut |_, _| {})?;
     Ok((evaluation, control))

@@ -253,8 +253,18 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
             "--start THETA,THETADOT is the pendulum's; {env} episodes start from its own seeded reset"
         );
     }
-    if args.cost != CostArg::Goal || args.reward_data.is_some() {
-        bail!("--cost reward is implemented for the pendulum only; {env} plans on the goal cost");
+    if args.run.is_none() && (args.cost != CostArg::Goal || args.reward_data.is_some()) {
+        bail!("--cost reward and --reward-data are for a learned model (--run DIR)");
+    }
+    if args.cost == CostArg::Reward
+        && (args.state_weight.is_some() || args.control_weight.is_some())
+    {
+        bail!(
+            "--state-weight and --control-weight set the goal cost; --cost reward takes its weights from the fitted rewards (drop them, or use --cost goal)"
+        );
+    }
+    if args.cost == CostArg::Goal && args.reward_data.is_some() {
+        bail!("--reward-data is for --cost reward");
     }
     if args.run.is_none() && (args.state_weight.is_some() || args.control_weight.is_some()) {
         bail!(
@@ -285,6 +295,11 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
                     terminal: args.terminal_weight,
                 },
                 goal_steps: args.goal_steps,
+                cost: match args.cost {
+                    CostArg::Goal => LatentCostKind::Goal,
+                    CostArg::Reward => LatentCostKind::Reward,
+                },
+                reward_data: args.reward_data.clone(),
             }
         }
     };

@@ -21,9 +21,9 @@ use serde::Serialize;
 
 use crate::control::{
     Controller, Jacobians, LatentCostWeights, LatentDynamics, LearnedModel, PixelController,
-    PixelFilter, latent_cost,
+    PixelFilter, RewardFit, latent_cost,
 };
-use crate::swingup::MpcOptions;
+use crate::swingup::{LatentCostKind, MpcOptions, REWARD_EPISODES};
 use crate::{Context, Result, invalid};
 
 /// A control task on a system: what an episode is and when it succeeded.
@@ -151,6 +151,13 @@ pub enum TaskPlanner {
         weights: LatentCostWeights,
         /// Goal frames filtered to find the goal latent.
         goal_steps: usize,
+        /// The cost: around the goal latent (`Goal`, with `weights` and `goal_steps`), or
+        /// fitted to a dataset's recorded rewards (`Reward`, [`RewardFit`]; of `weights` only
+        /// the terminal weight applies).
+        cost: LatentCostKind,
+        /// With `Reward`: the dataset whose rewards are fitted (default: the run's training
+        /// data).
+        reward_data: Option<PathBuf>,
     },
 }
 
@@ -287,10 +294,53 @@ pub fn run_task(
                 progress,
             )
         }
-        TaskPlanner::Learned { run, jacobians, weights, goal_steps } => {
+        TaskPlanner::Learned { run, jacobians, weights, goal_steps, cost, reward_data } => {
             let model = LearnedModel::load_for(run, system.id(), system.action_dim())?;
-            let goal = model.goal_latent_of(system.as_ref(), *goal_steps)?;
-            let cost = latent_cost(goal.clone(), *weights, system.action_dim())?;
+            let (cost, cost_description) = match cost {
+                LatentCostKind::Goal => {
+                    let goal = model.goal_latent_of(system.as_ref(), *goal_steps)?;
+                    let cost = latent_cost(goal.clone(), *weights, system.action_dim())?;
+                    let d = serde_json::json!({
+                        "kind": "goal latent",
+                        "goal_steps": goal_steps,
+                        "goal_latent": goal,
+                        "state_weight": weights.state,
+                        "control_weight": weights.control,
+                        "terminal_weight": weights.terminal,
+                    });
+                    (cost, d)
+                }
+                LatentCostKind::Reward => {
+                    let path = match reward_data {
+                        Some(p) => p.clone(),
+                        None if model.config.data.trim().is_empty() => invalid!(
+                            "{}: the run records no training data path; give the reward data with --reward-data",
+                            run.display()
+                        ),
+                        None => PathBuf::from(&model.config.data),
+                    };
+                    let data = crate::train::load_dataset(&path)
+                        .context("loading the reward data (override with --reward-data)")?;
+                    if data.meta.env != system.id() {
+                        invalid!(
+                            "the reward data {} are of {}, the task is {}",
+                            path.display(),
+                            data.meta.env,
+                            system.id()
+                        );
+                    }
+                    let fit = RewardFit::fit(&model, &data, REWARD_EPISODES)
+                        .with_context(|| format!("fitting the reward to {}", path.display()))?;
+                    let cost = fit.cost(weights.terminal)?;
+                    let d = serde_json::json!({
+                        "kind": "learned reward",
+                        "data": path.display().to_string(),
+                        "terminal_weight": weights.terminal,
+                        "fit": fit,
+                    });
+                    (cost, d)
+                }
+            };
             let dynamics = LatentDynamics::new(model.plain.clone(), *jacobians);
             let agent_mpc = Mpc::new(dynamics, cost, mpc.clone())
                 .context("invalid MPC settings (check the horizon and the iteration options)")?;
@@ -306,11 +356,7 @@ pub fn run_task(
                 "image_size": size,
                 "state_dim": model.plain.state_dim(),
                 "jacobians": jacobians,
-                "goal_steps": goal_steps,
-                "goal_latent": goal,
-                "state_weight": weights.state,
-                "control_weight": weights.control,
-                "terminal_weight": weights.terminal,
+                "cost": cost_description,
                 "estimator": "encoder mean → extended Kalman filter (plain f64)",
             });
             let name = run.display().to_string();

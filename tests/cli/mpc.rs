@@ -109,7 +109,7 @@ fn cartpole_true_model_and_its_refusals() {
     assert!(out.join("swingup.gif").is_file());
     for (args, needle) in [
         (vec!["--env", "CartPoleSwingUp-v0", "--start", "3.14,0"], "--start"),
-        (vec!["--env", "CartPoleSwingUp-v0", "--cost", "reward"], "pendulum only"),
+        (vec!["--env", "CartPoleSwingUp-v0", "--cost", "reward"], "for a learned model"),
         (vec!["--env", "Acrobot-v1"], "not registered"),
     ] {
         let o = ekvae_cmd()

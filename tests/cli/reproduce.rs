@@ -224,6 +224,66 @@ fn quick_grid_on_the_cartpole_scores_each_target_and_refuses_unknown_ids() {
         "{md}"
     );
 
+    // Pixel MPC on one of its models with the cost fitted to the training data's rewards
+    // (found through the run's config.toml); the summary says which cost it planned on.
+    let mpc_out = dir.path().join("mpc");
+    let o = ekvae(&[
+        "mpc",
+        "--env",
+        "CartPoleSwingUp-v0",
+        "--run",
+        out.join("runs/ekvae-elbo-s1").to_str().unwrap(),
+        "--cost",
+        "reward",
+        "--episodes",
+        "1",
+        "--steps",
+        "15",
+        "--gif-size",
+        "32",
+        "--quiet",
+        "--out",
+        mpc_out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "mpc --cost reward failed: {}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(mpc_out.join("summary.json")).unwrap())
+            .unwrap();
+    let cost = &summary["controller"]["cost"];
+    assert_eq!(cost["kind"], "learned reward", "{summary}");
+    assert!(cost["fit"]["r2_held_out"].as_f64().is_some_and(f64::is_finite), "{cost}");
+    // Rewards of another environment's data are refused.
+    let pendulum_data = dir.path().join("p.npz");
+    let o = ekvae(&[
+        "collect",
+        "--episodes",
+        "2",
+        "--steps",
+        "10",
+        "--size",
+        "16",
+        "--quiet",
+        "--out",
+        pendulum_data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ekvae(&[
+        "mpc",
+        "--env",
+        "CartPoleSwingUp-v0",
+        "--run",
+        out.join("runs/ekvae-elbo-s1").to_str().unwrap(),
+        "--cost",
+        "reward",
+        "--reward-data",
+        pendulum_data.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--out",
+        dir.path().join("mpc2").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "are of Pendulum-v1");
+
     // The pendulum's grid in the cart-pole's folder is another grid, refused untouched.
     let o = reproduce(&out, &[]);
     assert_clean_failure(&o, "was started with another grid");
@@ -231,6 +291,10 @@ fn quick_grid_on_the_cartpole_scores_each_target_and_refuses_unknown_ids() {
     let other = dir.path().join("other");
     let o = reproduce(&other, &["--env", "Acrobot-v1"]);
     assert_clean_failure(&o, "no recipe for environment 'Acrobot-v1'");
-    assert!(stderr(&o).contains("Pendulum-v1 and CartPoleSwingUp-v0"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Pendulum-v1, CartPoleSwingUp-v0 and CartPoleSwingUpBigPole-v0"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!other.exists(), "a refused grid wrote {}", other.display());
 }
