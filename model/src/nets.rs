@@ -157,8 +157,9 @@ impl Encoder {
         }
     }
 
-    /// [`forward`](Self::forward) on frames that are data, given as [`block_values`]
-    /// (Self::block_values): the encoder's outputs for `n` frames, on `device` in `dtype`.
+    /// [`forward`](Self::forward) on frames that are data, given as
+    /// [`block_values`](Self::block_values): the encoder's outputs for `n` frames, on `device`
+    /// in `dtype`.
     pub fn forward_values(
         &self,
         blocks: &Values,
