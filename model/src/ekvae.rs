@@ -253,7 +253,9 @@ pub struct RateDistortion {
 }
 
 /// The frames in the encoder's block layout: a tensor, or plain values for a training step
-/// on frames that are data.
+/// on frames that are data. (One lives for the length of a call; boxing the tensor would save
+/// nothing.)
+#[allow(clippy::large_enum_variant)]
 enum Blocks {
     Tensor(Tensor<4>),
     Values(crate::nets::Values),
