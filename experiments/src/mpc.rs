@@ -172,6 +172,22 @@ impl MpcArgs {
         }
     }
 
+    /// The learned model's cost flags agree with `--cost`: the goal cost's weights are not
+    /// given with `--cost reward`, nor `--reward-data` with `--cost goal`.
+    fn check_cost_flags(&self) -> Result<()> {
+        if self.cost == CostArg::Reward
+            && (self.state_weight.is_some() || self.control_weight.is_some())
+        {
+            bail!(
+                "--state-weight and --control-weight set the goal cost; --cost reward takes its weights from the fitted rewards (drop them, or use --cost goal)"
+            );
+        }
+        if self.cost == CostArg::Goal && self.reward_data.is_some() {
+            bail!("--reward-data is for --cost reward");
+        }
+        Ok(())
+    }
+
     /// The planner, with the flags' checks.
     pub fn planner(&self) -> Result<Planner> {
         match &self.run {
@@ -185,16 +201,7 @@ impl MpcArgs {
             }
             Some(dir) => {
                 let d = LatentCostWeights::default();
-                if self.cost == CostArg::Reward
-                    && (self.state_weight.is_some() || self.control_weight.is_some())
-                {
-                    bail!(
-                        "--state-weight and --control-weight set the goal cost; --cost reward takes its weights from the fitted rewards (drop them, or use --cost goal)"
-                    );
-                }
-                if self.cost == CostArg::Goal && self.reward_data.is_some() {
-                    bail!("--reward-data is for --cost reward");
-                }
+                self.check_cost_flags()?;
                 Ok(Planner::Learned(LearnedPlanner {
                     run: dir.clone(),
                     jacobians: self.jacobians.into(),
@@ -256,16 +263,7 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
     if args.run.is_none() && (args.cost != CostArg::Goal || args.reward_data.is_some()) {
         bail!("--cost reward and --reward-data are for a learned model (--run DIR)");
     }
-    if args.cost == CostArg::Reward
-        && (args.state_weight.is_some() || args.control_weight.is_some())
-    {
-        bail!(
-            "--state-weight and --control-weight set the goal cost; --cost reward takes its weights from the fitted rewards (drop them, or use --cost goal)"
-        );
-    }
-    if args.cost == CostArg::Goal && args.reward_data.is_some() {
-        bail!("--reward-data is for --cost reward");
-    }
+    args.check_cost_flags()?;
     if args.run.is_none() && (args.state_weight.is_some() || args.control_weight.is_some()) {
         bail!(
             "--state-weight and --control-weight set the latent cost of a learned model (--run DIR)"

@@ -226,25 +226,16 @@ fn quick_grid_on_the_cartpole_scores_each_target_and_refuses_unknown_ids() {
 
     // Pixel MPC on one of its models with the cost fitted to the training data's rewards
     // (found through the run's config.toml); the summary says which cost it planned on.
+    let run = out.join("runs/ekvae-elbo-s1");
+    let reward_mpc = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["mpc", "--env", "CartPoleSwingUp-v0", "--cost", "reward"];
+        args.extend(["--run", run.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        args.extend(["--episodes", "1", "--steps", "15", "--gif-size", "32", "--quiet"]);
+        args.extend(extra);
+        ekvae(&args)
+    };
     let mpc_out = dir.path().join("mpc");
-    let o = ekvae(&[
-        "mpc",
-        "--env",
-        "CartPoleSwingUp-v0",
-        "--run",
-        out.join("runs/ekvae-elbo-s1").to_str().unwrap(),
-        "--cost",
-        "reward",
-        "--episodes",
-        "1",
-        "--steps",
-        "15",
-        "--gif-size",
-        "32",
-        "--quiet",
-        "--out",
-        mpc_out.to_str().unwrap(),
-    ]);
+    let o = reward_mpc(&mpc_out, &[]);
     assert!(o.status.success(), "mpc --cost reward failed: {}", stderr(&o));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(mpc_out.join("summary.json")).unwrap())
@@ -254,6 +245,7 @@ fn quick_grid_on_the_cartpole_scores_each_target_and_refuses_unknown_ids() {
     assert!(cost["fit"]["r2_held_out"].as_f64().is_some_and(f64::is_finite), "{cost}");
     // Rewards of another environment's data are refused.
     let pendulum_data = dir.path().join("p.npz");
+    let data = pendulum_data.to_str().unwrap();
     let o = ekvae(&[
         "collect",
         "--episodes",
@@ -264,24 +256,10 @@ fn quick_grid_on_the_cartpole_scores_each_target_and_refuses_unknown_ids() {
         "16",
         "--quiet",
         "--out",
-        pendulum_data.to_str().unwrap(),
+        data,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = ekvae(&[
-        "mpc",
-        "--env",
-        "CartPoleSwingUp-v0",
-        "--run",
-        out.join("runs/ekvae-elbo-s1").to_str().unwrap(),
-        "--cost",
-        "reward",
-        "--reward-data",
-        pendulum_data.to_str().unwrap(),
-        "--episodes",
-        "1",
-        "--out",
-        dir.path().join("mpc2").to_str().unwrap(),
-    ]);
+    let o = reward_mpc(&dir.path().join("mpc2"), &["--reward-data", data]);
     assert_clean_failure(&o, "are of Pendulum-v1");
 
     // The pendulum's grid in the cart-pole's folder is another grid, refused untouched.
