@@ -76,8 +76,6 @@ pub trait Real:
     + std::ops::AddAssign
     + std::ops::Neg<Output = Self>
 {
-    /// From `f64` (rounded).
-    fn of(x: f64) -> Self;
     /// To `f64`.
     fn f(self) -> f64;
     /// The Bernoulli negative log-likelihood of target `t` under logit `l` and its derivative:
@@ -101,9 +99,6 @@ macro_rules! real {
             }
             fn bce_pass(logits: &mut [Self], target: &[Self], values: &mut [Self]) {
                 $pass(logits, target, values)
-            }
-            fn of(x: f64) -> Self {
-                x as $t
             }
             fn f(self) -> f64 {
                 f64::from(self)
@@ -522,13 +517,21 @@ impl Decoder {
         }
         let h = self.hidden_grid(a); // [N, C·16]
         let (device, dtype) = (h.device(), h.dtype());
-        let plain = match dtype {
+        let mut plain = match dtype {
             DType::F64 => Plain::F64(self.plain_forward::<f64>(&h, target)?),
             _ => Plain::F32(self.plain_forward::<f32>(&h, target)?),
         };
-        let (nll, grad_h) = match &plain {
-            Plain::F32(p) => (p.nll.clone(), TensorData::new(p.grad_h.clone(), h.dims())),
-            Plain::F64(p) => (p.nll.clone(), TensorData::new(p.grad_h.clone(), h.dims())),
+        // The values and ∂D/∂h go into the graph now; the weight gradient later needs only the
+        // blocks' state, so they are moved out rather than copied.
+        let (nll, grad_h) = match &mut plain {
+            Plain::F32(p) => (
+                std::mem::take(&mut p.nll),
+                TensorData::new(std::mem::take(&mut p.grad_h), h.dims()),
+            ),
+            Plain::F64(p) => (
+                std::mem::take(&mut p.nll),
+                TensorData::new(std::mem::take(&mut p.grad_h), h.dims()),
+            ),
         };
         let grad_h = Tensor::<2>::from_data(grad_h, (&device, dtype));
         let s = (h * grad_h).sum_dim(1).reshape([n]);
