@@ -306,6 +306,12 @@ pub enum PoleDrawing {
     Physical,
     /// The pole [`BIG_POLE_SCALE`] times as long and [`BIG_POLE_WIDTH`] m wide.
     Big,
+    /// [`PoleDrawing::Big`] plus a dimmer *ghost* of the pole ([`GHOST_SHADE`]) where the next
+    /// step puts it: pivot at x + ẋ·dt, angle θ + θ̇·dt. The package's Euler step moves the
+    /// positions with the old velocities, so the ghost is exactly the pole of the next frame and
+    /// one frame holds what a stack of two consecutive frames holds (both velocities), while
+    /// staying a function of the state. The renderer of `CartPoleSwingUpBigPoleGhost-v0`.
+    BigGhost,
 }
 
 /// [`PoleDrawing::Big`]'s length factor.
@@ -318,7 +324,7 @@ impl PoleDrawing {
     pub fn length_scale(self) -> f64 {
         match self {
             Self::Physical => 1.0,
-            Self::Big => BIG_POLE_SCALE,
+            Self::Big | Self::BigGhost => BIG_POLE_SCALE,
         }
     }
 
@@ -326,8 +332,13 @@ impl PoleDrawing {
     pub fn width(self) -> f64 {
         match self {
             Self::Physical => POLE_WIDTH,
-            Self::Big => BIG_POLE_WIDTH,
+            Self::Big | Self::BigGhost => BIG_POLE_WIDTH,
         }
+    }
+
+    /// Whether the next step's pole is drawn too ([`PoleDrawing::BigGhost`]).
+    pub fn ghost(self) -> bool {
+        self == Self::BigGhost
     }
 }
 
@@ -344,6 +355,9 @@ pub const CART_SIZE: [f64; 2] = [0.6, 0.3];
 pub const POLE_WIDTH: f64 = 0.15;
 /// Gray levels: track, cart, pole (the pole brightest, drawn over the cart).
 pub const SHADES: [u8; 3] = [70, 150, 255];
+/// Gray level of [`PoleDrawing::BigGhost`]'s ghost pole: between the track's and the cart's, drawn
+/// under the cart and the pole.
+pub const GHOST_SHADE: u8 = 110;
 
 /// The frame of `state`, `size × size` grayscale, row-major, 0 = black: the track as a line
 /// (at least one pixel) at the cart's height (row `size/2`), the cart as a rectangle, the pole as a
@@ -380,7 +394,7 @@ pub fn render_drawn_into(
     if size == 0 {
         return;
     }
-    let [x, _, theta, _] = state;
+    let [x, x_dot, theta, theta_dot] = state;
     let px_per_m = size as f64 / view_width_drawn(p, drawing);
     // The pivot's height is the centre of row size/2 (the track is one pixel row there).
     let (cx, cy) = (0.5 * size as f64 + x * px_per_m, (size / 2) as f64 + 0.5);
@@ -388,19 +402,20 @@ pub fn render_drawn_into(
     let track_half = (0.02 * px_per_m).max(0.5);
     let r = 0.5 * drawing.width() * px_per_m;
     let len = p.pole_length * drawing.length_scale() * px_per_m;
-    // Tip: up is −y in image rows; θ counter-clockwise positive means the tip moves left.
-    let (tx, ty) = (cx - len * theta.sin(), cy - len * theta.cos());
+    let pole = Capsule::new(cx, cy, theta, len, r);
+    // The next step's pole (PoleDrawing::BigGhost): positions advanced with the velocities.
+    let ghost = drawing
+        .ghost()
+        .then(|| Capsule::new(cx + x_dot * p.dt * px_per_m, cy, theta + theta_dot * p.dt, len, r));
     let shade_at = |u: f64, v: f64| -> u8 {
-        // Pole: distance to the segment pivot–tip.
-        let (dx, dy) = (tx - cx, ty - cy);
-        let l2 = dx * dx + dy * dy;
-        let t = if l2 > 0.0 { (((u - cx) * dx + (v - cy) * dy) / l2).clamp(0.0, 1.0) } else { 0.0 };
-        let (qx, qy) = (cx + t * dx - u, cy + t * dy - v);
-        if qx * qx + qy * qy <= r * r {
+        if pole.covers(u, v) {
             return SHADES[2];
         }
         if (u - cx).abs() <= hw && (v - cy).abs() <= hh {
             return SHADES[1];
+        }
+        if ghost.as_ref().is_some_and(|g| g.covers(u, v)) {
+            return GHOST_SHADE;
         }
         if (v - cy).abs() <= track_half {
             return SHADES[0];
@@ -420,6 +435,40 @@ pub fn render_drawn_into(
             }
             out[row * size + col] = ((sum as f64) / (K * K) as f64).round() as u8;
         }
+    }
+}
+
+/// A pole drawn as a capsule of radius `r` (pixels) from a pivot to its tip.
+struct Capsule {
+    /// Pivot.
+    c: (f64, f64),
+    /// Tip minus pivot.
+    d: (f64, f64),
+    /// |d|².
+    l2: f64,
+    r2: f64,
+}
+
+impl Capsule {
+    /// The pole with its pivot at pixel (cx, cy), at angle `theta` (0 up, counter-clockwise
+    /// positive: up is −y in image rows, so the tip moves left), `len` pixels long.
+    fn new(cx: f64, cy: f64, theta: f64, len: f64, r: f64) -> Self {
+        // The tip first, then tip − pivot: the same rounding as the renderer always had.
+        let (tx, ty) = (cx - len * theta.sin(), cy - len * theta.cos());
+        let d = (tx - cx, ty - cy);
+        Self { c: (cx, cy), d, l2: d.0 * d.0 + d.1 * d.1, r2: r * r }
+    }
+
+    /// Whether (u, v) is within `r` of the segment pivot–tip.
+    fn covers(&self, u: f64, v: f64) -> bool {
+        let ((cx, cy), (dx, dy)) = (self.c, self.d);
+        let t = if self.l2 > 0.0 {
+            (((u - cx) * dx + (v - cy) * dy) / self.l2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let (qx, qy) = (cx + t * dx - u, cy + t * dy - v);
+        qx * qx + qy * qy <= self.r2
     }
 }
 
@@ -519,6 +568,43 @@ mod tests {
         // Anti-aliased: some intermediate gray levels on the pole's edges.
         assert!(up.iter().any(|&v| v > SHADES[1] && v < 255));
         assert!(render(&p, [0.0; 4], 0).is_empty());
+    }
+
+    /// The ghost drawing: at rest it is the big drawing byte for byte (the ghost lies under the
+    /// pole); moving, every pixel fully covered by the next step's pole in the big drawing of
+    /// the next state (and empty in this state's) shows the ghost's shade, and pixels empty in
+    /// both stay black.
+    #[test]
+    fn the_ghost_is_the_next_steps_pole() {
+        let p = CartPoleParams::default();
+        let s = 64; // the pole 1.6 px wide: some pixels fully covered
+        let draw = |d: PoleDrawing, st: [f64; 4]| {
+            let mut f = vec![0u8; s * s];
+            render_drawn_into(&p, d, st, s, &mut f);
+            f
+        };
+        let rest = [0.4, 0.0, 2.0, 0.0];
+        assert_eq!(draw(PoleDrawing::BigGhost, rest), draw(PoleDrawing::Big, rest));
+        let mut checked = 0;
+        for (state, a) in [([0.3, 1.5, 0.4, 6.0], 0.5), ([-1.0, -2.0, 2.5, -9.0], -1.0)] {
+            let next = step(&p, state, a).state;
+            let (now, ghost) = (draw(PoleDrawing::Big, state), draw(PoleDrawing::BigGhost, state));
+            let then = draw(PoleDrawing::Big, next);
+            assert_ne!(now, ghost);
+            for i in 0..s * s {
+                if now[i] == 0 && then[i] == SHADES[2] {
+                    assert_eq!(ghost[i], GHOST_SHADE, "pixel {i} of {state:?}");
+                    checked += 1;
+                }
+                if now[i] == 0 && then[i] == 0 {
+                    assert_eq!(ghost[i], 0, "pixel {i} of {state:?}");
+                }
+                if now[i] == SHADES[2] {
+                    assert_eq!(ghost[i], SHADES[2], "the pole stays on top");
+                }
+            }
+        }
+        assert!(checked >= 4, "only {checked} ghost pixels checked");
     }
 
     /// The big pole: the physical drawing is unchanged by the option (same bytes), the big

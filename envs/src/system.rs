@@ -201,7 +201,9 @@ impl System for PendulumSystem {
 
 /// `CartPoleSwingUp-v0`: state `[x, ẋ, θ, θ̇]`, one action in [−1, 1]; [`crate::cartpole`].
 /// With [`PoleDrawing::Big`] it is `CartPoleSwingUpBigPole-v0`: the same physics, the pole
-/// drawn longer and wider ([`CartPoleSystem::big_pole`]).
+/// drawn longer and wider ([`CartPoleSystem::big_pole`]); with [`PoleDrawing::BigGhost`]
+/// `CartPoleSwingUpBigPoleGhost-v0`, the big pole plus a ghost of the next step's pole
+/// ([`CartPoleSystem::big_pole_ghost`]).
 #[derive(Debug, Clone, Default)]
 pub struct CartPoleSystem {
     /// The physical parameters.
@@ -215,10 +217,17 @@ impl CartPoleSystem {
     pub const ID: &str = "CartPoleSwingUp-v0";
     /// The registry id of the big-pole drawing.
     pub const BIG_POLE_ID: &str = "CartPoleSwingUpBigPole-v0";
+    /// The registry id of the big-pole drawing with the next step's ghost.
+    pub const GHOST_ID: &str = "CartPoleSwingUpBigPoleGhost-v0";
 
     /// The default cart-pole drawn with [`PoleDrawing::Big`].
     pub fn big_pole() -> Self {
         Self { drawing: PoleDrawing::Big, ..Self::default() }
+    }
+
+    /// The default cart-pole drawn with [`PoleDrawing::BigGhost`].
+    pub fn big_pole_ghost() -> Self {
+        Self { drawing: PoleDrawing::BigGhost, ..Self::default() }
     }
 }
 
@@ -227,6 +236,7 @@ impl System for CartPoleSystem {
         match self.drawing {
             PoleDrawing::Physical => Self::ID,
             PoleDrawing::Big => Self::BIG_POLE_ID,
+            PoleDrawing::BigGhost => Self::GHOST_ID,
         }
     }
 
@@ -257,6 +267,12 @@ impl System for CartPoleSystem {
         });
         if self.drawing != PoleDrawing::Physical {
             r["pole_drawn_length_scale"] = self.drawing.length_scale().into();
+        }
+        if self.drawing.ghost() {
+            r["ghost"] = serde_json::json!({
+                "shade": cartpole::GHOST_SHADE,
+                "pose": "the pole of the next step: pivot at x + x_dot*dt, angle theta + theta_dot*dt, drawn under the cart and the pole",
+            });
         }
         r
     }
@@ -361,12 +377,14 @@ impl Registry {
     }
 
     /// This workspace's environments, default parameters: `Pendulum-v1`, `CartPoleSwingUp-v0`
-    /// and `CartPoleSwingUpBigPole-v0` (the same cart-pole, its pole drawn larger).
+    /// `CartPoleSwingUpBigPole-v0` (the same cart-pole, its pole drawn larger) and
+    /// `CartPoleSwingUpBigPoleGhost-v0` (drawn larger, with a ghost of the next step's pole).
     pub fn builtin() -> Self {
         let mut r = Self::new();
         r.register(Arc::new(PendulumSystem::default())).expect("a valid id");
         r.register(Arc::new(CartPoleSystem::default())).expect("a valid id");
         r.register(Arc::new(CartPoleSystem::big_pole())).expect("a valid id");
+        r.register(Arc::new(CartPoleSystem::big_pole_ghost())).expect("a valid id");
         r
     }
 
@@ -439,7 +457,15 @@ mod tests {
     #[test]
     fn the_registry_finds_refuses_and_lists() {
         let mut r = Registry::builtin();
-        assert_eq!(r.ids(), ["Pendulum-v1", "CartPoleSwingUp-v0", "CartPoleSwingUpBigPole-v0"]);
+        assert_eq!(
+            r.ids(),
+            [
+                "Pendulum-v1",
+                "CartPoleSwingUp-v0",
+                "CartPoleSwingUpBigPole-v0",
+                "CartPoleSwingUpBigPoleGhost-v0"
+            ]
+        );
         assert_eq!(r.get("CartPoleSwingUp-v0").unwrap().state_names().len(), 4);
         let e = r.get("Pendulum-v0").unwrap_err().to_string();
         assert!(e.contains("not registered") && e.contains("Pendulum-v1"), "{e}");

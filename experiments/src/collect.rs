@@ -18,8 +18,9 @@ use std::time::Instant;
 /// The defaults make the main training set.
 #[derive(Debug, Args)]
 pub struct CollectArgs {
-    /// The environment's id: `Pendulum-v1`, `CartPoleSwingUp-v0` or `CartPoleSwingUpBigPole-v0`
-    /// (the same cart-pole, its pole drawn 2.5 times its length).
+    /// The environment's id: `Pendulum-v1`, `CartPoleSwingUp-v0`, `CartPoleSwingUpBigPole-v0`
+    /// (the same cart-pole, its pole drawn 2.5 times its length) or
+    /// `CartPoleSwingUpBigPoleGhost-v0` (that drawing plus a dimmer ghost of the next step's pole).
     #[arg(long, default_value = "Pendulum-v1")]
     pub env: String,
     /// Number of episodes N (at least 1).

@@ -77,8 +77,8 @@ pub enum CostArg {
 /// environment.
 #[derive(Debug, Args)]
 pub struct MpcArgs {
-    /// The environment: `Pendulum-v1`, `CartPoleSwingUp-v0` or `CartPoleSwingUpBigPole-v0`
-    /// [default: the run's, else Pendulum-v1]. The cart-pole writes `steps.csv`, `summary.json`
+    /// The environment: `Pendulum-v1`, `CartPoleSwingUp-v0`, `CartPoleSwingUpBigPole-v0` or
+    /// `CartPoleSwingUpBigPoleGhost-v0` [default: the run's, else Pendulum-v1]. The cart-pole writes `steps.csv`, `summary.json`
     /// and `swingup.gif`.
     #[arg(long)]
     pub env: Option<String>,

@@ -144,7 +144,8 @@ pub const BIG_POLE_RECIPE: Recipe =
 impl Plan {
     /// The grid of a built-in environment: [`Plan::new`] for `Pendulum-v1`; for
     /// `CartPoleSwingUp-v0` the same grid with [`CARTPOLE_RECIPE`] and 10 EKVAE / 5 RNN seeds,
-    /// for `CartPoleSwingUpBigPole-v0` with [`BIG_POLE_RECIPE`] (the `--quick` ones keep their
+    /// for `CartPoleSwingUpBigPole-v0` and `CartPoleSwingUpBigPoleGhost-v0` with
+    /// [`BIG_POLE_RECIPE`] (the `--quick` ones keep their
     /// 16×16 frames and 2 epochs). Any other id is refused.
     pub fn for_env(
         env: &str,
@@ -154,7 +155,7 @@ impl Plan {
     ) -> Result<Self> {
         match env {
             PENDULUM => Ok(Self::new(quick, seeds, epochs)),
-            CartPoleSystem::ID | CartPoleSystem::BIG_POLE_ID => {
+            CartPoleSystem::ID | CartPoleSystem::BIG_POLE_ID | CartPoleSystem::GHOST_ID => {
                 let r = if env == CartPoleSystem::ID { CARTPOLE_RECIPE } else { BIG_POLE_RECIPE };
                 let base = Self::new(quick, seeds.or(Some(if quick { 2 } else { 10 })), epochs);
                 Ok(Self {
@@ -169,9 +170,10 @@ impl Plan {
                 })
             }
             other => invalid!(
-                "the grid has no recipe for environment '{other}'; it runs on {PENDULUM}, {} and {} (a library user can build a Plan for any registered environment)",
+                "the grid has no recipe for environment '{other}'; it runs on {PENDULUM}, {}, {} and {} (a library user can build a Plan for any registered environment)",
                 CartPoleSystem::ID,
-                CartPoleSystem::BIG_POLE_ID
+                CartPoleSystem::BIG_POLE_ID,
+                CartPoleSystem::GHOST_ID
             ),
         }
     }

@@ -55,7 +55,8 @@ pub trait Task {
 /// `CartPoleSwingUp-v0`: 1000 steps from the package's reset (near hanging at rest, episode
 /// `i` seeded with `seed + i`); success: the cart never leaves the track and |θ| < 0.2 rad over
 /// the last 500 steps. The true-model planner is `TrueCartPole` with `CartPoleCost`.
-/// `CartPoleSwingUpBigPole-v0` is the same task on frames with the pole drawn larger.
+/// `CartPoleSwingUpBigPole-v0` is the same task on frames with the pole drawn larger,
+/// `CartPoleSwingUpBigPoleGhost-v0` on frames that also draw the next step's pole.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CartPoleTask {
     /// How the frames draw the pole (it decides the system's id).
@@ -107,8 +108,9 @@ pub fn builtin_task(id: &str) -> Result<Box<dyn Task>> {
     match id {
         CartPoleSystem::ID => Ok(Box::new(CartPoleTask::default())),
         CartPoleSystem::BIG_POLE_ID => Ok(Box::new(CartPoleTask { drawing: PoleDrawing::Big })),
+        CartPoleSystem::GHOST_ID => Ok(Box::new(CartPoleTask { drawing: PoleDrawing::BigGhost })),
         _ => invalid!(
-            "no control task for '{id}': mpc knows Pendulum-v1, CartPoleSwingUp-v0 and CartPoleSwingUpBigPole-v0 (a library user adds one by implementing ekvae_pipeline::task::Task)"
+            "no control task for '{id}': mpc knows Pendulum-v1, CartPoleSwingUp-v0, CartPoleSwingUpBigPole-v0 and CartPoleSwingUpBigPoleGhost-v0 (a library user adds one by implementing ekvae_pipeline::task::Task)"
         ),
     }
 }
@@ -497,5 +499,7 @@ mod tests {
         assert!(builtin_task("Pendulum-v1").is_err() && builtin_task("CartPoleSwingUp-v0").is_ok());
         let big = builtin_task("CartPoleSwingUpBigPole-v0").unwrap();
         assert_eq!(big.system().id(), "CartPoleSwingUpBigPole-v0");
+        let ghost = builtin_task("CartPoleSwingUpBigPoleGhost-v0").unwrap();
+        assert_eq!(ghost.system().id(), "CartPoleSwingUpBigPoleGhost-v0");
     }
 }

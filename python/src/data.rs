@@ -40,7 +40,8 @@ fn to_dict<'py>(py: Python<'py>, d: Dataset) -> PyResult<Bound<'py, PyDict>> {
 /// Returns a dict with `images` (uint8 [N, T, S, S]), `actions` (float32 [N, T, A]), `states`
 /// (float64 [N, T, D]; the pendulum's θ, θ̇), `rewards` (float32 [N, T]) and `meta` (uint8 JSON
 /// bytes). `env` is a registry id (`Pendulum-v1`, `CartPoleSwingUp-v0`,
-/// `CartPoleSwingUpBigPole-v0`). The result does not depend on `threads`.
+/// `CartPoleSwingUpBigPole-v0`, `CartPoleSwingUpBigPoleGhost-v0`). The result does not depend on
+/// `threads`.
 #[pyfunction]
 #[pyo3(signature = (episodes = 1000, steps = 100, size = 32, seed = 0, policy = "default", threads = None, env = "Pendulum-v1"))]
 #[allow(clippy::too_many_arguments)]

@@ -270,7 +270,9 @@ fn quick_grid_on_the_cartpole_scores_each_target_and_refuses_unknown_ids() {
     let o = reproduce(&other, &["--env", "Acrobot-v1"]);
     assert_clean_failure(&o, "no recipe for environment 'Acrobot-v1'");
     assert!(
-        stderr(&o).contains("Pendulum-v1, CartPoleSwingUp-v0 and CartPoleSwingUpBigPole-v0"),
+        stderr(&o).contains(
+            "Pendulum-v1, CartPoleSwingUp-v0, CartPoleSwingUpBigPole-v0 and CartPoleSwingUpBigPoleGhost-v0"
+        ),
         "{}",
         stderr(&o)
     );
