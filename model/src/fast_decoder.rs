@@ -290,6 +290,54 @@ fn block_forward<T: Real>(
     x: &[T],
     pairs: &[(usize, usize)],
 ) -> (Vec<f64>, Vec<T>, BlockState<T>) {
+    let (nll, mut cols, h_pos, g) = block_distortion(w, wp, h, x, pairs);
+    let (c, r) = (w.c, w.r);
+    let frames = nll.len();
+    let rows = frames * POSITIONS;
+    let width = r * TAPS;
+    // ∂D/∂cols (im2col of g, into the dead `cols`), then ∂D/∂h_pos = gcols × Wᵀ, back to
+    // channel-major.
+    gather_into(&g, frames, r, pairs, &mut cols);
+    let mut gh_pos = vec![T::ZERO; rows * c];
+    mm(&cols, false, wp, true, rows, width, c, &mut gh_pos, false);
+    let mut gh = vec![T::ZERO; frames * c * POSITIONS];
+    for f in 0..frames {
+        for p in 0..POSITIONS {
+            for ch in 0..c {
+                gh[(f * c + ch) * POSITIONS + p] = gh_pos[(f * POSITIONS + p) * c + ch];
+            }
+        }
+    }
+    (nll, gh, BlockState { frames, h_pos, g })
+}
+
+/// `D_f = −log p(x_f | l_f)` per frame of the layer on `h [N, C, 4, 4]` against the targets
+/// `x [N, R, 8, 8]` (block layout), without the gradient: the forward half of
+/// [`PlainDeconvNll::forward`] (the same blocks, so the same values), for evaluation.
+pub fn plain_nll<T: Real>(weights: &DeconvWeights<T>, h: &[T], x: &[T]) -> Vec<f64> {
+    let (c, r) = (weights.c, weights.r);
+    let pairs = scatter_pairs(r);
+    let wp = permute_taps(&weights.w, c, r, false);
+    let (hf, xf) = (c * POSITIONS, r * PIXELS);
+    let parts: Vec<Vec<f64>> = h
+        .par_chunks(BLOCK * hf)
+        .zip(x.par_chunks(BLOCK * xf))
+        .map(|(hb, xb)| block_distortion(weights, &wp, hb, xb, &pairs).0)
+        .collect();
+    parts.concat()
+}
+
+/// The distortion half of [`block_forward`]: per-frame `D_f`, and the buffers the gradient
+/// needs — the product's columns (`[frames·16, 16·R]`, free to reuse), the input with positions
+/// as rows and `∂D_f/∂l` per pixel. Evaluation runs only this ([`plain_nll`]).
+#[allow(clippy::type_complexity)]
+fn block_distortion<T: Real>(
+    w: &DeconvWeights<T>,
+    wp: &[T],
+    h: &[T],
+    x: &[T],
+    pairs: &[(usize, usize)],
+) -> (Vec<f64>, Vec<T>, Vec<T>, Vec<T>) {
     let (c, r) = (w.c, w.r);
     let frames = h.len() / (c * POSITIONS);
     let width = r * TAPS;
@@ -340,20 +388,7 @@ fn block_forward<T: Real>(
         }
         nll[f] = acc.iter().sum();
     }
-    // ∂D/∂cols (im2col of g, into the dead `cols`), then ∂D/∂h_pos = gcols × Wᵀ, back to
-    // channel-major.
-    gather_into(&g, frames, r, pairs, &mut cols);
-    let mut gh_pos = vec![T::ZERO; rows * c];
-    mm(&cols, false, wp, true, rows, width, c, &mut gh_pos, false);
-    let mut gh = vec![T::ZERO; frames * c * POSITIONS];
-    for f in 0..frames {
-        for p in 0..POSITIONS {
-            for ch in 0..c {
-                gh[(f * c + ch) * POSITIONS + p] = gh_pos[(f * POSITIONS + p) * c + ch];
-            }
-        }
-    }
-    (nll, gh, BlockState { frames, h_pos, g })
+    (nll, cols, h_pos, g)
 }
 
 /// `gcols [frames·16, 16·R]`: each column entry's pixel gradient (zero off the grid), written
@@ -493,8 +528,9 @@ impl Decoder {
     /// The distortion `D_f = −log p(x_f | a_f)` of each frame, `[N]`, for a training step:
     /// with the last layer and the distortion in plain Rust (module documentation) on an
     /// autodiff device, and what [`DeferredDecoder::surrogate`] needs to give the layer's
-    /// weight and bias their gradient; otherwise burn's layers and
-    /// [`crate::Ekvae::bernoulli_nll`] and nothing to defer.
+    /// weight and bias their gradient; otherwise (evaluation, validation) the same plain
+    /// forward pass ([`plain_nll`]) and nothing to defer. Burn's layers and
+    /// [`crate::Ekvae::bernoulli_nll`] are the reference the tests compare both with.
     ///
     /// # Shapes
     /// - `a`: `[N, m]`; `target`: the frames' `[N, r², 8, 8]` values
@@ -508,15 +544,15 @@ impl Decoder {
         target: &Values,
     ) -> Result<(Tensor<1>, Option<DeferredDecoder>)> {
         let [n, _] = a.dims();
-        if !a.device().is_autodiff() {
-            let logits = self.forward_blocks(a);
-            let [_, c, h, w] = logits.dims();
-            let target = target.clone().tensor([n, c, h * w], &logits.device(), logits.dtype());
-            let nll = crate::Ekvae::bernoulli_nll(logits.reshape([n, c, h * w]), target);
-            return Ok((nll, None));
-        }
         let h = self.hidden_grid(a); // [N, C·16]
         let (device, dtype) = (h.device(), h.dtype());
+        if !device.is_autodiff() {
+            let nll = match dtype {
+                DType::F64 => self.plain_nll_of::<f64>(&h, target)?,
+                _ => self.plain_nll_of::<f32>(&h, target)?,
+            };
+            return Ok((Tensor::<1>::from_data(TensorData::new(nll, [n]), (&device, dtype)), None));
+        }
         let mut plain = match dtype {
             DType::F64 => Plain::F64(self.plain_forward::<f64>(&h, target)?),
             _ => Plain::F32(self.plain_forward::<f32>(&h, target)?),
@@ -542,15 +578,25 @@ impl Decoder {
     }
 
     fn plain_forward<T: Real>(&self, h: &Tensor<2>, target: &Values) -> Result<PlainDeconvNll<T>> {
+        let hv = T::read(h.clone())?;
+        let x = T::of_values(target);
+        Ok(PlainDeconvNll::forward(self.plain_weights()?, &hv, &x))
+    }
+
+    fn plain_nll_of<T: Real>(&self, h: &Tensor<2>, target: &Values) -> Result<Vec<f64>> {
+        let hv = T::read(h.clone())?;
+        let x = T::of_values(target);
+        Ok(plain_nll(&self.plain_weights()?, &hv, &x))
+    }
+
+    fn plain_weights<T: Real>(&self) -> Result<DeconvWeights<T>> {
         let [c, r, _, _] = self.deconv.weight.dims();
         let w = T::read(self.deconv.weight.val())?;
         let b = match &self.deconv.bias {
             Some(b) => T::read(b.val())?,
             None => vec![T::ZERO; r],
         };
-        let hv = T::read(h.clone())?;
-        let x = T::of_values(target);
-        Ok(PlainDeconvNll::forward(DeconvWeights { c, r, w, b }, &hv, &x))
+        Ok(DeconvWeights { c, r, w, b })
     }
 }
 
@@ -645,6 +691,38 @@ mod tests {
         }
         eprintln!("worst relative error {worst:e}");
         assert!(worst < 1e-7, "worst relative error {worst:e}");
+    }
+
+    /// The evaluation path: [`plain_nll`] gives the training pass's values bit for bit, and
+    /// `nll_deferred` off the autodiff device (what evaluation and validation run) agrees
+    /// with burn's `ConvTranspose2d` + `bernoulli_nll`, the reference (here in the default
+    /// `f32`: within 1e-5 relative, the softplus's own accuracy being 2e-7 per term; the
+    /// whole objective's `f64` comparison is in `model/tests/gradcheck.rs`).
+    #[test]
+    fn evaluation_distortion_matches_the_training_pass_and_burn() {
+        use crate::nets::{DecoderConfig, Values};
+        use burn::tensor::Device;
+        let (c, r, n) = (3, 4, BLOCK + 5);
+        let w = DeconvWeights { c, r, w: pseudo(c * r * TAPS, 0.8, 0.3), b: pseudo(r, 0.5, 1.1) };
+        let h = pseudo(n * c * POSITIONS, 1.5, 0.7);
+        let x: Vec<f64> = pseudo(n * r * PIXELS, 1.0, 2.0).iter().map(|v| v.abs()).collect();
+        assert_eq!(plain_nll(&w, &h, &x), PlainDeconvNll::forward(w, &h, &x).nll);
+
+        let device = Device::flex();
+        let dec = DecoderConfig::new(16, 3).with_channels(4).with_hidden(8).init(&device);
+        let frames = BLOCK + 7;
+        let a: Vec<f32> = pseudo(frames * 3, 1.2, 0.2).iter().map(|&v| v as f32).collect();
+        let a = Tensor::<2>::from_data(TensorData::new(a, [frames, 3]), &device);
+        let target: Vec<f32> =
+            pseudo(frames * 256, 1.0, 0.9).iter().map(|v| v.abs() as f32).collect();
+        let (plain, deferred) = dec.nll_deferred(a.clone(), &Values::F32(target.clone())).unwrap();
+        assert!(deferred.is_none());
+        let logits = dec.forward_blocks(a).reshape([frames, 4, 64]);
+        let t = Tensor::<3>::from_data(TensorData::new(target, [frames, 4, 64]), &device);
+        let reference = crate::Ekvae::bernoulli_nll(logits, t);
+        let (p, q) = (f64::read(plain).unwrap(), f64::read(reference).unwrap());
+        let worst = p.iter().zip(&q).map(|(a, b)| (a - b).abs() / b.abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-5, "worst relative difference {worst:e}");
     }
 
     #[test]
