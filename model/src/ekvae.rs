@@ -460,11 +460,12 @@ impl Ekvae {
 
         // Frames in block layout once (no gradient), shared by the encoder input and the
         // distortion target.
-        // For a training step on frames that are data, plain values (the encoder's convolution
-        // and the distortion read them in plain Rust), otherwise a tensor.
+        // For frames that are data, in a training step or off the autodiff device (evaluation,
+        // validation), plain values (the encoder's convolution and the distortion read them in
+        // plain Rust); otherwise (the reference path of the tests) a tensor.
         let frames = frames.reshape([b * t, s, s]);
         let (device, dtype) = (frames.device(), frames.dtype());
-        let plain_data = defer && device.is_autodiff() && !frames.is_require_grad();
+        let plain_data = !frames.is_require_grad() && (defer || !device.is_autodiff());
         let blocks = if plain_data {
             Blocks::Values(self.encoder.block_values(frames)) // [B·T, r², 8, 8]
         } else {
