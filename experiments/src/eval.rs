@@ -96,6 +96,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
             format!("   fold diagnostic: winding {} (clearance {:.2})", f.winding, f.clearance)
         });
         say!("{}   ({}){fold}", scores.join("   "), e.env);
+        if !e.features_quadratic.is_empty() {
+            let q: Vec<String> = e
+                .features_quadratic
+                .iter()
+                .map(|f| format!("R²({}) = {:.4}", f.name, f.r2))
+                .collect();
+            say!("  from the latent and its pairwise products (a diagnostic): {}", q.join("   "));
+        }
     }
     let curves = &e.curves;
     if !args.quiet {

@@ -115,6 +115,41 @@ pub fn feature_scores(
     Ok((scores, fit))
 }
 
+/// The latent and its pairwise products, for a quadratic readout: each row `z` (`n` values)
+/// becomes `[z − c, (z_i − c_i)(z_j − c_j) for i ≤ j]`, `n + n(n+1)/2` values, with `c` the
+/// mean of `centre_of` (the training rows), so that the products are those of centred
+/// coordinates. A coordinate a latent holds as a smooth but not linear function (the
+/// cart-pole's θ̇, held as the velocity of the pole's direction (θ̇ cos θ, −θ̇ sin θ)) reads out
+/// here though the linear readout misses it.
+pub fn quadratic_features(z: &[f64], n: usize, centre_of: &[f64]) -> (Vec<f64>, usize) {
+    let width = n + n * (n + 1) / 2;
+    if n == 0 {
+        return (Vec::new(), 0);
+    }
+    let rows_c = (centre_of.len() / n).max(1);
+    let mut c = vec![0.0; n];
+    for row in centre_of.chunks_exact(n) {
+        for (a, &v) in c.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+    c.iter_mut().for_each(|a| *a /= rows_c as f64);
+    let mut out = Vec::with_capacity(z.len() / n * width);
+    let mut d = vec![0.0; n];
+    for row in z.chunks_exact(n) {
+        for ((d, &v), &m) in d.iter_mut().zip(row).zip(&c) {
+            *d = v - m;
+        }
+        out.extend_from_slice(&d);
+        for i in 0..n {
+            for j in i..n {
+                out.push(d[i] * d[j]);
+            }
+        }
+    }
+    (out, width)
+}
+
 /// The result of [`identify`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identification {
@@ -189,4 +224,37 @@ pub fn identify_latents(
         test_frames: vel_test.len(),
     };
     Ok(IdentifyOutput { report, z_test, angle_fit: fit_ang })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout by hand, and what the readout is for: a speed held as the velocity of a
+    /// direction, (v cos θ, v sin θ) next to (cos θ, sin θ), reads out linearly only in part and
+    /// exactly from the products (v = (v cos θ)·cos θ + (v sin θ)·sin θ).
+    #[test]
+    fn quadratic_features_layout_and_a_bilinear_target() {
+        let (q, w) = quadratic_features(&[1.0, 2.0, 3.0, 6.0], 2, &[0.0, 0.0, 2.0, 4.0]);
+        assert_eq!(w, 5);
+        // centre (1, 2): rows (0, 0) and (2, 4) → [d0, d1, d0², d0·d1, d1²]
+        assert_eq!(q, [0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 4.0, 4.0, 8.0, 16.0]);
+
+        let rows = 2000;
+        let (mut z, mut y) = (Vec::new(), Vec::new());
+        for r in 0..rows {
+            let th = 0.37 * r as f64;
+            let v = 8.0 * (0.0113 * r as f64).sin();
+            z.extend([th.cos(), th.sin(), v * th.cos(), v * th.sin()]);
+            y.push(v);
+        }
+        let names = ["v".to_string()];
+        let (train, test) = (&z[..2 * rows], &z[2 * rows..]);
+        let (ytr, yte) = (&y[..rows / 2], &y[rows / 2..]);
+        let linear = feature_scores((train, ytr), (test, yte), 4, &names).unwrap().0[0].r2;
+        let (qtr, w) = quadratic_features(train, 4, train);
+        let (qte, _) = quadratic_features(test, 4, train);
+        let quad = feature_scores((&qtr, ytr), (&qte, yte), w, &names).unwrap().0[0].r2;
+        assert!(linear < 0.5 && quad > 0.999, "linear {linear}, quadratic {quad}");
+    }
 }

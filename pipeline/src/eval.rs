@@ -9,7 +9,7 @@ use ekvae_model::data::Sequences;
 use ekvae_model::fold::Winding;
 use ekvae_model::identify::{
     FeatureScore, Identification, feature_scores, feature_targets, identify_latents,
-    smoothed_latents,
+    quadratic_features, smoothed_latents,
 };
 use ekvae_model::predict::{
     PredictionCurves, PredictionStrip, open_loop_prediction, prediction_windows,
@@ -89,6 +89,10 @@ pub struct Evaluation {
     /// R² of each of the environment's identification targets (empty when the data have no
     /// states or no registered environment names them).
     pub features: Vec<FeatureScore>,
+    /// R² of the same targets from the latent and its pairwise products
+    /// ([`ekvae_model::identify::quadratic_features`]): whether the latent holds a target at
+    /// all, when the linear readout (the identification criterion) misses it.
+    pub features_quadratic: Vec<FeatureScore>,
     /// Smoothed latent means of the test episodes, `[N, T, n]` row-major.
     pub z_test: Vec<f64>,
     /// Open-loop prediction errors per horizon.
@@ -111,6 +115,10 @@ struct Report<'a> {
     r2: std::collections::BTreeMap<&'a str, f64>,
     /// The same on the training sequences.
     train_r2: std::collections::BTreeMap<&'a str, f64>,
+    /// R² per target from the latent and its pairwise products (a diagnostic, not the
+    /// criterion).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    r2_quadratic: std::collections::BTreeMap<&'a str, f64>,
     model: String,
     epoch: usize,
     objective: String,
@@ -157,6 +165,7 @@ impl Evaluation {
             identification: self.identification.as_ref(),
             r2: self.features.iter().map(|f| (f.name.as_str(), f.r2)).collect(),
             train_r2: self.features.iter().map(|f| (f.name.as_str(), f.train_r2)).collect(),
+            r2_quadratic: self.features_quadratic.iter().map(|f| (f.name.as_str(), f.r2)).collect(),
             model: self.run_config.model.inference.to_string(),
             epoch: self.epoch,
             objective: self.run_config.objective.to_string(),
@@ -275,7 +284,7 @@ pub fn evaluate_with(
     let test_eps: Vec<usize> = (0..test.episodes).collect();
     let n = model.state_dim();
     let z_test = smoothed_latents(&model, &test_seqs, &test_eps, 64)?;
-    let (mut features, mut angle) = (Vec::new(), None);
+    let (mut features, mut features_quadratic, mut angle) = (Vec::new(), Vec::new(), None);
     let (mut identification, mut fold) = (None, None);
     if let Some(sys) = &system {
         let z_train = smoothed_latents(&model, &train_seqs, &train_eps, 64)?;
@@ -285,6 +294,13 @@ pub fn evaluate_with(
         let y_train = feature_targets(&train_seqs, &train_eps, k, &f)?;
         let y_test = feature_targets(&test_seqs, &test_eps, k, &f)?;
         features = feature_scores((&z_train, &y_train), (&z_test, &y_test), n, &names)?.0;
+        let (q_train, width) = quadratic_features(&z_train, n, &z_train);
+        let (q_test, _) = quadratic_features(&z_test, n, &z_train);
+        // Too few training frames for the products' regression: skipped, not an error.
+        if q_train.len() / width.max(1) > width {
+            features_quadratic =
+                feature_scores((&q_train, &y_train), (&q_test, &y_test), width, &names)?.0;
+        }
         if let Some(i) = sys.angle_coordinate().filter(|_| !pendulum) {
             // latent → [cos θ, sin θ] of the angle coordinate, for the prediction's angle errors
             // (the pendulum's comes from its own identification below).
@@ -317,7 +333,7 @@ pub fn evaluate_with(
         test,
         env,
         identification,
-        features,
+        (features, features_quadratic),
         z_test,
         angle,
         fold,
@@ -338,7 +354,7 @@ fn finish(
     test: Dataset,
     env: String,
     identification: Option<Identification>,
-    features: Vec<FeatureScore>,
+    (features, features_quadratic): (Vec<FeatureScore>, Vec<FeatureScore>),
     z_test: Vec<f64>,
     angle: Option<(ekvae_model::metrics::LinearRegression, usize)>,
     fold: Option<Winding>,
@@ -367,6 +383,7 @@ fn finish(
         env,
         identification,
         features,
+        features_quadratic,
         z_test,
         curves,
         strips,

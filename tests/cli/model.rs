@@ -377,7 +377,14 @@ fn cartpole_collect_train_eval_mpc() {
     assert_eq!(json["env"], "CartPoleSwingUp-v0");
     for key in ["x", "cos theta", "sin theta", "x_dot", "theta_dot"] {
         assert!(json["r2"][key].is_number(), "eval.json lacks r2.{key}: {json}");
+        // The quadratic readout's diagnostic, for every target: its features include the
+        // linear ones, so on the training frames it fits at least as well (here, on held-out
+        // frames of a one-epoch model, only that it is there and finite).
+        let q = &json["r2_quadratic"][key];
+        assert!(q.as_f64().is_some_and(f64::is_finite), "eval.json lacks r2_quadratic.{key}");
     }
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("pairwise products"), "{text}");
     assert!(json.get("r2_cos_sin").is_none(), "the pendulum's keys are the pendulum's");
     assert!(json["angle_err_deg_h5"].is_number());
     let out = dir.path().join("mpc");
