@@ -78,8 +78,8 @@ pub enum CostArg {
 #[derive(Debug, Args)]
 pub struct MpcArgs {
     /// The environment: `Pendulum-v1`, `CartPoleSwingUp-v0`, `CartPoleSwingUpBigPole-v0` or
-    /// `CartPoleSwingUpBigPoleGhost-v0` [default: the run's, else Pendulum-v1]. The cart-pole writes `steps.csv`, `summary.json`
-    /// and `swingup.gif`.
+    /// `CartPoleSwingUpBigPoleGhost-v0` [default: the run's, else Pendulum-v1]. The cart-pole
+    /// writes `steps.csv`, `summary.json` and `swingup.gif`.
     #[arg(long)]
     pub env: Option<String>,
     /// Plan on the trained model in this run directory (in its latent space, from rendered
