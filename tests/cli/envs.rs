@@ -133,6 +133,22 @@ fn collect_cartpole_then_inspect() {
     assert!(text.contains("CartPoleSwingUp-v0") && text.contains("theta_dot"), "{text}");
 }
 
+/// The ghost drawing through the command line: same physics and starts as the plain cart-pole
+/// (the same seed gives the same states and actions), other frames, and the file's renderer
+/// record says how the ghost is drawn.
+#[test]
+fn collect_cartpole_ghost_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = collect_small(dir.path(), "big.npz", &["--env", "CartPoleSwingUpBigPole-v0"]);
+    let ghost =
+        collect_small(dir.path(), "ghost.npz", &["--env", "CartPoleSwingUpBigPoleGhost-v0"]);
+    let (b, g) = (Dataset::load(&big).unwrap(), Dataset::load(&ghost).unwrap());
+    assert_eq!(g.meta.env, "CartPoleSwingUpBigPoleGhost-v0");
+    assert_eq!((&b.states, &b.actions), (&g.states, &g.actions));
+    assert_ne!(b.images, g.images, "the ghost is drawn");
+    assert_eq!(g.meta.renderer["ghost"]["shade"], 110, "{:?}", g.meta.renderer);
+}
+
 #[test]
 fn failed_collect_keeps_existing_file() {
     let dir = tempfile::tempdir().unwrap();
