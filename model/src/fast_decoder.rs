@@ -315,16 +315,25 @@ fn block_forward<T: Real>(
 /// `x [N, R, 8, 8]` (block layout), without the gradient: the forward half of
 /// [`PlainDeconvNll::forward`] (the same blocks, so the same values), for evaluation.
 pub fn plain_nll<T: Real>(weights: &DeconvWeights<T>, h: &[T], x: &[T]) -> Vec<f64> {
+    per_block(weights, h, x, |wp, hb, xb, pairs| block_distortion(weights, wp, hb, xb, pairs).0)
+        .concat()
+}
+
+/// `run` on each block of [`BLOCK`] frames of `h` and `x` on the thread pool, with the weight in
+/// tap-major columns and the scatter pairs; the results in block order.
+fn per_block<T: Real, R: Send>(
+    weights: &DeconvWeights<T>,
+    h: &[T],
+    x: &[T],
+    run: impl Fn(&[T], &[T], &[T], &[(usize, usize)]) -> R + Sync,
+) -> Vec<R> {
     let (c, r) = (weights.c, weights.r);
     let pairs = scatter_pairs(r);
     let wp = permute_taps(&weights.w, c, r, false);
-    let (hf, xf) = (c * POSITIONS, r * PIXELS);
-    let parts: Vec<Vec<f64>> = h
-        .par_chunks(BLOCK * hf)
-        .zip(x.par_chunks(BLOCK * xf))
-        .map(|(hb, xb)| block_distortion(weights, &wp, hb, xb, &pairs).0)
-        .collect();
-    parts.concat()
+    h.par_chunks(BLOCK * c * POSITIONS)
+        .zip(x.par_chunks(BLOCK * r * PIXELS))
+        .map(|(hb, xb)| run(&wp, hb, xb, &pairs))
+        .collect()
 }
 
 /// The distortion half of [`block_forward`]: per-frame `D_f`, and the buffers the gradient
@@ -458,16 +467,10 @@ impl<T: Real> PlainDeconvNll<T> {
     /// Run the layer on `h [N, C, 4, 4]` (row-major) against the targets `x [N, R, 8, 8]` in
     /// the decoder's block layout.
     pub fn forward(weights: DeconvWeights<T>, h: &[T], x: &[T]) -> Self {
-        let (c, r) = (weights.c, weights.r);
-        let pairs = scatter_pairs(r);
-        let wp = permute_taps(&weights.w, c, r, false);
-        let (hf, xf) = (c * POSITIONS, r * PIXELS);
-        let parts: Vec<(Vec<f64>, Vec<T>, BlockState<T>)> = h
-            .par_chunks(BLOCK * hf)
-            .zip(x.par_chunks(BLOCK * xf))
-            .map(|(hb, xb)| block_forward(&weights, &wp, hb, xb, &pairs))
-            .collect();
-        let mut nll = Vec::with_capacity(h.len() / hf);
+        let parts = per_block(&weights, h, x, |wp, hb, xb, pairs| {
+            block_forward(&weights, wp, hb, xb, pairs)
+        });
+        let mut nll = Vec::with_capacity(h.len() / (weights.c * POSITIONS));
         let mut grad_h = Vec::with_capacity(h.len());
         let mut blocks = Vec::with_capacity(parts.len());
         for (n, g, s) in parts {
