@@ -280,6 +280,122 @@ impl Dataset {
         })
     }
 
+    /// The episodes `order` (any order, repeats allowed) as a new dataset; the metadata keeps
+    /// its description, with `episodes` updated and `first_episode` 0 (the episodes need not be
+    /// contiguous in the source).
+    pub fn select(&self, order: &[usize]) -> Result<Dataset> {
+        if order.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "episode selection",
+                reason: "no episode selected".into(),
+            });
+        }
+        if let Some(&bad) = order.iter().find(|&&e| e >= self.episodes) {
+            return Err(Error::InvalidArgument {
+                what: "episode selection",
+                reason: format!("episode {bad} is outside 0..{}", self.episodes),
+            });
+        }
+        let (t, f, k, d) = (self.steps, self.frame_len(), self.action_dim, self.state_dim);
+        let mut out = Dataset {
+            images: Vec::with_capacity(order.len() * t * f),
+            actions: Vec::with_capacity(order.len() * t * k),
+            states: Vec::with_capacity(order.len() * t * d),
+            rewards: Vec::with_capacity(if self.rewards.is_empty() { 0 } else { order.len() * t }),
+            episodes: order.len(),
+            meta: DatasetMeta { episodes: order.len(), first_episode: 0, ..self.meta.clone() },
+            ..*self
+        };
+        for &e in order {
+            let (a, b) = (e * t, (e + 1) * t);
+            out.images.extend_from_slice(&self.images[a * f..b * f]);
+            out.actions.extend_from_slice(&self.actions[a * k..b * k]);
+            out.states.extend_from_slice(&self.states[a * d..b * d]);
+            if !self.rewards.is_empty() {
+                out.rewards.extend_from_slice(&self.rewards[a..b]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The episodes of `parts`, one after the other, as one dataset. The parts must be of one
+    /// environment (id, parameters, renderer, state names) with the same steps per episode,
+    /// image size, channels and dimensions, and either all or none record rewards. The
+    /// metadata is the first part's, with `episodes` summed and `policy` and `seeding` naming
+    /// each part's (`"P1 ×N1 + P2 ×N2"`) when they differ.
+    pub fn concat(parts: &[&Dataset]) -> Result<Dataset> {
+        let Some(first) = parts.first() else {
+            return Err(Error::InvalidArgument {
+                what: "datasets to merge",
+                reason: "none given".into(),
+            });
+        };
+        let differs = |i: usize, what: &str, a: String, b: String| Error::InvalidArgument {
+            what: "datasets to merge",
+            reason: format!(
+                "part {} has {what} {b}, part 1 has {a}; merge data of one environment and one collection format",
+                i + 1
+            ),
+        };
+        for (i, p) in parts.iter().enumerate().skip(1) {
+            let shape = |d: &Dataset| {
+                format!(
+                    "T={} S={} C={} A={} D={}",
+                    d.steps, d.size, d.channels, d.action_dim, d.state_dim
+                )
+            };
+            if shape(first) != shape(p) {
+                return Err(differs(i, "the shape", shape(first), shape(p)));
+            }
+            let (m0, m) = (&first.meta, &p.meta);
+            for (what, a, b) in [
+                ("the environment", m0.env.clone(), m.env.clone()),
+                ("the parameters", m0.params.to_string(), m.params.to_string()),
+                ("the renderer", m0.renderer.to_string(), m.renderer.to_string()),
+                ("the state names", m0.state_names.join(","), m.state_names.join(",")),
+            ] {
+                if a != b {
+                    return Err(differs(i, what, a, b));
+                }
+            }
+            if first.rewards.is_empty() != p.rewards.is_empty() {
+                let has = |d: &Dataset| if d.rewards.is_empty() { "no rewards" } else { "rewards" };
+                return Err(differs(i, "", has(first).into(), has(p).into()));
+            }
+        }
+        let n: usize = parts.iter().map(|p| p.episodes).sum();
+        let joined = |field: fn(&DatasetMeta) -> &String| {
+            let all: Vec<&String> = parts.iter().map(|p| field(&p.meta)).collect();
+            if all.iter().all(|s| *s == all[0]) {
+                all[0].clone()
+            } else {
+                parts
+                    .iter()
+                    .map(|p| format!("{} ×{}", field(&p.meta), p.episodes))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            }
+        };
+        let meta = DatasetMeta {
+            episodes: n,
+            first_episode: 0,
+            policy: joined(|m| &m.policy),
+            seeding: joined(|m| &m.seeding),
+            ..first.meta.clone()
+        };
+        let cat =
+            |f: fn(&Dataset) -> &[u8]| parts.iter().flat_map(|p| f(p).iter().copied()).collect();
+        Ok(Dataset {
+            images: cat(|d| &d.images),
+            actions: parts.iter().flat_map(|p| p.actions.iter().copied()).collect(),
+            states: parts.iter().flat_map(|p| p.states.iter().copied()).collect(),
+            rewards: parts.iter().flat_map(|p| p.rewards.iter().copied()).collect(),
+            episodes: n,
+            meta,
+            ..**first
+        })
+    }
+
     /// Split into the first `n_first` episodes and the rest (e.g. training and validation);
     /// both parts must be non-empty. Episodes are i.i.d., so a split by index is a random split.
     pub fn split_at(&self, n_first: usize) -> Result<(Dataset, Dataset)> {
@@ -706,6 +822,50 @@ mod tests {
             state_dim: 2,
             meta,
         }
+    }
+
+    /// `select` reorders whole episodes (every array moves with its episode); `concat` of a
+    /// dataset's two halves is the dataset again, and mismatched parts are refused.
+    #[test]
+    fn select_and_concat_move_whole_episodes() {
+        let d = small();
+        let r = d.select(&[2, 0, 1]).unwrap();
+        r.check().unwrap();
+        for (new, old) in [(0, 2), (1, 0), (2, 1)] {
+            for t in 0..d.steps {
+                assert_eq!(r.frame(new, t), d.frame(old, t));
+                assert_eq!(r.state(new, t), d.state(old, t));
+                assert_eq!(r.action(new, t), d.action(old, t));
+                assert_eq!(r.rewards[new * d.steps + t], d.rewards[old * d.steps + t]);
+            }
+        }
+        assert!(d.select(&[]).is_err());
+        assert!(d.select(&[3]).is_err());
+
+        let (a, b) = d.split_at(1).unwrap();
+        let mut whole = Dataset::concat(&[&a, &b]).unwrap();
+        assert_eq!(whole.meta.first_episode, 0);
+        whole.meta.first_episode = d.meta.first_episode;
+        assert_eq!(whole, d, "the halves put back together");
+
+        let mut other = b.clone();
+        other.meta.policy = "mpc".into();
+        let m = Dataset::concat(&[&a, &other]).unwrap();
+        assert_eq!(m.meta.policy, "uniform:-2,2 ×1 + mpc ×2");
+        assert_eq!(m.episodes, 3);
+
+        let mut env = b.clone();
+        env.meta.env = "CartPoleSwingUp-v0".into();
+        let e = Dataset::concat(&[&a, &env]).unwrap_err().to_string();
+        assert!(e.contains("environment") && e.contains("CartPoleSwingUp-v0"), "{e}");
+        let mut no_rewards = b.clone();
+        no_rewards.rewards.clear();
+        assert!(Dataset::concat(&[&a, &no_rewards]).is_err());
+        let short = d.select(&[0]).unwrap().subset(0..1).unwrap();
+        let mut shorter = short.clone();
+        shorter.steps = 4;
+        assert!(Dataset::concat(&[&short, &shorter]).is_err());
+        assert!(Dataset::concat(&[]).is_err());
     }
 
     /// Version 1 files (the pendulum's, before states became optional) load as version 2: the

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 /// over locally-linear latent dynamics) of a pendulum from its pixels, check what its latent
 /// holds, and swing the real pendulum up from its images with iLQR-MPC on the learned dynamics.
 ///
-/// The pipeline, in order: collect → (inspect) → train → eval → mpc; `reproduce` runs the
+/// The pipeline, in order: collect → (inspect, merge) → train → eval → mpc; `reproduce` runs the
 /// prediction-accuracy grid and `demo` runs everything on built-in defaults. Every command
 /// writes CSV/JSON records and figures; `ekvae COMMAND --help` shows each flag with its default.
 #[derive(Debug, Parser)]
@@ -25,6 +25,8 @@ pub enum Command {
     Collect(crate::collect::CollectArgs),
     /// Describe a dataset file and write a contact sheet of its frames.
     Inspect(crate::inspect::InspectArgs),
+    /// Merge datasets of one environment into one file (episodes shuffled, seeded).
+    Merge(crate::merge::MergeArgs),
     /// Train an EKVAE world model (or the RNN-inference baseline, --model rnn) on a collected dataset.
     Train(crate::train::TrainArgs),
     /// Evaluate a trained run: identification (R²), open-loop prediction errors per horizon, figures.
@@ -56,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Collect(args) => crate::collect::run(args),
         Command::Inspect(args) => crate::inspect::run(args),
+        Command::Merge(args) => crate::merge::run(args),
         Command::Train(args) => crate::train::run(args),
         Command::Eval(args) => crate::eval::run(args),
         Command::Mpc(args) => {

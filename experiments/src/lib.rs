@@ -30,6 +30,7 @@ pub mod eval;
 pub mod export;
 pub mod figures;
 pub mod inspect;
+pub mod merge;
 pub mod mpc;
 pub mod output;
 pub mod reproduce;

@@ -149,6 +149,24 @@ pub struct MpcArgs {
     /// [default: the run's training data, as its config.toml records it]
     #[arg(long)]
     pub reward_data: Option<PathBuf>,
+    /// Also write the episodes as a dataset (.npz) of the environment, on-policy data to train
+    /// on (e.g. merged with random-action data by `ekvae merge`): each episode cut into windows
+    /// of --record-steps, frames rendered at the run's image size (--record-size without a run).
+    /// Not for the pendulum's swing-up yet.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// With --record: steps per recorded episode (each controlled episode gives
+    /// ⌊steps / this⌋ of them).
+    #[arg(long, default_value_t = 100, requires = "record")]
+    pub record_steps: usize,
+    /// With --record: side of the recorded frames [default: the run's image size].
+    #[arg(long, requires = "record")]
+    pub record_size: Option<usize>,
+    /// Standard deviation of Gaussian noise added to each planned action before it is applied
+    /// (clipped to the action bounds), for exploration when recording; scored as applied.
+    /// Not for the pendulum's swing-up yet.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub action_noise: f64,
     /// No progress bar (the result line is still printed).
     #[arg(long)]
     pub quiet: bool,
@@ -279,6 +297,42 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
         multistart_iterations: args.multistart_iterations,
         random_starts: args.random_starts,
         short_horizon_start: !args.no_short_horizon_start,
+        action_noise: args.action_noise,
+    };
+    // The recording's size and file are checked before any episode runs.
+    let record = match &args.record {
+        None => None,
+        Some(path) => {
+            let size = match (args.record_size, &args.run) {
+                (Some(s), _) => s,
+                (None, Some(dir)) => {
+                    ekvae_model::rundir::RunDir::new(dir)
+                        .open()
+                        .with_context(|| format!("--run {}", dir.display()))?
+                        .0
+                        .model
+                        .image_size
+                }
+                (None, None) => {
+                    bail!("--record without --run needs --record-size (the frames' side)")
+                }
+            };
+            if !(ekvae_envs::dataset::MIN_SIZE..=1024).contains(&size) {
+                bail!(
+                    "--record-size {size} is out of range; use {} to 1024",
+                    ekvae_envs::dataset::MIN_SIZE
+                );
+            }
+            if args.record_steps == 0 {
+                bail!("--record-steps must be at least 1");
+            }
+            if let Some(dir) = &args.run {
+                let cfg = ekvae_model::rundir::RunDir::new(dir).open()?.0;
+                ekvae_envs::fsio::check_distinct(path, &[Path::new(&cfg.data)])?;
+            }
+            ekvae_pipeline::collect::prepare_output(path)?;
+            Some((path.clone(), size))
+        }
     };
     let planner = match &args.run {
         None => TaskPlanner::True,
@@ -312,6 +366,23 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
     })?;
     bar.finish();
     write_task(&args.out, &result, task.system().as_ref(), args.gif_size)?;
+    if let Some((path, size)) = &record {
+        let data = ekvae_pipeline::task::record(
+            &result,
+            task.system().as_ref(),
+            *size,
+            args.record_steps,
+        )?;
+        data.save(path).with_context(|| format!("saving {}", path.display()))?;
+        say!(
+            "recorded {} episodes × {} steps ({}×{} frames) into {}",
+            data.episodes,
+            data.steps,
+            size,
+            size,
+            path.display()
+        );
+    }
     say!(
         "mpc {env} ({}): {} episodes, mean return {:.2} ± {:.2}, success {:.0}%, plan ms median {:.4} p95 {:.4} max {:.3}; wrote {}",
         result.model,
@@ -373,6 +444,11 @@ pub fn run(args: MpcArgs) -> Result<SwingUp> {
         bail!("--gif-size {} is out of range; use 16 to 1024", args.gif_size);
     }
     let env = environment(&args)?;
+    if args.record.is_some() || args.action_noise != 0.0 {
+        bail!(
+            "--record and --action-noise are not implemented for the pendulum's swing-up yet (they work for the other environments, e.g. --env CartPoleSwingUpBigPoleGhost-v0)"
+        );
+    }
     if env != ekvae_model::train::PENDULUM {
         bail!(
             "this is the pendulum's swing-up; {env} is controlled by run_task_cli (as `ekvae mpc --env {env}` does)"

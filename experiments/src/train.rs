@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use ekvae_model::backend::device_from_name;
 use ekvae_model::train::{EpochRow, Progress, StepStats};
@@ -226,6 +226,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         // Only the epochs are taken from here.
         let mut c = ekvae_model::rundir::RunDir::new(&args.out).read_config().unwrap_or_default();
+        // The run continues on its own data: another file would train a mix that the run's
+        // record does not name.
+        if !c.data_sha256.is_empty() {
+            let bytes = std::fs::read(&args.data)
+                .with_context(|| format!("cannot read {}", args.data.display()))?;
+            if ekvae_model::rundir::FileDigest::of(&bytes).sha256 != c.data_sha256 {
+                bail!(
+                    "{}: not the data the run in {} was trained on (its config.toml records {} and its SHA-256); resume with those data, or train a new run on these",
+                    args.data.display(),
+                    args.out.display(),
+                    c.data
+                );
+            }
+        }
         if let Some(e) = args.epochs {
             c.epochs = e;
         }

@@ -67,8 +67,15 @@ pub struct TrainConfig {
     /// Epochs at the start during which the transition's mixing weights α are frozen uniform
     /// (one global linear model, KVAE's staged training); 0 = never.
     pub freeze_mixing_epochs: usize,
-    /// The training data file, recorded for `ekvae eval` (informational for the library).
+    /// The training data file, recorded for `ekvae eval` (informational for the library):
+    /// an absolute path since the runs that also record `data_sha256`, the path as given
+    /// (relative to the folder `train` ran in) before.
     pub data: String,
+    /// SHA-256 of the training data file when the run started (lowercase hex; empty, and not
+    /// written, when unknown). Whoever reads the training data back through `data` refuses a
+    /// file whose digest differs: another file at that path is not the run's data.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub data_sha256: String,
     /// The environment the training data come from (its registry id; empty for recorded data).
     /// The fold diagnostic, which renders the pendulum, runs for `Pendulum-v1` only. Not written
     /// for the pendulum, so that the runs made before environments were named read the same.
@@ -98,6 +105,7 @@ impl Default for TrainConfig {
             lambda: LambdaConfig::default(),
             freeze_mixing_epochs: 0,
             data: String::new(),
+            data_sha256: String::new(),
             env: PENDULUM.into(),
             commit: String::new(),
         }

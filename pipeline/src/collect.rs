@@ -120,3 +120,50 @@ pub fn collect_to(
     data.save(out).with_context(|| format!("saving {}", out.display()))?;
     Ok(data)
 }
+
+/// Episode order of a merge: shuffled with this seed (so that the validation split, which
+/// takes the last episodes, is a random split of the merged data), or kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOrder {
+    /// A seeded Fisher–Yates shuffle of the episodes.
+    Shuffled(u64),
+    /// The inputs' episodes one after the other.
+    Kept,
+}
+
+/// Loads the datasets `inputs`, merges their episodes into one ([`Dataset::concat`]: one
+/// environment, one shape) in `order`, and saves the result to `out` atomically; `out` may not
+/// be one of the inputs. Returns the merged dataset.
+pub fn merge_to(inputs: &[&Path], out: &Path, order: MergeOrder) -> Result<Dataset> {
+    if inputs.len() < 2 {
+        invalid!("give at least two datasets to merge");
+    }
+    ekvae_envs::fsio::check_distinct(out, inputs)?;
+    prepare_output(out)?;
+    let parts = inputs
+        .iter()
+        .map(|p| Dataset::load(p).with_context(|| format!("cannot load dataset {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Dataset> = parts.iter().collect();
+    let merged = Dataset::concat(&refs).map_err(|e| {
+        let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        Error::invalid(format!("{} (parts in order: {})", e, names.join(", ")))
+    })?;
+    let mut merged = match order {
+        MergeOrder::Kept => merged,
+        MergeOrder::Shuffled(seed) => {
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let mut idx: Vec<usize> = (0..merged.episodes).collect();
+            for i in (1..idx.len()).rev() {
+                let j = (ekvae_envs::space::uniform(&mut rng, 0.0, (i + 1) as f64) as usize).min(i);
+                idx.swap(i, j);
+            }
+            let mut m = merged.select(&idx)?;
+            m.meta.seeding = format!("{} (episodes shuffled with seed {seed})", m.meta.seeding);
+            m
+        }
+    };
+    merged.meta.generator = format!("ekvae-envs {} (merge)", env!("CARGO_PKG_VERSION"));
+    merged.save(out).with_context(|| format!("saving {}", out.display()))?;
+    Ok(merged)
+}

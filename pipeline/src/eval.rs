@@ -215,16 +215,15 @@ pub fn evaluate_with(
     let (run_config, state) = run.open()?;
     let history = run.read_metrics()?;
     let model = run.load_model(&run_config, &state, device)?;
-    let train_path = match &config.train_data {
-        Some(p) => p.clone(),
-        None if run_config.data.trim().is_empty() => invalid!(
-            "{}: the run records no training data path; give it with --train-data",
-            run.config_path().display()
+    let (train_path, train) = match &config.train_data {
+        Some(p) => {
+            (p.clone(), load_dataset(p).context("loading the training data (--train-data)")?)
+        }
+        None => (
+            PathBuf::from(&run_config.data),
+            crate::train::recorded_training_data(&config.run, &run_config, "--train-data")?,
         ),
-        None => PathBuf::from(&run_config.data),
     };
-    let train = load_dataset(&train_path)
-        .context("loading the training data (override with --train-data)")?;
     let test = load_dataset(&config.data)?;
     for (what, path, d) in [("training", &train_path, &train), ("test", &config.data, &test)] {
         let s = Sequences::from(d);

@@ -354,6 +354,7 @@ pub fn check_config(run: &RunDir, fresh: &TrainConfig, dir: &Path) -> Result<()>
     let mut old = run.read_config()?;
     old.epochs = fresh.epochs;
     old.data.clone_from(&fresh.data);
+    old.data_sha256.clone_from(&fresh.data_sha256);
     old.commit.clone_from(&fresh.commit);
     if &old != fresh {
         invalid!(

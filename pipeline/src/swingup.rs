@@ -445,16 +445,21 @@ pub fn run_swingup(
                     )
                 }
                 LatentCostKind::Reward => {
-                    let path = match &l.reward_data {
-                        Some(p) => p.clone(),
-                        None if model.config.data.trim().is_empty() => invalid!(
-                            "{}: the run records no training data path; give the reward data with --reward-data",
-                            l.run.display()
+                    let (path, data) = match &l.reward_data {
+                        Some(p) => (
+                            p.clone(),
+                            crate::train::load_dataset(p)
+                                .context("loading the reward data (--reward-data)")?,
                         ),
-                        None => PathBuf::from(&model.config.data),
+                        None => (
+                            PathBuf::from(&model.config.data),
+                            crate::train::recorded_training_data(
+                                &l.run,
+                                &model.config,
+                                "--reward-data",
+                            )?,
+                        ),
                     };
-                    let data = crate::train::load_dataset(&path)
-                        .context("loading the reward data (override with --reward-data)")?;
                     let fit = RewardFit::fit(&model, &data, REWARD_EPISODES)
                         .with_context(|| format!("fitting the reward to {}", path.display()))?;
                     let cost = fit.cost(config.terminal_weight)?;

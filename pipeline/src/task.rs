@@ -17,6 +17,8 @@ use ekvae_envs::{Env, System};
 use ekvae_planner::{
     CartPoleCost, ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, TrueCartPole,
 };
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::control::{
@@ -136,6 +138,11 @@ pub struct TaskConfig {
     pub random_starts: usize,
     /// Add the multi-start candidate planned over half the horizon.
     pub short_horizon_start: bool,
+    /// Standard deviation of Gaussian noise added to each planned action before it is applied
+    /// (then clipped to the action bounds), for exploration when the episodes are recorded as
+    /// data ([`record`]); 0 = none. Seeded by `seed` and the episode, apart from the planner's
+    /// random starts.
+    pub action_noise: f64,
 }
 
 /// What plans.
@@ -260,6 +267,9 @@ pub fn run_task(
     if config.episodes == 0 || steps == 0 {
         invalid!("--episodes and --steps must be at least 1");
     }
+    if !(config.action_noise.is_finite() && config.action_noise >= 0.0) {
+        invalid!("--action-noise {} must be a finite number ≥ 0", config.action_noise);
+    }
     let bytes = (config.episodes as u64)
         .checked_mul(steps as u64)
         .and_then(|n| n.checked_mul(64 + 8 * system.state_names().len() as u64));
@@ -313,16 +323,21 @@ pub fn run_task(
                     (cost, d)
                 }
                 LatentCostKind::Reward => {
-                    let path = match reward_data {
-                        Some(p) => p.clone(),
-                        None if model.config.data.trim().is_empty() => invalid!(
-                            "{}: the run records no training data path; give the reward data with --reward-data",
-                            run.display()
+                    let (path, data) = match reward_data {
+                        Some(p) => (
+                            p.clone(),
+                            crate::train::load_dataset(p)
+                                .context("loading the reward data (--reward-data)")?,
                         ),
-                        None => PathBuf::from(&model.config.data),
+                        None => (
+                            PathBuf::from(&model.config.data),
+                            crate::train::recorded_training_data(
+                                run,
+                                &model.config,
+                                "--reward-data",
+                            )?,
+                        ),
                     };
-                    let data = crate::train::load_dataset(&path)
-                        .context("loading the reward data (override with --reward-data)")?;
                     if data.meta.env != system.id() {
                         invalid!(
                             "the reward data {} are of {}, the task is {}",
@@ -380,10 +395,13 @@ fn episodes(
 ) -> Result<TaskRun> {
     let system = task.system();
     let d = system.state_names().len();
+    let (lower, upper) = system.action_bounds();
     let mut rows = Vec::with_capacity(config.episodes * steps);
     let mut episodes = Vec::with_capacity(config.episodes);
     for ep in 0..config.episodes {
         let start = task.start(config.seed, ep);
+        let mut noise = ChaCha8Rng::seed_from_u64(config.seed ^ NOISE_STREAM);
+        noise.set_stream(ep as u64);
         let mut state = start.clone();
         controller.reset();
         let (mut ret, mut terminated_at) = (0.0, None);
@@ -398,13 +416,20 @@ fn episodes(
             times.push(plan_ms);
             states.extend_from_slice(&state);
             let before = state.clone();
-            let outcome = system.step(&mut state, &plan.u);
+            let mut u = plan.u;
+            if config.action_noise > 0.0 {
+                for (i, u) in u.iter_mut().enumerate() {
+                    *u = (*u + config.action_noise * standard_normal(&mut noise))
+                        .clamp(lower[i], upper[i]);
+                }
+            }
+            let outcome = system.step(&mut state, &u);
             ret += outcome.reward;
             rows.push(TaskStep {
                 episode: ep,
                 t,
                 state: before,
-                u: plan.u,
+                u,
                 reward: outcome.reward,
                 plan_ms,
                 iterations: plan.iterations,
@@ -452,6 +477,84 @@ fn episodes(
     })
 }
 
+/// Mixed into the seed of the exploration noise, so that its draws are not the planner's.
+const NOISE_STREAM: u64 = 0x6e6f_6973_6520_7374;
+
+/// One standard normal draw (Box–Muller on the workspace's portable uniform).
+fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1 = 1.0 - ekvae_envs::space::uniform(rng, 0.0, 1.0); // (0, 1]
+    let u2 = ekvae_envs::space::uniform(rng, 0.0, 1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// The episodes of `run` as a dataset of `system` (on-policy data): each episode is cut into
+/// windows of `window` steps (a remainder shorter than a window, and the steps after the
+/// environment terminated an episode, are left out), with the frames rendered at `size` from
+/// the states before each action, the applied actions, the states and the rewards. Fails when
+/// no episode holds a whole window.
+pub fn record(
+    run: &TaskRun,
+    system: &dyn System,
+    size: usize,
+    window: usize,
+) -> Result<ekvae_envs::Dataset> {
+    use ekvae_envs::collect::CollectConfig;
+    if window == 0 {
+        invalid!("--record-steps must be at least 1");
+    }
+    if size < ekvae_envs::dataset::MIN_SIZE {
+        invalid!("the recorded frames' size {size} is below {}", ekvae_envs::dataset::MIN_SIZE);
+    }
+    let (d, c) = (system.state_names().len(), system.channels());
+    let a = run.steps.first().map_or(0, |s| s.u.len());
+    let frame = size * size * c;
+    let mut data = ekvae_envs::Dataset {
+        images: Vec::new(),
+        actions: Vec::new(),
+        states: Vec::new(),
+        rewards: Vec::new(),
+        episodes: 0,
+        steps: window,
+        size,
+        channels: c,
+        action_dim: a,
+        state_dim: d,
+        meta: CollectConfig { episodes: 0, steps: window, size, seed: run.config.seed }.meta(
+            system,
+            format!(
+                "mpc: {} (horizon {}, action noise {})",
+                run.model, run.mpc.horizon, run.config.action_noise
+            ),
+        ),
+    };
+    data.meta.seeding = format!(
+        "{} episodes of `ekvae mpc` from the task's seeded starts (seed {} + episode), each cut into windows of {window} steps",
+        run.config.episodes, run.config.seed
+    );
+    for ep in &run.episodes {
+        let rows: Vec<&TaskStep> = run.steps.iter().filter(|s| s.episode == ep.episode).collect();
+        for chunk in rows.chunks_exact(window) {
+            for s in chunk {
+                let at = data.images.len();
+                data.images.resize(at + frame, 0);
+                system.render_into(&s.state, size, &mut data.images[at..]);
+                data.actions.extend(s.u.iter().map(|&u| u as f32));
+                data.states.extend_from_slice(&s.state);
+                data.rewards.push(s.reward as f32);
+            }
+            data.episodes += 1;
+        }
+    }
+    if data.episodes == 0 {
+        invalid!(
+            "no episode ran {window} steps, so nothing can be recorded; lower --record-steps or run longer episodes"
+        );
+    }
+    data.meta.episodes = data.episodes;
+    data.check()?;
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +570,7 @@ mod tests {
             multistart_iterations: 50,
             random_starts: 2,
             short_horizon_start: true,
+            action_noise: 0.0,
         }
     }
 

@@ -206,9 +206,52 @@ pub fn resolve_config(
     cfg.model.action_dim = seqs.action_dim;
     cfg.env = data.meta.env.clone();
     overrides.apply(&mut cfg);
-    cfg.data = data_path.display().to_string();
+    // Recorded absolute, so that the run finds its data from any folder, with the file's
+    // digest, so that another file at that path is noticed.
+    cfg.data = std::path::absolute(data_path)
+        .unwrap_or_else(|_| data_path.to_path_buf())
+        .display()
+        .to_string();
+    cfg.data_sha256 = std::fs::read(data_path)
+        .map(|bytes| ekvae_model::rundir::FileDigest::of(&bytes).sha256)
+        .unwrap_or_default();
     cfg.check()?;
     Ok(cfg)
+}
+
+/// The training data a run records (its `config.toml`'s `data`), for a reader that needs them
+/// back (evaluation's readout, the reward fit); `flag` is the option that gives them instead.
+/// A relative path (runs made before paths were recorded absolute) is resolved against the
+/// current folder, as those runs' users did. When the run records the file's SHA-256, a file
+/// with another digest is refused: it is not the data the run was trained on.
+pub fn recorded_training_data(run: &Path, cfg: &TrainConfig, flag: &str) -> Result<Dataset> {
+    if cfg.data.trim().is_empty() {
+        invalid!(
+            "{}: the run records no training data path; give it with {flag}",
+            run.join("config.toml").display()
+        );
+    }
+    let path = PathBuf::from(&cfg.data);
+    if !cfg.data_sha256.is_empty() {
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Error::File(format!(
+                "{}: cannot read the run's training data ({e}), recorded in {}; give it with {flag}",
+                path.display(),
+                run.join("config.toml").display()
+            ))
+        })?;
+        let found = ekvae_model::rundir::FileDigest::of(&bytes).sha256;
+        if found != cfg.data_sha256 {
+            invalid!(
+                "{}: this is not the file the run in {} was trained on (SHA-256 {}…, the run records {}…); give the training data with {flag}",
+                path.display(),
+                run.display(),
+                &found[..12],
+                &cfg.data_sha256[..12.min(cfg.data_sha256.len())]
+            );
+        }
+    }
+    load_dataset(&path).with_context(|| format!("loading the training data (override with {flag})"))
 }
 
 /// A rough lower bound of the memory one training step (or one validation chunk of 64 whole

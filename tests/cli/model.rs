@@ -96,6 +96,12 @@ fn collect_train_eval_resume() {
     );
     assert_eq!(std::fs::read(run.join("state.json")).unwrap(), before);
 
+    // --resume on other data: refused (the run would train on a mix its record does not name).
+    assert_clean_failure(
+        &train(&test_file, &run, &cfg, &["--resume", "--epochs", "2"]),
+        "not the data the run",
+    );
+    assert_eq!(std::fs::read(run.join("state.json")).unwrap(), before);
     // --resume continues at the saved epoch.
     let o = train(&train_file, &run, &cfg, &["--resume", "--epochs", "2"]);
     assert!(o.status.success(), "resume failed: {}", stderr(&o));
@@ -407,6 +413,153 @@ fn cartpole_collect_train_eval_mpc() {
     assert_eq!(summary["env"], "CartPoleSwingUp-v0");
     assert_eq!(summary["episodes"].as_array().unwrap().len(), 1);
 
+    // Controlled episodes recorded as a dataset (two episodes of 30 steps, each cut into two
+    // windows of 12 and a remainder of 6 that is left out), with exploration noise, merged
+    // with the random-action data and trained on. The true model plans here: this one-epoch
+    // model drives the cart off the track within 10 steps.
+    let rec = dir.path().join("rec.npz");
+    let mpc_rec = |extra: &[&str]| {
+        let out = dir.path().join("mpc-rec");
+        let mut args = vec!["mpc", "--env", "CartPoleSwingUp-v0", "--record-size", "16"];
+        args.extend(["--episodes", "2"]);
+        args.extend(["--steps", "30", "--gif-size", "32", "--quiet"]);
+        args.extend(["--out", out.to_str().unwrap(), "--record", rec.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        ekvae(&args)
+    };
+    let o = mpc_rec(&["--record-steps", "12", "--action-noise", "0.5"]);
+    assert!(o.status.success(), "mpc --record failed: {}", stderr(&o));
+    let steps = std::fs::read_to_string(dir.path().join("mpc-rec/steps.csv")).unwrap();
+    let steps: Vec<Vec<f64>> =
+        steps.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let rec_data = ekvae::envs::Dataset::load(&rec).unwrap();
+    assert_eq!((rec_data.episodes, rec_data.steps, rec_data.size), (4, 12, 16));
+    assert_eq!(rec_data.meta.env, "CartPoleSwingUp-v0");
+    assert!(rec_data.meta.policy.contains("action noise 0.5"), "{}", rec_data.meta.policy);
+    // Window 3 is episode 1's steps 0..12: states, applied actions and rewards as scored.
+    let row = |ep: f64, t: f64| steps.iter().find(|r| r[0] == ep && r[1] == t).unwrap();
+    for t in 0..12 {
+        let r = row(1.0, t as f64);
+        assert_eq!(rec_data.state(2, t), &r[2..6]);
+        assert_eq!(rec_data.action(2, t), &[r[6] as f32]);
+        assert_eq!(rec_data.rewards[2 * 12 + t], r[7] as f32);
+        let mut frame = vec![0; 16 * 16];
+        let system = ekvae::envs::system::CartPoleSystem::default();
+        ekvae::envs::System::render_into(&system, &r[2..6], 16, &mut frame);
+        assert_eq!(rec_data.frame(2, t), &frame[..]);
+    }
+    // The noise reaches the applied actions: the same episodes without it act otherwise.
+    let quiet = dir.path().join("mpc-quiet");
+    let o = ekvae(&[
+        "mpc",
+        "--env",
+        "CartPoleSwingUp-v0",
+        "--episodes",
+        "2",
+        "--steps",
+        "30",
+        "--gif-size",
+        "32",
+        "--quiet",
+        "--out",
+        quiet.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "mpc failed: {}", stderr(&o));
+    let plain = std::fs::read_to_string(quiet.join("steps.csv")).unwrap();
+    let first_u = |l: &str| l.split(',').nth(6).unwrap().parse::<f64>().unwrap();
+    let plain_u: Vec<f64> = plain.lines().skip(1).map(first_u).collect();
+    assert_eq!(plain_u.len(), steps.len());
+    let noisy_u: Vec<f64> = steps.iter().map(|r| r[6]).collect();
+    let moved = plain_u.iter().zip(&noisy_u).filter(|(a, b)| a != b).count();
+    assert!(moved > 10, "only {moved} of {} actions differ from the noiseless run", plain_u.len());
+    assert!(
+        noisy_u.iter().all(|u| u.abs() <= 1.0),
+        "the applied actions are clipped to the bounds"
+    );
+    let merged = dir.path().join("merged.npz");
+    let merge = |extra: &[&str]| {
+        let mut args = vec!["merge", train_file.to_str().unwrap(), rec.to_str().unwrap()];
+        args.extend(["--out", merged.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        ekvae(&args)
+    };
+    let o = merge(&[]);
+    assert!(o.status.success(), "merge failed: {}", stderr(&o));
+    let m = ekvae::envs::Dataset::load(&merged).unwrap();
+    assert_eq!(m.episodes, 6 + 4);
+    assert!(m.meta.seeding.contains("shuffled with seed 0"), "{}", m.meta.seeding);
+    assert!(m.meta.policy.contains(" ×6 + mpc"), "{}", m.meta.policy);
+    let o = train(
+        &merged,
+        &dir.path().join("run-merged"),
+        &cfg,
+        &["--epochs", "1", "--state-dim", "5", "--aux-dim", "3"],
+    );
+    assert!(o.status.success(), "train on merged data failed: {}", stderr(&o));
+    // Bad input: an output that is an input, data of another environment, a window longer
+    // than the episodes; nothing written.
+    let before = std::fs::read(&train_file).unwrap();
+    let o = ekvae(&[
+        "merge",
+        train_file.to_str().unwrap(),
+        rec.to_str().unwrap(),
+        "--out",
+        train_file.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "is the input");
+    assert_eq!(std::fs::read(&train_file).unwrap(), before);
+    let pend_other = collect(dir.path(), "pend-other.npz", 16, 9);
+    let o = ekvae(&[
+        "merge",
+        train_file.to_str().unwrap(),
+        pend_other.to_str().unwrap(),
+        "--out",
+        dir.path().join("bad.npz").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "environment");
+    assert!(!dir.path().join("bad.npz").exists());
+    std::fs::remove_file(&rec).unwrap();
+    assert_clean_failure(&mpc_rec(&["--record-steps", "31"]), "no episode ran 31 steps");
+    assert!(!rec.exists());
+    // A learned model records at its image size; a recording over its training data is refused
+    // before any episode runs.
+    let o = ekvae(&[
+        "mpc",
+        "--run",
+        run.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--steps",
+        "8",
+        "--quiet",
+        "--gif-size",
+        "32",
+        "--out",
+        dir.path().join("mpc-own").to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+        "--record-steps",
+        "4",
+    ]);
+    assert!(o.status.success(), "mpc --run --record failed: {}", stderr(&o));
+    assert_eq!(ekvae::envs::Dataset::load(&rec).unwrap().size, 16);
+    let o = ekvae(&[
+        "mpc",
+        "--run",
+        run.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--steps",
+        "8",
+        "--quiet",
+        "--out",
+        dir.path().join("mpc-own").to_str().unwrap(),
+        "--record",
+        train_file.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "is the input");
+    assert_eq!(std::fs::read(&train_file).unwrap(), before);
+
     // A pendulum model evaluated on cart-pole frames of the same size: one clear error.
     let pend = collect(dir.path(), "pend.npz", 16, 3);
     let prun = dir.path().join("prun");
@@ -447,4 +600,47 @@ fn recorded_data_without_states_train_and_eval_open_loop() {
     let json = read_json(&run.join("eval.json"));
     assert!(json["pixel_mse_h2"].is_number() && json["angle_err_deg_h2"].is_null(), "{json}");
     assert_eq!(json["r2"], serde_json::json!({}));
+}
+
+/// A run records its training data by absolute path and SHA-256: `eval` finds them from any
+/// folder, and refuses another file put at that path.
+#[test]
+fn eval_finds_the_runs_own_training_data() {
+    let dir = tempfile::tempdir().unwrap();
+    collect(dir.path(), "train.npz", 16, 1);
+    let test_file = collect(dir.path(), "test.npz", 16, 2);
+    tiny_config(dir.path());
+    // Trained with a relative --data from the data's folder…
+    let o = super::ekvae_cmd()
+        .current_dir(dir.path())
+        .args(["train", "--data", "train.npz", "--out", "run", "--config", "tiny.toml"])
+        .args(["--epochs", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let run = dir.path().join("run");
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let abs = dir.path().join("train.npz").canonicalize().unwrap();
+    assert!(config.contains(&format!("data = \"{}\"", abs.display())), "{config}");
+    assert!(config.contains("data_sha256 = \""), "{config}");
+    // …evaluated from another folder, which holds another train.npz.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    collect(&elsewhere, "train.npz", 16, 5);
+    let eval = || {
+        super::ekvae_cmd()
+            .current_dir(&elsewhere)
+            .args(["eval", "--run", run.to_str().unwrap(), "--data", test_file.to_str().unwrap()])
+            .args(["--condition", "4", "--horizons", "2", "--quiet"])
+            .output()
+            .unwrap()
+    };
+    let o = eval();
+    assert!(o.status.success(), "eval failed: {}", stderr(&o));
+    assert_eq!(read_json(&run.join("eval.json"))["train_data"], abs.display().to_string());
+    // Another dataset at the recorded path: refused, not fitted on.
+    std::fs::remove_file(run.join("eval.json")).unwrap();
+    std::fs::copy(elsewhere.join("train.npz"), dir.path().join("train.npz")).unwrap();
+    assert_clean_failure(&eval(), "is not the file the run");
+    assert!(!run.join("eval.json").exists());
 }

@@ -73,6 +73,8 @@ fn bad_arguments_fail_with_one_clear_line() {
         (vec!["--run", "no/such/run"], "run directory does not exist"),
         (vec!["--horizon", "0"], "horizon"),
         (vec!["--episodes", "0"], "--episodes"),
+        (vec!["--record", "rec.npz"], "not implemented for the pendulum"),
+        (vec!["--action-noise", "0.1"], "not implemented for the pendulum"),
     ] {
         let out = ekvae_cmd().arg("mpc").args(&args).arg("--out").arg(dir.path()).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -111,6 +113,12 @@ fn cartpole_true_model_and_its_refusals() {
         (vec!["--env", "CartPoleSwingUp-v0", "--start", "3.14,0"], "--start"),
         (vec!["--env", "CartPoleSwingUp-v0", "--cost", "reward"], "for a learned model"),
         (vec!["--env", "Acrobot-v1"], "not registered"),
+        (vec!["--env", "CartPoleSwingUp-v0", "--record", "r.npz"], "needs --record-size"),
+        (
+            vec!["--env", "CartPoleSwingUp-v0", "--record", "r.npz", "--record-size", "4"],
+            "out of range",
+        ),
+        (vec!["--env", "CartPoleSwingUp-v0", "--action-noise", "-1"], "--action-noise"),
     ] {
         let o = ekvae_cmd()
             .arg("mpc")
