@@ -371,7 +371,11 @@ impl Dataset {
             } else {
                 parts
                     .iter()
-                    .map(|p| format!("{} ×{}", field(&p.meta), p.episodes))
+                    .map(|p| match field(&p.meta) {
+                        // A part that is itself a merge keeps its own terms together.
+                        f if f.contains(" + ") => format!("({f}) ×{}", p.episodes),
+                        f => format!("{f} ×{}", p.episodes),
+                    })
                     .collect::<Vec<_>>()
                     .join(" + ")
             }
@@ -853,6 +857,10 @@ mod tests {
         let m = Dataset::concat(&[&a, &other]).unwrap();
         assert_eq!(m.meta.policy, "uniform:-2,2 ×1 + mpc ×2");
         assert_eq!(m.episodes, 3);
+        let mut third = a.clone();
+        third.meta.policy = "zero".into();
+        let again = Dataset::concat(&[&m, &third]).unwrap();
+        assert_eq!(again.meta.policy, "(uniform:-2,2 ×1 + mpc ×2) ×3 + zero ×1");
 
         let mut env = b.clone();
         env.meta.env = "CartPoleSwingUp-v0".into();

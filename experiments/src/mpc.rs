@@ -326,6 +326,15 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
             if args.record_steps == 0 {
                 bail!("--record-steps must be at least 1");
             }
+            let steps = args.steps.unwrap_or(task.steps()) as u64;
+            let bytes = (args.episodes as u64)
+                .checked_mul(steps)
+                .and_then(|n| n.checked_mul((size * size * task.system().channels()) as u64));
+            ekvae_envs::fsio::check_memory(
+                bytes,
+                "the recorded frames (--episodes × steps × --record-size²)",
+                "lower --episodes, --steps or --record-size",
+            )?;
             if let Some(dir) = &args.run {
                 let cfg = ekvae_model::rundir::RunDir::new(dir).open()?.0;
                 ekvae_envs::fsio::check_distinct(path, &[Path::new(&cfg.data)])?;
