@@ -215,15 +215,12 @@ pub fn evaluate_with(
     let (run_config, state) = run.open()?;
     let history = run.read_metrics()?;
     let model = run.load_model(&run_config, &state, device)?;
-    let (train_path, train) = match &config.train_data {
-        Some(p) => {
-            (p.clone(), load_dataset(p).context("loading the training data (--train-data)")?)
-        }
-        None => (
-            PathBuf::from(&run_config.data),
-            crate::train::recorded_training_data(&config.run, &run_config, "--train-data")?,
-        ),
-    };
+    let (train_path, train) = crate::train::given_or_recorded_data(
+        config.train_data.as_deref(),
+        &config.run,
+        &run_config,
+        "--train-data",
+    )?;
     let test = load_dataset(&config.data)?;
     for (what, path, d) in [("training", &train_path, &train), ("test", &config.data, &test)] {
         let s = Sequences::from(d);

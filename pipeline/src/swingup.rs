@@ -445,21 +445,12 @@ pub fn run_swingup(
                     )
                 }
                 LatentCostKind::Reward => {
-                    let (path, data) = match &l.reward_data {
-                        Some(p) => (
-                            p.clone(),
-                            crate::train::load_dataset(p)
-                                .context("loading the reward data (--reward-data)")?,
-                        ),
-                        None => (
-                            PathBuf::from(&model.config.data),
-                            crate::train::recorded_training_data(
-                                &l.run,
-                                &model.config,
-                                "--reward-data",
-                            )?,
-                        ),
-                    };
+                    let (path, data) = crate::train::given_or_recorded_data(
+                        l.reward_data.as_deref(),
+                        &l.run,
+                        &model.config,
+                        "--reward-data",
+                    )?;
                     let fit = RewardFit::fit(&model, &data, REWARD_EPISODES)
                         .with_context(|| format!("fitting the reward to {}", path.display()))?;
                     let cost = fit.cost(config.terminal_weight)?;

@@ -323,21 +323,12 @@ pub fn run_task(
                     (cost, d)
                 }
                 LatentCostKind::Reward => {
-                    let (path, data) = match reward_data {
-                        Some(p) => (
-                            p.clone(),
-                            crate::train::load_dataset(p)
-                                .context("loading the reward data (--reward-data)")?,
-                        ),
-                        None => (
-                            PathBuf::from(&model.config.data),
-                            crate::train::recorded_training_data(
-                                run,
-                                &model.config,
-                                "--reward-data",
-                            )?,
-                        ),
-                    };
+                    let (path, data) = crate::train::given_or_recorded_data(
+                        reward_data.as_deref(),
+                        run,
+                        &model.config,
+                        "--reward-data",
+                    )?;
                     if data.meta.env != system.id() {
                         invalid!(
                             "the reward data {} are of {}, the task is {}",

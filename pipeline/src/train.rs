@@ -219,6 +219,20 @@ pub fn resolve_config(
     Ok(cfg)
 }
 
+/// The data at `given` (a flag's value), else the run's recorded training data
+/// ([`recorded_training_data`]), with the path they were read from.
+pub fn given_or_recorded_data(
+    given: Option<&Path>,
+    run: &Path,
+    cfg: &TrainConfig,
+    flag: &str,
+) -> Result<(PathBuf, Dataset)> {
+    Ok(match given {
+        Some(p) => (p.to_path_buf(), load_dataset(p).with_context(|| format!("loading {flag}"))?),
+        None => (PathBuf::from(&cfg.data), recorded_training_data(run, cfg, flag)?),
+    })
+}
+
 /// The training data a run records (its `config.toml`'s `data`), for a reader that needs them
 /// back (evaluation's readout, the reward fit); `flag` is the option that gives them instead.
 /// A relative path (runs made before paths were recorded absolute) is resolved against the

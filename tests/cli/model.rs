@@ -523,40 +523,18 @@ fn cartpole_collect_train_eval_mpc() {
     assert!(!rec.exists());
     // A learned model records at its image size; a recording over its training data is refused
     // before any episode runs.
-    let o = ekvae(&[
-        "mpc",
-        "--run",
-        run.to_str().unwrap(),
-        "--episodes",
-        "1",
-        "--steps",
-        "8",
-        "--quiet",
-        "--gif-size",
-        "32",
-        "--out",
-        dir.path().join("mpc-own").to_str().unwrap(),
-        "--record",
-        rec.to_str().unwrap(),
-        "--record-steps",
-        "4",
-    ]);
+    let own = dir.path().join("mpc-own");
+    let record_own = |file: &Path, extra: &[&str]| {
+        let mut args = vec!["mpc", "--run", run.to_str().unwrap(), "--episodes", "1"];
+        args.extend(["--steps", "8", "--quiet", "--gif-size", "32"]);
+        args.extend(["--out", own.to_str().unwrap(), "--record", file.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        ekvae(&args)
+    };
+    let o = record_own(&rec, &["--record-steps", "4"]);
     assert!(o.status.success(), "mpc --run --record failed: {}", stderr(&o));
     assert_eq!(ekvae::envs::Dataset::load(&rec).unwrap().size, 16);
-    let o = ekvae(&[
-        "mpc",
-        "--run",
-        run.to_str().unwrap(),
-        "--episodes",
-        "1",
-        "--steps",
-        "8",
-        "--quiet",
-        "--out",
-        dir.path().join("mpc-own").to_str().unwrap(),
-        "--record",
-        train_file.to_str().unwrap(),
-    ]);
+    let o = record_own(&train_file, &[]);
     assert_clean_failure(&o, "is the input");
     assert_eq!(std::fs::read(&train_file).unwrap(), before);
 
