@@ -303,16 +303,18 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
     let record = match &args.record {
         None => None,
         Some(path) => {
-            let size = match (args.record_size, &args.run) {
-                (Some(s), _) => s,
-                (None, Some(dir)) => {
+            let run_config = match &args.run {
+                Some(dir) => Some(
                     ekvae_model::rundir::RunDir::new(dir)
                         .open()
                         .with_context(|| format!("--run {}", dir.display()))?
-                        .0
-                        .model
-                        .image_size
-                }
+                        .0,
+                ),
+                None => None,
+            };
+            let size = match (args.record_size, &run_config) {
+                (Some(s), _) => s,
+                (None, Some(cfg)) => cfg.model.image_size,
                 (None, None) => {
                     bail!("--record without --run needs --record-size (the frames' side)")
                 }
@@ -335,8 +337,7 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
                 "the recorded frames (--episodes × steps × --record-size²)",
                 "lower --episodes, --steps or --record-size",
             )?;
-            if let Some(dir) = &args.run {
-                let cfg = ekvae_model::rundir::RunDir::new(dir).open()?.0;
+            if let Some(cfg) = &run_config {
                 ekvae_envs::fsio::check_distinct(path, &[Path::new(&cfg.data)])?;
             }
             ekvae_pipeline::collect::prepare_output(path)?;

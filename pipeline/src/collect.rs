@@ -140,10 +140,7 @@ pub fn merge_to(inputs: &[&Path], out: &Path, order: MergeOrder) -> Result<Datas
     }
     ekvae_envs::fsio::check_distinct(out, inputs)?;
     prepare_output(out)?;
-    let parts = inputs
-        .iter()
-        .map(|p| Dataset::load(p).with_context(|| format!("cannot load dataset {}", p.display())))
-        .collect::<Result<Vec<_>>>()?;
+    let parts = inputs.iter().map(|p| crate::train::load_dataset(p)).collect::<Result<Vec<_>>>()?;
     let refs: Vec<&Dataset> = parts.iter().collect();
     let merged = Dataset::concat(&refs).map_err(|e| {
         let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
