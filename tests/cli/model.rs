@@ -429,9 +429,12 @@ fn cartpole_collect_train_eval_mpc() {
     };
     let o = mpc_rec(&["--record-steps", "12", "--action-noise", "0.5"]);
     assert!(o.status.success(), "mpc --record failed: {}", stderr(&o));
-    let steps = std::fs::read_to_string(dir.path().join("mpc-rec/steps.csv")).unwrap();
-    let steps: Vec<Vec<f64>> =
-        steps.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    // The rows of a cart-pole `steps.csv` (episode, t, x, ẋ, θ, θ̇, u0, reward, …) as numbers.
+    let rows = |path: &Path| -> Vec<Vec<f64>> {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect()
+    };
+    let steps = rows(&dir.path().join("mpc-rec/steps.csv"));
     let rec_data = ekvae::envs::Dataset::load(&rec).unwrap();
     assert_eq!((rec_data.episodes, rec_data.steps, rec_data.size), (4, 12, 16));
     assert_eq!(rec_data.meta.env, "CartPoleSwingUp-v0");
@@ -465,9 +468,7 @@ fn cartpole_collect_train_eval_mpc() {
         quiet.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "mpc failed: {}", stderr(&o));
-    let plain = std::fs::read_to_string(quiet.join("steps.csv")).unwrap();
-    let first_u = |l: &str| l.split(',').nth(6).unwrap().parse::<f64>().unwrap();
-    let plain_u: Vec<f64> = plain.lines().skip(1).map(first_u).collect();
+    let plain_u: Vec<f64> = rows(&quiet.join("steps.csv")).iter().map(|r| r[6]).collect();
     assert_eq!(plain_u.len(), steps.len());
     let noisy_u: Vec<f64> = steps.iter().map(|r| r[6]).collect();
     let moved = plain_u.iter().zip(&noisy_u).filter(|(a, b)| a != b).count();
