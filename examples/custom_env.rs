@@ -192,6 +192,7 @@ pub fn run(
         multistart_iterations: 20,
         random_starts: 2,
         short_horizon_start: true,
+        warm_start: None,
         action_noise: 0.0,
     };
     let planner = TaskPlanner::Learned {

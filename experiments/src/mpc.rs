@@ -24,6 +24,7 @@ use ekvae_pipeline::swingup::{
     run_swingup,
 };
 use ekvae_pipeline::task::{TaskConfig, TaskPlanner, TaskRun, builtin_task, run_task};
+use ekvae_planner::WarmStart;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::figures::{animate, side_by_side, trajectories, upscale};
@@ -60,6 +61,25 @@ impl From<JacobiansArg> for Jacobians {
         match j {
             JacobiansArg::Exact => Jacobians::Exact,
             JacobiansArg::Local => Jacobians::Local,
+        }
+    }
+}
+
+/// How the previous step's plan starts the next solve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarmStartArg {
+    /// The previous controls shifted by a step, rolled out open loop.
+    Controls,
+    /// The previous plan shifted by a step with its feedback gains, rolled out closed loop
+    /// from the new state.
+    Feedback,
+}
+
+impl From<WarmStartArg> for WarmStart {
+    fn from(w: WarmStartArg) -> Self {
+        match w {
+            WarmStartArg::Controls => WarmStart::Controls,
+            WarmStartArg::Feedback => WarmStart::Feedback,
         }
     }
 }
@@ -117,6 +137,13 @@ pub struct MpcArgs {
     /// Skip the extra multi-start candidate planned over half the horizon.
     #[arg(long)]
     pub no_short_horizon_start: bool,
+    /// How the previous step's plan starts the next solve: its controls shifted by a step
+    /// (open loop), or the plan with its feedback gains rolled out from the new state (closed
+    /// loop; robust when the state differs from the prediction, as with noise or a filter).
+    /// [default: feedback on the true model, controls on a learned one, where feedback was
+    /// measured no better].
+    #[arg(long, value_enum)]
+    pub warm_start: Option<WarmStartArg>,
     /// Weight of the terminal cost relative to one running step's state cost.
     #[arg(long, default_value_t = 1.0)]
     pub terminal_weight: f64,
@@ -186,6 +213,7 @@ impl MpcArgs {
             multistart_iterations: self.multistart_iterations,
             random_starts: self.random_starts,
             short_horizon_start: !self.no_short_horizon_start,
+            warm_start: self.warm_start.map(Into::into),
             terminal_weight: self.terminal_weight,
         }
     }
@@ -297,6 +325,7 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
         multistart_iterations: args.multistart_iterations,
         random_starts: args.random_starts,
         short_horizon_start: !args.no_short_horizon_start,
+        warm_start: args.warm_start.map(Into::into),
         action_noise: args.action_noise,
     };
     // The recording's size and file are checked before any episode runs.

@@ -15,7 +15,7 @@ use std::time::Instant;
 use ekvae_envs::pendulum::{Pendulum, angle_normalize};
 use ekvae_envs::{Env, ResetTo};
 use ekvae_planner::{
-    ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, PendulumCost, TruePendulum,
+    ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, PendulumCost, TruePendulum, WarmStart,
 };
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,16 @@ pub const MAX_HORIZON: usize = 1000;
 pub const TRUE_HORIZON: usize = 40;
 /// Default horizon of the learned-model MPC (open-loop predictions drift over long horizons).
 pub const LEARNED_HORIZON: usize = 30;
+/// Default warm start of the true-model MPC: the previous plan with its feedback, so a
+/// state that departs from the prediction (action noise, a perturbation, the environment's
+/// f32 force) does not topple the open-loop rollout of an unstable system. Measured: the
+/// cart-pole's true-model MPC balances under action noise of std 0.05–0.1 in 10 of 10 episodes with it and in 0
+/// of 10 without; on the noiseless pendulum both give the same trajectories bit for bit.
+pub const TRUE_WARM_START: WarmStart = WarmStart::Feedback;
+/// Default warm start of the learned-model MPC: the shifted controls. The feedback warm start
+/// was measured no better on the learned cart-pole and pendulum models (within the episodes'
+/// spread), and this default keeps the published pixel-MPC results reproducible.
+pub const LEARNED_WARM_START: WarmStart = WarmStart::Controls;
 /// Episodes of the reward data that [`LatentCostKind::Reward`] fits on (the first ones; 10 %
 /// of them held out to report the fit's R²).
 pub const REWARD_EPISODES: usize = 200;
@@ -67,6 +77,10 @@ pub struct SwingUpConfig {
     pub random_starts: usize,
     /// Add the multi-start candidate planned over half the horizon.
     pub short_horizon_start: bool,
+    /// How the previous plan starts the next solve; `None`: [`TRUE_WARM_START`] or
+    /// [`LEARNED_WARM_START`].
+    #[serde(default)]
+    pub warm_start: Option<WarmStart>,
     /// Weight of the terminal cost relative to one running step's state cost.
     pub terminal_weight: f64,
 }
@@ -84,6 +98,7 @@ impl Default for SwingUpConfig {
             multistart_iterations: 50,
             random_starts: 2,
             short_horizon_start: true,
+            warm_start: None,
             terminal_weight: 1.0,
         }
     }
@@ -184,9 +199,9 @@ impl SwingUpConfig {
         Ok(())
     }
 
-    /// The MPC settings, with the pendulum's torque limits; `default_horizon` applies when
-    /// no horizon is set.
-    pub fn mpc_config(&self, default_horizon: usize) -> MpcConfig {
+    /// The MPC settings, with the pendulum's torque limits; `default_horizon` and
+    /// `default_warm_start` apply when none is set.
+    pub fn mpc_config(&self, default_horizon: usize, default_warm_start: WarmStart) -> MpcConfig {
         let (lower, upper) = TruePendulum::default().control_limits();
         let options = MpcOptions {
             horizon: self.horizon.unwrap_or(default_horizon),
@@ -195,6 +210,7 @@ impl SwingUpConfig {
             multistart_iterations: self.multistart_iterations,
             random_starts: self.random_starts,
             short_horizon_start: self.short_horizon_start,
+            warm_start: self.warm_start.unwrap_or(default_warm_start),
             seed: self.seed,
         };
         options.config(ControlBounds { lower, upper })
@@ -216,6 +232,8 @@ pub struct MpcOptions {
     pub random_starts: usize,
     /// Add the multi-start candidate planned over half the horizon.
     pub short_horizon_start: bool,
+    /// How the previous plan starts the next solve.
+    pub warm_start: WarmStart,
     /// Seed of the random starts.
     pub seed: u64,
 }
@@ -230,6 +248,7 @@ impl MpcOptions {
         mpc.multistart_iterations = self.multistart_iterations;
         mpc.random_starts = self.random_starts;
         mpc.short_horizon_start = self.short_horizon_start;
+        mpc.warm_start = self.warm_start;
         mpc.seed = self.seed;
         mpc
     }
@@ -396,7 +415,7 @@ pub fn run_swingup(
     config.check()?;
     match planner {
         Planner::True => {
-            let mpc_cfg = config.mpc_config(TRUE_HORIZON);
+            let mpc_cfg = config.mpc_config(TRUE_HORIZON, TRUE_WARM_START);
             let cost = PendulumCost { w_final: config.terminal_weight, ..PendulumCost::default() };
             cost.check().context("terminal weight")?;
             let mpc = Mpc::new(TruePendulum::default(), cost, mpc_cfg.clone())
@@ -465,7 +484,7 @@ pub fn run_swingup(
                     )
                 }
             };
-            let mpc_cfg = config.mpc_config(LEARNED_HORIZON);
+            let mpc_cfg = config.mpc_config(LEARNED_HORIZON, LEARNED_WARM_START);
             let dynamics = LatentDynamics::new(model.plain.clone(), l.jacobians);
             let mpc = Mpc::new(dynamics, cost, mpc_cfg.clone())
                 .context("invalid MPC settings (check the horizon and the iteration options)")?;

@@ -15,7 +15,7 @@ use ekvae_envs::cartpole::{CartPoleSwingUp, PoleDrawing};
 use ekvae_envs::system::CartPoleSystem;
 use ekvae_envs::{Env, System};
 use ekvae_planner::{
-    CartPoleCost, ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, TrueCartPole,
+    CartPoleCost, ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig, TrueCartPole, WarmStart,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -138,6 +138,9 @@ pub struct TaskConfig {
     pub random_starts: usize,
     /// Add the multi-start candidate planned over half the horizon.
     pub short_horizon_start: bool,
+    /// How the previous plan starts the next solve; `None`: the planner's default
+    /// ([`crate::swingup::TRUE_WARM_START`] or [`crate::swingup::LEARNED_WARM_START`]).
+    pub warm_start: Option<WarmStart>,
     /// Standard deviation of Gaussian noise added to each planned action before it is applied
     /// (then clipped to the action bounds), for exploration when the episodes are recorded as
     /// data ([`record`]); 0 = none. Seeded by `seed` and the episode, apart from the planner's
@@ -278,6 +281,11 @@ pub fn run_task(
     let (true_h, learned_h) = task.horizons();
     let default_h = if *planner == TaskPlanner::True { true_h } else { learned_h };
     let horizon = config.horizon.unwrap_or(default_h);
+    let warm_start = config.warm_start.unwrap_or(if *planner == TaskPlanner::True {
+        crate::swingup::TRUE_WARM_START
+    } else {
+        crate::swingup::LEARNED_WARM_START
+    });
     if !(1..=crate::swingup::MAX_HORIZON).contains(&horizon) {
         invalid!("--horizon {horizon} is out of range; use 1 to {}", crate::swingup::MAX_HORIZON);
     }
@@ -288,6 +296,7 @@ pub fn run_task(
         multistart_iterations: config.multistart_iterations,
         random_starts: config.random_starts,
         short_horizon_start: config.short_horizon_start,
+        warm_start,
         seed: config.seed,
     }
     .config(ControlBounds { lower, upper });
@@ -561,6 +570,7 @@ mod tests {
             multistart_iterations: 50,
             random_starts: 2,
             short_horizon_start: true,
+            warm_start: None,
             action_noise: 0.0,
         }
     }
@@ -576,6 +586,20 @@ mod tests {
         assert!(run.episodes[0].ret > 400.0, "{}", run.episodes[0].ret);
         assert_eq!(run.steps.len(), 600);
         assert!(run.steps.iter().all(|s| s.u[0].abs() <= 1.0));
+    }
+
+    /// Under action noise of std 0.1 the true model's default warm start (the plan with its
+    /// feedback) swings up and balances; the shifted controls do not (the pole spins).
+    #[test]
+    fn true_model_balances_the_cartpole_under_action_noise() {
+        let task = CartPoleTask::default();
+        let noisy = TaskConfig { action_noise: 0.1, ..config(2, 600) };
+        let run = run_task(&task, &noisy, &TaskPlanner::True, &mut |_, _| {}).unwrap();
+        assert_eq!(run.mpc.warm_start, WarmStart::Feedback);
+        assert!(run.episodes.iter().all(|e| e.success), "{:?}", run.episodes);
+        let open_loop = TaskConfig { warm_start: Some(WarmStart::Controls), ..noisy };
+        let run = run_task(&task, &open_loop, &TaskPlanner::True, &mut |_, _| {}).unwrap();
+        assert!(run.episodes.iter().all(|e| !e.success), "{:?}", run.episodes);
     }
 
     #[test]

@@ -105,6 +105,13 @@ impl Dynamics for TrueCartPole {
         b.copy_from_slice(&[0.0, h * df * dx1_df, 0.0, h * df * dx2_df]);
         debug_assert!(accelerations(p, [x[0], xd, th, thd], f).0.is_finite());
     }
+    /// θ's deviation wrapped into `[−π, π)` (the environment wraps θ; the cost is periodic).
+    fn deviation(&self, x: &[f64], reference: &[f64], dx: &mut [f64]) {
+        for i in 0..4 {
+            dx[i] = x[i] - reference[i];
+        }
+        dx[2] = ekvae_numerics::angle_normalize(dx[2]);
+    }
 }
 
 /// A swing-up cost: the squared distance of the pole's tip from its upright position over the
@@ -198,6 +205,19 @@ impl Cost for CartPoleCost {
 mod tests {
     use super::*;
     use crate::testutil::fd_dynamics;
+
+    /// The deviation wraps θ: a state the environment wrapped to just above −π is close to a
+    /// prediction just below π; the other components subtract.
+    #[test]
+    fn deviation_wraps_the_angle() {
+        let d = TrueCartPole::default();
+        let mut dx = [0.0; 4];
+        d.deviation(&[0.5, 1.0, -3.1, 2.0], &[0.25, 0.5, 3.1, 1.0], &mut dx);
+        let expected = [0.25, 0.5, 2.0 * std::f64::consts::PI - 6.2, 1.0];
+        for (a, b) in dx.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-12, "{dx:?} against {expected:?}");
+        }
+    }
     use crate::{ControlBounds, ExactState, Mpc, MpcAgent, MpcConfig};
     use ekvae_envs::cartpole::step;
     use ekvae_envs::pendulum::angle_normalize;

@@ -34,6 +34,15 @@ pub trait Dynamics {
             );
         }
     }
+    /// Writes the deviation of state `x` from a reference state `reference` into `dx` (all
+    /// `[n]`), as a feedback gain reads it (MPC's [`crate::WarmStart::Feedback`]). The default
+    /// is `x − reference`; a system with an angle in its state wraps that component into
+    /// `[−π, π)`, so a state wrapped by the environment is near its unwrapped prediction.
+    fn deviation(&self, x: &[f64], reference: &[f64], dx: &mut [f64]) {
+        for ((d, a), b) in dx.iter_mut().zip(x).zip(reference) {
+            *d = a - b;
+        }
+    }
 }
 
 impl<D: Dynamics + ?Sized> Dynamics for &D {
@@ -51,6 +60,9 @@ impl<D: Dynamics + ?Sized> Dynamics for &D {
     }
     fn linearize_trajectory(&self, xs: &[f64], us: &[f64], a: &mut [f64], b: &mut [f64]) {
         (**self).linearize_trajectory(xs, us, a, b)
+    }
+    fn deviation(&self, x: &[f64], reference: &[f64], dx: &mut [f64]) {
+        (**self).deviation(x, reference, dx)
     }
 }
 

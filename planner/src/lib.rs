@@ -50,5 +50,5 @@ pub use ilqr::{
     ControlBounds, Ilqr, IlqrConfig, IlqrSolution, InitialGuess, LineSearch, MultiStartSolution,
     Regularization, StopReason,
 };
-pub use mpc::{ExactState, Mpc, MpcAgent, MpcConfig, MpcStep, StateEstimator};
+pub use mpc::{ExactState, Mpc, MpcAgent, MpcConfig, MpcStep, StateEstimator, WarmStart};
 pub use pendulum::TruePendulum;

@@ -29,6 +29,9 @@ pub struct MpcConfig {
     pub short_horizon_start: bool,
     /// Seed of the random starts (a multi-start at step `t` uses `seed + 1000·t`).
     pub seed: u64,
+    /// How the previous plan starts the next solve (see [`WarmStart`]).
+    #[serde(default)]
+    pub warm_start: WarmStart,
     /// iLQR settings (its `max_iterations` is replaced by the budgets above; its `bounds`
     /// must be set for the random and ±limit starts).
     pub ilqr: IlqrConfig,
@@ -48,6 +51,7 @@ impl MpcConfig {
             random_starts: 2,
             short_horizon_start: true,
             seed: 0,
+            warm_start: WarmStart::default(),
             ilqr: IlqrConfig { bounds: Some(bounds), ..IlqrConfig::default() },
         }
     }
@@ -79,6 +83,31 @@ impl MpcConfig {
     }
 }
 
+/// How MPC turns the previous step's plan into the next solve's initial controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmStart {
+    /// The previous plan's controls shifted by one step (the last one repeated), rolled out
+    /// open loop from the new state. On an unstable system (a pole near upright) a small
+    /// difference between the predicted and the actual state grows along the horizon, the
+    /// rollout falls over, and the few iterations per step may not bring it back.
+    #[default]
+    Controls,
+    /// The previous plan shifted by one step *with its feedback*: the initial controls are the
+    /// closed-loop rollout `u_t = clip(ū_t + K_t (x_t − x̄_t))` from the new state, with the
+    /// previous solve's states `x̄`, controls `ū` and gains `K` (the last step's gain repeated).
+    /// With no difference from the prediction it equals [`WarmStart::Controls`].
+    Feedback,
+}
+
+/// The previous plan, shifted by one step: controls `[T, m]`, states `[T, n]`, gains `[T, m, n]`.
+#[derive(Debug, Clone)]
+struct Plan {
+    us: Vec<f64>,
+    xs: Vec<f64>,
+    gains: Vec<f64>,
+}
+
 /// What one MPC step decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MpcStep {
@@ -103,7 +132,7 @@ pub struct Mpc<D, C> {
     config: MpcConfig,
     bounds: ControlBounds,
     policy: Option<PolicyFn>,
-    warm: Option<Vec<f64>>,
+    warm: Option<Plan>,
     t: usize,
     m: usize,
 }
@@ -151,7 +180,7 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
                 starts.push(InitialGuess::Policy(p.clone()));
             }
             if let Some(w) = self.warm.take() {
-                starts.insert(0, InitialGuess::Sequence(w));
+                starts.insert(0, InitialGuess::Sequence(self.warm_controls(x, w)));
             }
             self.set_budget(self.config.multistart_iterations)?;
             let mut extra_iterations = 0;
@@ -171,15 +200,28 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
         } else {
             self.set_budget(self.config.iterations_per_step)?;
             let warm = self.warm.take().expect("not replanning implies a warm start");
+            let warm = self.warm_controls(x, warm);
             let sol = self.solver.solve(x, &warm)?;
             let it = sol.iterations;
             (sol, it)
         };
-        // Shifted warm start: drop u_0, repeat the last control.
-        let mut warm = Vec::with_capacity(horizon * m);
-        warm.extend_from_slice(&sol.us[m..]);
-        warm.extend_from_slice(&sol.us[(horizon - 1) * m..]);
-        self.warm = Some(warm);
+        // Shifted warm start: drop step 0, repeat the last control and gain.
+        let n = x.len();
+        let shift = |v: &[f64], k: usize| {
+            let mut w = Vec::with_capacity(horizon * k);
+            w.extend_from_slice(&v[k..horizon * k]);
+            w.extend_from_slice(&v[(horizon - 1) * k..horizon * k]);
+            w
+        };
+        self.warm = Some(Plan {
+            us: shift(&sol.us, m),
+            xs: sol.xs[n..(horizon + 1) * n].to_vec(),
+            gains: if sol.gains.len() == horizon * m * n {
+                shift(&sol.gains, m * n)
+            } else {
+                vec![0.0; horizon * m * n]
+            },
+        });
         self.t += 1;
         Ok(MpcStep {
             u: sol.us[..m].to_vec(),
@@ -189,6 +231,36 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
             multistart: replan,
             stop: sol.stop,
         })
+    }
+
+    /// The initial controls of the next solve from state `x0` (see [`WarmStart`]).
+    fn warm_controls(&self, x0: &[f64], plan: Plan) -> Vec<f64> {
+        match self.config.warm_start {
+            WarmStart::Controls => plan.us,
+            WarmStart::Feedback => {
+                let (n, m) = (x0.len(), self.m);
+                let horizon = plan.us.len() / m;
+                let dynamics = self.solver.dynamics();
+                let mut us = plan.us;
+                let (mut x, mut next, mut dx) = (x0.to_vec(), vec![0.0; n], vec![0.0; n]);
+                for t in 0..horizon {
+                    dynamics.deviation(&x, &plan.xs[t * n..(t + 1) * n], &mut dx);
+                    if dx.iter().any(|v| !v.is_finite()) {
+                        // A diverged rollout: keep the remaining controls as planned.
+                        break;
+                    }
+                    let u = &mut us[t * m..(t + 1) * m];
+                    for (i, u) in u.iter_mut().enumerate() {
+                        let gain = &plan.gains[(t * m + i) * n..(t * m + i + 1) * n];
+                        *u += gain.iter().zip(&dx).map(|(k, d)| k * d).sum::<f64>();
+                        *u = u.clamp(self.bounds.lower[i], self.bounds.upper[i]);
+                    }
+                    dynamics.step(&x, u, &mut next);
+                    std::mem::swap(&mut x, &mut next);
+                }
+                us
+            }
+        }
     }
 
     fn set_budget(&mut self, iterations: usize) -> Result<()> {
@@ -370,6 +442,52 @@ mod tests {
             "left upright: max |θ| {}",
             ths.iter().fold(0.0f64, |m, t| m.max(angle_normalize(*t).abs()))
         );
+    }
+
+    /// With no deviation from the prediction the feedback warm start is the shifted controls:
+    /// the pendulum's swing-up (whose planner and environment step alike) is the same bit for
+    /// bit.
+    #[test]
+    fn feedback_warm_start_without_deviation_is_the_shifted_controls() {
+        let run = |warm_start| {
+            let mut agent = pendulum_agent(MpcConfig { warm_start, ..default_config() });
+            episode(&mut agent, [std::f64::consts::PI, 0.0])
+        };
+        assert_eq!(run(WarmStart::Controls), run(WarmStart::Feedback));
+    }
+
+    /// The cart-pole on the environment's own step (θ wrapped, force cast to f32) with
+    /// Gaussian action noise of std 0.1: the feedback warm start swings the pole up and keeps
+    /// it within 0.3 rad; the shifted controls' open-loop rollout falls over and the pole
+    /// spins (what `ekvae mpc --action-noise` showed before the feedback warm start).
+    #[test]
+    fn feedback_warm_start_balances_the_cart_pole_under_action_noise() {
+        use crate::{CartPoleCost, TrueCartPole};
+        use rand::{RngExt, SeedableRng};
+        let peak_after_swing_up = |warm_start| {
+            let dynamics = TrueCartPole::default();
+            let (lower, upper) = dynamics.control_limits();
+            let cfg =
+                MpcConfig { warm_start, ..MpcConfig::with_bounds(ControlBounds { lower, upper }) };
+            let mut mpc = Mpc::new(dynamics, CartPoleCost::default(), cfg).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            let mut x = [0.0, 0.0, std::f64::consts::PI, 0.0];
+            let mut peak: f64 = 0.0;
+            for t in 0..200 {
+                let u = mpc.step(&x).unwrap().u[0];
+                let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
+                let noise = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                x = ekvae_envs::cartpole::step(&dynamics.params, x, u + 0.1 * noise).state;
+                if t >= 100 {
+                    peak = peak.max(x[2].abs());
+                }
+            }
+            peak
+        };
+        let feedback = peak_after_swing_up(WarmStart::Feedback);
+        assert!(feedback < 0.3, "feedback warm start: |θ| reached {feedback} after step 100");
+        let controls = peak_after_swing_up(WarmStart::Controls);
+        assert!(controls > 1.0, "shifted controls: |θ| only reached {controls}");
     }
 
     #[test]

@@ -64,11 +64,25 @@ impl Dynamics for TruePendulum {
         let dthd_du = cb * h * du;
         b.copy_from_slice(&[dthd_du * h, dthd_du]);
     }
+    /// θ's deviation wrapped into `[−π, π)` (the cost is periodic in θ).
+    fn deviation(&self, x: &[f64], reference: &[f64], dx: &mut [f64]) {
+        dx[0] = ekvae_numerics::angle_normalize(x[0] - reference[0]);
+        dx[1] = x[1] - reference[1];
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The deviation wraps θ into [−π, π); θ̇ subtracts.
+    #[test]
+    fn deviation_wraps_the_angle() {
+        let mut dx = [0.0; 2];
+        TruePendulum::default().deviation(&[-3.0, 1.0], &[3.0, 4.0], &mut dx);
+        assert!((dx[0] - (2.0 * std::f64::consts::PI - 6.0)).abs() < 1e-12, "{dx:?}");
+        assert_eq!(dx[1], -3.0);
+    }
     use crate::testutil::fd_dynamics;
 
     fn check(x: [f64; 2], u: f64) {

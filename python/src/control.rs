@@ -10,17 +10,18 @@ use ekvae_model::train::TrainConfig;
 use ekvae_pipeline::control::{
     LatentCostWeights, LatentDynamics, LearnedModel, PixelFilter, latent_cost,
 };
-use ekvae_pipeline::swingup::{LEARNED_HORIZON, MAX_HORIZON};
+use ekvae_pipeline::swingup::{LEARNED_HORIZON, LEARNED_WARM_START, MAX_HORIZON};
 use ekvae_planner::{Mpc, MpcAgent, QuadraticCost};
 
 /// The controller's options, named as the flags of `ekvae mpc` (without `--`, `_` for `-`).
-pub const OPTIONS: [&str; 12] = [
+pub const OPTIONS: [&str; 13] = [
     "horizon",
     "iterations",
     "replan_every",
     "multistart_iterations",
     "random_starts",
     "no_short_horizon_start",
+    "warm_start",
     "terminal_weight",
     "jacobians",
     "state_weight",
@@ -131,7 +132,7 @@ impl Controller {
         let goal = learned.goal_latent(args.goal_steps)?;
         let cost = latent_cost(goal.clone(), weights, 1)
             .context("--state-weight/--control-weight/--terminal-weight")?;
-        let mpc_cfg = args.config().mpc_config(LEARNED_HORIZON);
+        let mpc_cfg = args.config().mpc_config(LEARNED_HORIZON, LEARNED_WARM_START);
         let horizon = mpc_cfg.horizon;
         let dynamics = LatentDynamics::new(learned.plain.clone(), args.jacobians.into());
         let mpc = Mpc::new(dynamics, cost, mpc_cfg)

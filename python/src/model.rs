@@ -272,7 +272,8 @@ impl Run {
     /// The pixel MPC controller of `ekvae mpc --run RUN_DIR`, with its defaults; keyword
     /// options are that command's flags (`horizon`, `iterations`, `replan_every`,
     /// `multistart_iterations`, `random_starts`, `no_short_horizon_start`, `terminal_weight`,
-    /// `jacobians` ("exact" or "local"), `state_weight`, `control_weight`, `goal_steps`, `seed`).
+    /// `warm_start` ("controls" or "feedback"), `jacobians` ("exact" or "local"), `state_weight`,
+    /// `control_weight`, `goal_steps`, `seed`).
     #[pyo3(signature = (**options))]
     fn controller(&self, options: Option<&Bound<'_, PyDict>>) -> PyResult<Controller> {
         let mut flags = Vec::new();

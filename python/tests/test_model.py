@@ -110,6 +110,9 @@ def test_controller_options(run):
         run.controller(horizon=0)
     with pytest.raises(ValueError, match="invalid value 'sideways' for '--jacobians"):
         run.controller(jacobians="sideways")
+    assert run.controller(warm_start="feedback", horizon=8).horizon == 8
+    with pytest.raises(ValueError, match="invalid value 'closed' for '--warm-start"):
+        run.controller(warm_start="closed")
     with pytest.raises(ValueError, match="unknown controller option \"episodes\""):
         run.controller(episodes=3)
     with pytest.raises(ValueError, match="latent cost weights"):

@@ -108,6 +108,7 @@ fn cartpole_true_model_and_its_refusals() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["env"], "CartPoleSwingUp-v0");
     assert_eq!(summary["success_rate"].as_f64(), Some(1.0), "{summary}");
+    assert_eq!(summary["mpc"]["warm_start"], "feedback", "the true model's default");
     assert!(out.join("swingup.gif").is_file());
     for (args, needle) in [
         (vec!["--env", "CartPoleSwingUp-v0", "--start", "3.14,0"], "--start"),
