@@ -29,8 +29,9 @@ pub struct MpcConfig {
     pub short_horizon_start: bool,
     /// Seed of the random starts (a multi-start at step `t` uses `seed + 1000·t`).
     pub seed: u64,
-    /// How the previous plan starts the next solve (see [`WarmStart`]).
-    #[serde(default)]
+    /// How the previous plan starts the next solve (see [`WarmStart`]). Settings written
+    /// before the option existed read as [`WarmStart::Controls`], what they used.
+    #[serde(default = "WarmStart::before_the_option")]
     pub warm_start: WarmStart,
     /// iLQR settings (its `max_iterations` is replaced by the budgets above; its `bounds`
     /// must be set for the random and ±limit starts).
@@ -40,8 +41,8 @@ pub struct MpcConfig {
 impl MpcConfig {
     /// The tuned defaults (see `docs/planner.md`) with the given control bounds:
     /// horizon 40, 5 iterations per step, multi-start re-planning every 10 steps with 50
-    /// iterations per start, 2 random starts and the short-horizon start, seed 0, default
-    /// iLQR settings otherwise.
+    /// iterations per start, 2 random starts and the short-horizon start, seed 0, the
+    /// feedback warm start, default iLQR settings otherwise.
     pub fn with_bounds(bounds: ControlBounds) -> Self {
         Self {
             horizon: 40,
@@ -91,13 +92,20 @@ pub enum WarmStart {
     /// open loop from the new state. On an unstable system (a pole near upright) a small
     /// difference between the predicted and the actual state grows along the horizon, the
     /// rollout falls over, and the few iterations per step may not bring it back.
-    #[default]
     Controls,
     /// The previous plan shifted by one step *with its feedback*: the initial controls are the
     /// closed-loop rollout `u_t = clip(ū_t + K_t (x_t − x̄_t))` from the new state, with the
     /// previous solve's states `x̄`, controls `ū` and gains `K` (the last step's gain repeated).
     /// With no difference from the prediction it equals [`WarmStart::Controls`].
+    #[default]
     Feedback,
+}
+
+impl WarmStart {
+    /// [`WarmStart::Controls`]: what settings written before the option existed used.
+    pub fn before_the_option() -> Self {
+        Self::Controls
+    }
 }
 
 /// The previous plan, shifted by one step: controls `[T, m]`, states `[T, n]`, gains `[T, m, n]`.
@@ -454,6 +462,20 @@ mod tests {
             episode(&mut agent, [std::f64::consts::PI, 0.0])
         };
         assert_eq!(run(WarmStart::Controls), run(WarmStart::Feedback));
+    }
+
+    /// The default is the feedback warm start; settings saved before the option existed
+    /// (no `warm_start` key) read back as the shifted controls they used.
+    #[test]
+    fn warm_start_default_and_older_settings() {
+        let cfg = default_config();
+        assert_eq!(cfg.warm_start, WarmStart::Feedback);
+        let mut json = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(json["warm_start"], "feedback");
+        assert_eq!(serde_json::from_value::<MpcConfig>(json.clone()).unwrap(), cfg);
+        json.as_object_mut().unwrap().remove("warm_start");
+        let old: MpcConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old, MpcConfig { warm_start: WarmStart::Controls, ..cfg });
     }
 
     /// The cart-pole on the environment's own step (θ wrapped, force cast to f32) with
