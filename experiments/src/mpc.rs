@@ -179,7 +179,6 @@ pub struct MpcArgs {
     /// Also write the episodes as a dataset (.npz) of the environment, on-policy data to train
     /// on (e.g. merged with random-action data by `ekvae merge`): each episode cut into windows
     /// of --record-steps, frames rendered at the run's image size (--record-size without a run).
-    /// Not for the pendulum's swing-up yet.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// With --record: steps per recorded episode (each controlled episode gives
@@ -190,8 +189,8 @@ pub struct MpcArgs {
     #[arg(long, requires = "record")]
     pub record_size: Option<usize>,
     /// Standard deviation of Gaussian noise added to each planned action before it is applied
-    /// (clipped to the action bounds), for exploration when recording; scored as applied.
-    /// Not for the pendulum's swing-up yet.
+    /// (clipped to the action bounds; the pendulum's torque in N·m, the cart-pole's action in
+    /// units of its bound 1), for exploration when recording; scored as applied.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub action_noise: f64,
     /// No progress bar (the result line is still printed).
@@ -215,6 +214,7 @@ impl MpcArgs {
             short_horizon_start: !self.no_short_horizon_start,
             warm_start: self.warm_start.map(Into::into),
             terminal_weight: self.terminal_weight,
+            action_noise: self.action_noise,
         }
     }
 
@@ -297,6 +297,69 @@ pub fn environment(args: &MpcArgs) -> Result<String> {
     })
 }
 
+/// Checks `--record` before any episode runs: the frames' size (`--record-size`, else the
+/// run's image size), `--record-steps`, the memory of `steps` frames per episode, that the file
+/// is not the run's training data, and that it can be written. Returns the path and the size.
+fn prepare_record(
+    args: &MpcArgs,
+    steps: usize,
+    channels: usize,
+) -> Result<Option<(PathBuf, usize)>> {
+    let Some(path) = &args.record else {
+        return Ok(None);
+    };
+    let run_config = match &args.run {
+        Some(dir) => Some(
+            ekvae_model::rundir::RunDir::new(dir)
+                .open()
+                .with_context(|| format!("--run {}", dir.display()))?
+                .0,
+        ),
+        None => None,
+    };
+    let size = match (args.record_size, &run_config) {
+        (Some(s), _) => s,
+        (None, Some(cfg)) => cfg.model.image_size,
+        (None, None) => bail!("--record without --run needs --record-size (the frames' side)"),
+    };
+    if !(ekvae_envs::dataset::MIN_SIZE..=1024).contains(&size) {
+        bail!(
+            "--record-size {size} is out of range; use {} to 1024",
+            ekvae_envs::dataset::MIN_SIZE
+        );
+    }
+    if args.record_steps == 0 {
+        bail!("--record-steps must be at least 1");
+    }
+    let bytes = (args.episodes as u64)
+        .checked_mul(steps as u64)
+        .and_then(|n| n.checked_mul((size * size * channels) as u64));
+    ekvae_envs::fsio::check_memory(
+        bytes,
+        "the recorded frames (--episodes × steps × --record-size²)",
+        "lower --episodes, --steps or --record-size",
+    )?;
+    if let Some(cfg) = &run_config {
+        ekvae_envs::fsio::check_distinct(path, &[Path::new(&cfg.data)])?;
+    }
+    ekvae_pipeline::collect::prepare_output(path)?;
+    Ok(Some((path.clone(), size)))
+}
+
+/// Saves the recorded dataset and says so.
+fn save_record(data: &ekvae_envs::Dataset, path: &Path, size: usize) -> Result<()> {
+    data.save(path).with_context(|| format!("saving {}", path.display()))?;
+    say!(
+        "recorded {} episodes × {} steps ({}×{} frames) into {}",
+        data.episodes,
+        data.steps,
+        size,
+        size,
+        path.display()
+    );
+    Ok(())
+}
+
 /// Runs `ekvae mpc` on a system other than the pendulum ([`ekvae_pipeline::task`]).
 pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
     ekvae_envs::Registry::builtin().get(env)?;
@@ -329,50 +392,8 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
         action_noise: args.action_noise,
     };
     // The recording's size and file are checked before any episode runs.
-    let record = match &args.record {
-        None => None,
-        Some(path) => {
-            let run_config = match &args.run {
-                Some(dir) => Some(
-                    ekvae_model::rundir::RunDir::new(dir)
-                        .open()
-                        .with_context(|| format!("--run {}", dir.display()))?
-                        .0,
-                ),
-                None => None,
-            };
-            let size = match (args.record_size, &run_config) {
-                (Some(s), _) => s,
-                (None, Some(cfg)) => cfg.model.image_size,
-                (None, None) => {
-                    bail!("--record without --run needs --record-size (the frames' side)")
-                }
-            };
-            if !(ekvae_envs::dataset::MIN_SIZE..=1024).contains(&size) {
-                bail!(
-                    "--record-size {size} is out of range; use {} to 1024",
-                    ekvae_envs::dataset::MIN_SIZE
-                );
-            }
-            if args.record_steps == 0 {
-                bail!("--record-steps must be at least 1");
-            }
-            let steps = args.steps.unwrap_or(task.steps()) as u64;
-            let bytes = (args.episodes as u64)
-                .checked_mul(steps)
-                .and_then(|n| n.checked_mul((size * size * task.system().channels()) as u64));
-            ekvae_envs::fsio::check_memory(
-                bytes,
-                "the recorded frames (--episodes × steps × --record-size²)",
-                "lower --episodes, --steps or --record-size",
-            )?;
-            if let Some(cfg) = &run_config {
-                ekvae_envs::fsio::check_distinct(path, &[Path::new(&cfg.data)])?;
-            }
-            ekvae_pipeline::collect::prepare_output(path)?;
-            Some((path.clone(), size))
-        }
-    };
+    let steps = args.steps.unwrap_or(task.steps());
+    let record = prepare_record(args, steps, task.system().channels())?;
     let planner = match &args.run {
         None => TaskPlanner::True,
         Some(dir) => {
@@ -412,15 +433,7 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
             *size,
             args.record_steps,
         )?;
-        data.save(path).with_context(|| format!("saving {}", path.display()))?;
-        say!(
-            "recorded {} episodes × {} steps ({}×{} frames) into {}",
-            data.episodes,
-            data.steps,
-            size,
-            size,
-            path.display()
-        );
+        save_record(&data, path, *size)?;
     }
     say!(
         "mpc {env} ({}): {} episodes, mean return {:.2} ± {:.2}, success {:.0}%, plan ms median {:.4} p95 {:.4} max {:.3}; wrote {}",
@@ -483,11 +496,6 @@ pub fn run(args: MpcArgs) -> Result<SwingUp> {
         bail!("--gif-size {} is out of range; use 16 to 1024", args.gif_size);
     }
     let env = environment(&args)?;
-    if args.record.is_some() || args.action_noise != 0.0 {
-        bail!(
-            "--record and --action-noise are not implemented for the pendulum's swing-up yet (they work for the other environments, e.g. --env CartPoleSwingUpBigPoleGhost-v0)"
-        );
-    }
     if env != ekvae_model::train::PENDULUM {
         bail!(
             "this is the pendulum's swing-up; {env} is controlled by run_task_cli (as `ekvae mpc --env {env}` does)"
@@ -497,6 +505,7 @@ pub fn run(args: MpcArgs) -> Result<SwingUp> {
     // Everything is checked before the output folder is made.
     config.check()?;
     let planner = args.planner()?;
+    let record = prepare_record(&args, config.steps, 1)?;
     let bar = output_and_bar(&args)?;
     let result = run_swingup(&config, &planner, &mut |_, ret| {
         bar.set_message(format!("{ret:.1}"));
@@ -508,6 +517,10 @@ pub fn run(args: MpcArgs) -> Result<SwingUp> {
     })?;
     bar.finish();
     write_swingup(&args.out, &result, args.gif_size)?;
+    if let Some((path, size)) = &record {
+        let data = ekvae_pipeline::swingup::record(&result, *size, args.record_steps)?;
+        save_record(&data, path, *size)?;
+    }
     say!(
         "mpc ({}): {} episodes, mean return {:.2} ± {:.2}, success {:.0}%, near-upright {:.1}%, plan ms median {:.4} p95 {:.4} max {:.3}; wrote {}",
         result.settings.model,

@@ -23,7 +23,10 @@ use crate::control::{
     Controller, Jacobians, LatentCostWeights, LatentDynamics, LearnedModel, PixelController,
     PixelFilter, RewardFit, latent_cost,
 };
+use crate::task::{RecordedStep, record_episodes};
 use crate::{Context, Result, invalid};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Steps per episode (`Pendulum-v1`'s time limit).
 pub const DEFAULT_STEPS: usize = 200;
@@ -83,6 +86,12 @@ pub struct SwingUpConfig {
     pub warm_start: Option<WarmStart>,
     /// Weight of the terminal cost relative to one running step's state cost.
     pub terminal_weight: f64,
+    /// Standard deviation (N·m) of Gaussian noise added to each planned torque before it is
+    /// applied (then clipped to the torque limits), for exploration when the episodes are
+    /// recorded as data ([`record`]); 0 = none. Seeded by `seed` and the episode, apart from
+    /// the planner's random starts and the starting states.
+    #[serde(default)]
+    pub action_noise: f64,
 }
 
 impl Default for SwingUpConfig {
@@ -100,6 +109,7 @@ impl Default for SwingUpConfig {
             short_horizon_start: true,
             warm_start: None,
             terminal_weight: 1.0,
+            action_noise: 0.0,
         }
     }
 }
@@ -185,6 +195,9 @@ impl SwingUpConfig {
             && !(th.is_finite() && thd.is_finite() && thd.abs() <= 8.0)
         {
             invalid!("--start {th},{thd} must be finite with |θ̇| ≤ 8");
+        }
+        if !(self.action_noise.is_finite() && self.action_noise >= 0.0) {
+            invalid!("--action-noise {} must be a finite number ≥ 0", self.action_noise);
         }
         // The per-step rows and beliefs are kept for the results.
         let per_step = std::mem::size_of::<StepRow>() as u64 + 8 * 8;
@@ -274,6 +287,8 @@ pub struct Settings {
     pub controller: Option<serde_json::Value>,
     /// The MPC settings.
     pub mpc: MpcConfig,
+    /// Standard deviation of the noise on the applied torques (0: none).
+    pub action_noise: f64,
 }
 
 /// One step of one episode (a CSV row).
@@ -435,6 +450,7 @@ pub fn run_swingup(
                 }),
                 controller: None,
                 mpc: mpc_cfg,
+                action_noise: config.action_noise,
             };
             episodes(config, settings, &mut agent, None, progress)
         }
@@ -509,11 +525,48 @@ pub fn run_swingup(
                     "estimator": "encoder mean → extended Kalman filter (plain f64)",
                 })),
                 mpc: mpc_cfg,
+                action_noise: config.action_noise,
             };
             let decode = |z: &[f64]| model.decode(z);
             episodes(config, settings, &mut controller, Some((&decode, size)), progress)
         }
     }
+}
+
+/// The episodes of `run` as a `Pendulum-v1` dataset (on-policy data; see
+/// [`crate::task::record_episodes`]): windows of `window` steps, frames rendered at `size`, the
+/// applied torques, the states `[θ, θ̇]` and the rewards.
+pub fn record(run: &SwingUp, size: usize, window: usize) -> Result<ekvae_envs::Dataset> {
+    let s = &run.settings;
+    let episodes: Vec<Vec<RecordedStep>> = (0..run.episodes.len())
+        .map(|ep| {
+            run.steps
+                .iter()
+                .filter(|r| r.episode == ep)
+                .map(|r| RecordedStep {
+                    state: vec![r.theta, r.theta_dot],
+                    u: vec![r.u],
+                    reward: r.reward,
+                })
+                .collect()
+        })
+        .collect();
+    let starts = match s.start {
+        Some([th, thd]) => format!("each from the state [{th}, {thd}]"),
+        None => format!("from Gymnasium's reset seeded once with {}", s.seed),
+    };
+    record_episodes(
+        &episodes,
+        &ekvae_envs::system::PendulumSystem::default(),
+        size,
+        window,
+        format!("mpc: {} (horizon {}, action noise {})", s.model, s.mpc.horizon, s.action_noise),
+        s.seed,
+        format!(
+            "{} episodes of `ekvae mpc` {starts}, each cut into windows of {window} steps",
+            s.episodes
+        ),
+    )
 }
 
 /// A decoder of planner states into frames, and the frames' side.
@@ -531,8 +584,11 @@ fn episodes(
     let mut rows: Vec<StepRow> = Vec::with_capacity(config.episodes * config.steps);
     let mut beliefs: Vec<Vec<f64>> = Vec::with_capacity(config.episodes * config.steps);
     let mut episodes = Vec::with_capacity(config.episodes);
+    let max_torque = ekvae_envs::pendulum::PendulumParams::default().max_torque;
     for ep in 0..config.episodes {
         let start = env.reset(config.start);
+        let mut noise = ChaCha8Rng::seed_from_u64(config.seed ^ crate::task::NOISE_STREAM);
+        noise.set_stream(ep as u64);
         controller.reset();
         let mut ret = 0.0;
         let first_row = rows.len();
@@ -543,14 +599,19 @@ fn episodes(
                 .act(&x)
                 .with_context(|| format!("planning failed at episode {ep}, step {t}"))?;
             let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let reward = env.step(plan.u[0]);
+            let mut u = plan.u[0];
+            if config.action_noise > 0.0 {
+                u = (u + config.action_noise * crate::task::standard_normal(&mut noise))
+                    .clamp(-max_torque, max_torque);
+            }
+            let reward = env.step(u);
             ret += reward;
             rows.push(StepRow {
                 episode: ep,
                 t,
                 theta: x[0],
                 theta_dot: x[1],
-                u: plan.u[0],
+                u,
                 reward,
                 plan_ms,
                 iterations: plan.iterations,
@@ -627,6 +688,35 @@ mod tests {
         assert_eq!(quantile(&v, 0.95), 5.0);
         assert_eq!(quantile(&v, 0.0), 1.0);
         assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    /// Noisy episodes repeat with their seed, and record as windows of the applied torques,
+    /// the states and the rendered frames.
+    #[test]
+    fn noisy_episodes_repeat_and_record() {
+        let config = SwingUpConfig {
+            episodes: 1,
+            steps: 60,
+            horizon: Some(15),
+            action_noise: 0.5,
+            ..SwingUpConfig::default()
+        };
+        let run = || run_swingup(&config, &Planner::True, &mut |_, _| {}).unwrap();
+        let (a, b) = (run(), run());
+        let untimed = |s: &SwingUp| -> Vec<StepRow> {
+            s.steps.iter().map(|r| StepRow { plan_ms: 0.0, ..r.clone() }).collect()
+        };
+        assert_eq!(untimed(&a), untimed(&b));
+        assert_eq!(a.settings.action_noise, 0.5);
+        let data = record(&a, 16, 30).unwrap();
+        assert_eq!((data.episodes, data.steps, data.size), (2, 30, 16));
+        let r = &a.steps[31];
+        assert_eq!(data.state(1, 1), &[r.theta, r.theta_dot]);
+        assert_eq!(data.action(1, 1), &[r.u as f32]);
+        assert_eq!(data.frame(1, 1), &ekvae_envs::render::render(r.theta, 16)[..]);
+        assert!(record(&a, 16, 61).is_err(), "no episode holds a window of 61");
+        let bad = SwingUpConfig { action_noise: f64::NAN, ..config };
+        assert!(bad.check().is_err());
     }
 
     #[test]

@@ -478,25 +478,39 @@ fn episodes(
 }
 
 /// Mixed into the seed of the exploration noise, so that its draws are not the planner's.
-const NOISE_STREAM: u64 = 0x6e6f_6973_6520_7374;
+pub(crate) const NOISE_STREAM: u64 = 0x6e6f_6973_6520_7374;
 
 /// One standard normal draw (Box–Muller on the workspace's portable uniform).
-fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     let u1 = 1.0 - ekvae_envs::space::uniform(rng, 0.0, 1.0); // (0, 1]
     let u2 = ekvae_envs::space::uniform(rng, 0.0, 1.0);
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// The episodes of `run` as a dataset of `system` (on-policy data): each episode is cut into
-/// windows of `window` steps (a remainder shorter than a window, and the steps after the
-/// environment terminated an episode, are left out), with the frames rendered at `size` from
-/// the states before each action, the applied actions, the states and the rewards. Fails when
-/// no episode holds a whole window.
-pub fn record(
-    run: &TaskRun,
+/// One recorded step: the state before the action, the applied action and its reward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedStep {
+    /// The state before the action.
+    pub state: Vec<f64>,
+    /// The applied action.
+    pub u: Vec<f64>,
+    /// That action's reward.
+    pub reward: f64,
+}
+
+/// Controlled episodes as a dataset of `system` (on-policy data): each episode is cut into
+/// windows of `window` steps (a remainder shorter than a window is left out), with the frames
+/// rendered at `size` from the states before each action, the applied actions, the states and
+/// the rewards. `policy` and `seeding` describe where the episodes came from (the dataset's
+/// metadata), `seed` is their seed. Fails when no episode holds a whole window.
+pub fn record_episodes(
+    episodes: &[Vec<RecordedStep>],
     system: &dyn System,
     size: usize,
     window: usize,
+    policy: String,
+    seed: u64,
+    seeding: String,
 ) -> Result<ekvae_envs::Dataset> {
     use ekvae_envs::collect::CollectConfig;
     if window == 0 {
@@ -506,7 +520,7 @@ pub fn record(
         invalid!("the recorded frames' size {size} is below {}", ekvae_envs::dataset::MIN_SIZE);
     }
     let (d, c) = (system.state_names().len(), system.channels());
-    let a = run.steps.first().map_or(0, |s| s.u.len());
+    let a = episodes.iter().flatten().next().map_or(0, |s| s.u.len());
     let frame = size * size * c;
     let mut data = ekvae_envs::Dataset {
         images: Vec::new(),
@@ -519,21 +533,11 @@ pub fn record(
         channels: c,
         action_dim: a,
         state_dim: d,
-        meta: CollectConfig { episodes: 0, steps: window, size, seed: run.config.seed }.meta(
-            system,
-            format!(
-                "mpc: {} (horizon {}, action noise {})",
-                run.model, run.mpc.horizon, run.config.action_noise
-            ),
-        ),
+        meta: CollectConfig { episodes: 0, steps: window, size, seed }.meta(system, policy),
     };
-    data.meta.seeding = format!(
-        "{} episodes of `ekvae mpc` from the task's seeded starts (seed {} + episode), each cut into windows of {window} steps",
-        run.config.episodes, run.config.seed
-    );
-    for ep in &run.episodes {
-        let rows: Vec<&TaskStep> = run.steps.iter().filter(|s| s.episode == ep.episode).collect();
-        for chunk in rows.chunks_exact(window) {
+    data.meta.seeding = seeding;
+    for episode in episodes {
+        for chunk in episode.chunks_exact(window) {
             for s in chunk {
                 let at = data.images.len();
                 data.images.resize(at + frame, 0);
@@ -553,6 +557,42 @@ pub fn record(
     data.meta.episodes = data.episodes;
     data.check()?;
     Ok(data)
+}
+
+/// The episodes of `run` as a dataset of `system` ([`record_episodes`]); the steps after the
+/// environment terminated an episode are not in the run, so they are left out too.
+pub fn record(
+    run: &TaskRun,
+    system: &dyn System,
+    size: usize,
+    window: usize,
+) -> Result<ekvae_envs::Dataset> {
+    let episodes: Vec<Vec<RecordedStep>> = run
+        .episodes
+        .iter()
+        .map(|ep| {
+            run.steps
+                .iter()
+                .filter(|s| s.episode == ep.episode)
+                .map(|s| RecordedStep { state: s.state.clone(), u: s.u.clone(), reward: s.reward })
+                .collect()
+        })
+        .collect();
+    record_episodes(
+        &episodes,
+        system,
+        size,
+        window,
+        format!(
+            "mpc: {} (horizon {}, action noise {})",
+            run.model, run.mpc.horizon, run.config.action_noise
+        ),
+        run.config.seed,
+        format!(
+            "{} episodes of `ekvae mpc` from the task's seeded starts (seed {} + episode), each cut into windows of {window} steps",
+            run.config.episodes, run.config.seed
+        ),
+    )
 }
 
 #[cfg(test)]

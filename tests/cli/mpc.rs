@@ -64,6 +64,47 @@ fn one_short_episode_writes_csv_summary_plot_and_animation() {
     assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
 }
 
+/// The pendulum's episodes recorded as a dataset, with noise on the torques: each window holds
+/// the rows of `steps.csv` (states, applied torques, rewards) and the frames of the renderer;
+/// the noise changes the torques against the same episodes without it.
+#[test]
+fn pendulum_episodes_recorded_with_action_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |noise: &str, out: &str| {
+        let o = ekvae_cmd()
+            .args(["mpc", "--episodes", "2", "--seed", "3", "--horizon", "20", "--steps", "60"])
+            .args(["--action-noise", noise, "--record-size", "16", "--record-steps", "25"])
+            .args(["--gif-size", "16", "--quiet", "--record"])
+            .arg(dir.path().join(format!("{out}.npz")))
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+        let rows = read_steps_csv(&dir.path().join(out).join("steps.csv"));
+        (rows, ekvae::envs::Dataset::load(&dir.path().join(format!("{out}.npz"))).unwrap())
+    };
+    let (rows, data) = run("0.5", "noisy");
+    // Two windows of 25 per 60-step episode; the last 10 steps of each are left out.
+    assert_eq!((data.episodes, data.steps, data.size, data.state_dim), (4, 25, 16, 2));
+    assert_eq!(data.meta.env, "Pendulum-v1");
+    assert!(data.meta.policy.contains("action noise 0.5"), "{}", data.meta.policy);
+    for (w, (ep, t0)) in [(0, 0), (0, 25), (1, 0), (1, 25)].into_iter().enumerate() {
+        for t in 0..25 {
+            let r = &rows[ep * 60 + t0 + t];
+            assert_eq!((r[0], r[1]), (ep as f64, (t0 + t) as f64));
+            assert_eq!(data.state(w, t), &r[2..4]);
+            assert_eq!(data.action(w, t), &[r[4] as f32]);
+            assert_eq!(data.rewards[w * 25 + t], r[5] as f32);
+            assert_eq!(data.frame(w, t), &ekvae::envs::render::render(r[2], 16)[..]);
+        }
+    }
+    assert!(rows.iter().all(|r| (-2.0..=2.0).contains(&r[4])));
+    let (quiet, _) = run("0", "quiet");
+    let changed = rows.iter().zip(&quiet).filter(|(a, b)| a[4] != b[4]).count();
+    assert!(changed > 60, "the noise changed only {changed} of 120 torques");
+}
+
 #[test]
 fn bad_arguments_fail_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,8 +114,10 @@ fn bad_arguments_fail_with_one_clear_line() {
         (vec!["--run", "no/such/run"], "run directory does not exist"),
         (vec!["--horizon", "0"], "horizon"),
         (vec!["--episodes", "0"], "--episodes"),
-        (vec!["--record", "rec.npz"], "not implemented for the pendulum"),
-        (vec!["--action-noise", "0.1"], "not implemented for the pendulum"),
+        (vec!["--record", "rec.npz"], "needs --record-size"),
+        (vec!["--record", "rec.npz", "--record-size", "4"], "out of range"),
+        (vec!["--action-noise", "-0.1"], "--action-noise"),
+        (vec!["--action-noise", "inf"], "--action-noise"),
     ] {
         let out = ekvae_cmd().arg("mpc").args(&args).arg("--out").arg(dir.path()).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
