@@ -216,7 +216,13 @@ impl SwingUpConfig {
     /// `default_warm_start` apply when none is set.
     pub fn mpc_config(&self, default_horizon: usize, default_warm_start: WarmStart) -> MpcConfig {
         let (lower, upper) = TruePendulum::default().control_limits();
-        let options = MpcOptions {
+        self.mpc_options(default_horizon, default_warm_start).config(ControlBounds { lower, upper })
+    }
+
+    /// The MPC options of these settings, for a system with other control bounds;
+    /// `default_horizon` and `default_warm_start` apply when none is set.
+    pub fn mpc_options(&self, default_horizon: usize, default_warm_start: WarmStart) -> MpcOptions {
+        MpcOptions {
             horizon: self.horizon.unwrap_or(default_horizon),
             iterations: self.iterations,
             replan_every: self.replan_every,
@@ -225,8 +231,7 @@ impl SwingUpConfig {
             short_horizon_start: self.short_horizon_start,
             warm_start: self.warm_start.unwrap_or(default_warm_start),
             seed: self.seed,
-        };
-        options.config(ControlBounds { lower, upper })
+        }
     }
 }
 

@@ -7,6 +7,9 @@ module ``ekvae._ekvae``. Importing it registers the Gymnasium ids
 - ``ekvae/PixelPendulum-v0``: Pendulum-v1 observed as rendered grayscale frames (``uint8``);
   ``gymnasium.make("ekvae/PixelPendulum-v0", size=16, obs_type="pixels" | "state")``;
   ``gymnasium.make_vec("ekvae/PixelPendulum-v0", num_envs=N)`` steps N pendulums in Rust.
+- ``ekvae/PixelCartPoleSwingUp-v0``, ``ekvae/PixelCartPoleSwingUpBigPole-v0``,
+  ``ekvae/PixelCartPoleSwingUpBigPoleGhost-v0``: the cart-pole swing-up observed as frames
+  drawn as the workspace's environment of that id draws them (``size=32`` by default).
 
 Functions: :func:`collect`, :func:`load_dataset`, :func:`save_dataset`, :func:`load_run`,
 :func:`export_pytorch`. Errors from Rust are ``ValueError`` (bad arguments), ``OSError`` and
@@ -29,7 +32,7 @@ from ._ekvae import (
     load_run,
     save_dataset,
 )
-from .envs import PixelPendulumEnv, PixelPendulumVectorEnv
+from .envs import PixelCartPoleSwingUpEnv, PixelPendulumEnv, PixelPendulumVectorEnv
 
 __version__ = _ekvae.__version__
 
@@ -43,10 +46,28 @@ if ENV_ID not in _gym.registry:
         max_episode_steps=200,
     )
 
+#: The Gymnasium id of each cart-pole environment of the workspace.
+CARTPOLE_ENV_IDS = {
+    "CartPoleSwingUp-v0": "ekvae/PixelCartPoleSwingUp-v0",
+    "CartPoleSwingUpBigPole-v0": "ekvae/PixelCartPoleSwingUpBigPole-v0",
+    "CartPoleSwingUpBigPoleGhost-v0": "ekvae/PixelCartPoleSwingUpBigPoleGhost-v0",
+}
+
+for _env_id, _gym_id in CARTPOLE_ENV_IDS.items():
+    if _gym_id not in _gym.registry:
+        _gym.register(
+            id=_gym_id,
+            entry_point="ekvae.envs:PixelCartPoleSwingUpEnv",
+            max_episode_steps=1000,
+            kwargs={"env_id": _env_id},
+        )
+
 __all__ = [
+    "CARTPOLE_ENV_IDS",
     "ENV_ID",
     "Controller",
     "EkvaeError",
+    "PixelCartPoleSwingUpEnv",
     "PixelPendulumEnv",
     "PixelPendulumVectorEnv",
     "Run",

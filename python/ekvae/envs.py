@@ -186,3 +186,91 @@ class PixelPendulumVectorEnv(VectorEnv):
         if self.render_mode == "rgb_array":
             return tuple(self._core.frames(self.render_size, True))
         return None
+
+
+class PixelCartPoleSwingUpEnv(gym.Env):
+    """The cart-pole swing-up (``CartPoleSwingUp-v0`` of the ``gymnasium-cartpole-swingup``
+    package: its physics, reward, reset and termination) observed as ``size × size`` grayscale
+    frames.
+
+    Registered as ``ekvae/PixelCartPoleSwingUp-v0``, ``ekvae/PixelCartPoleSwingUpBigPole-v0``
+    and ``ekvae/PixelCartPoleSwingUpBigPoleGhost-v0`` (1000-step time limit): the same system,
+    the frames drawn as the workspace's environments of those ids draw them (the pole drawn
+    2.5× longer and wider; also the next step's pole as a ghost), so a model trained on ``ekvae
+    collect --env ID`` data sees the frames it was trained on.
+
+    Args:
+        env_id: the workspace's id (``"CartPoleSwingUp-v0"`` and the two above).
+        render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns ``uint8 [R, R, 3]``).
+        size: side S of the observed frames (default 32).
+        obs_type: ``"pixels"`` (``uint8 [S, S]``) or ``"state"`` (the state ``float64 [4]``,
+            ``[x, ẋ, θ, θ̇]``).
+        render_size: side R of ``render()``'s frames (default 256).
+
+    The action is one number in ``[-1, 1]`` (10 N of force per unit; clipped).
+    ``reset(seed=...)`` seeds the Rust generator (``ekvae mpc --env ID --seed K`` seeds episode
+    i with ``K + i``); ``reset(options={"state": (x, ẋ, θ, θ̇)})`` starts from a given state.
+    ``terminated`` is the package's: the cart left the track (|x| > 2.4). ``info["state"]`` is
+    the exact state after every reset and step (float64, θ wrapped into [−π, π)).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        env_id: str = "CartPoleSwingUp-v0",
+        render_mode: str | None = None,
+        size: int = 32,
+        obs_type: str = "pixels",
+        render_size: int = 256,
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"unknown render_mode {render_mode!r}; use None or 'rgb_array'")
+        if obs_type == "pixels":
+            self.observation_space = spaces.Box(0, 255, (size, size), np.uint8)
+        elif obs_type == "state":
+            self.observation_space = spaces.Box(-np.inf, np.inf, (4,), np.float64)
+        else:
+            raise ValueError(f'unknown obs_type {obs_type!r}; use "pixels" or "state"')
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self._core = _ekvae.CartPoleCore(env_id, size)
+        self.env_id = env_id
+        self.render_mode = render_mode
+        self.size = size
+        self.obs_type = obs_type
+        self.render_size = render_size
+        self._seeded = False
+
+    def _obs(self, state):
+        if self.obs_type == "pixels":
+            return self._core.frame()
+        return np.array(state, dtype=np.float64)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if options is not None and "state" in options:
+            state = self._core.reset_to([float(v) for v in np.asarray(options["state"]).reshape(4)])
+        else:
+            if seed is None and not self._seeded:
+                seed = int(self.np_random.integers(0, 2**63 - 1))
+            state = self._core.reset(None if seed is None else int(seed))
+            self._seeded = True
+        return self._obs(state), {"state": np.array(state, dtype=np.float64)}
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.size != 1:
+            raise ValueError(f"action has {a.size} values; the cart-pole takes one")
+        reward, terminated, state = self._core.step(float(a[0]))
+        info = {"state": np.array(state, dtype=np.float64)}
+        return self._obs(state), reward, terminated, False, info
+
+    @property
+    def state(self) -> np.ndarray:
+        """The state ``[x, ẋ, θ, θ̇]`` (float64)."""
+        return np.array(self._core.state(), dtype=np.float64)
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self._core.frame(self.render_size, True)
+        return None

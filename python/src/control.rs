@@ -11,7 +11,7 @@ use ekvae_pipeline::control::{
     LatentCostWeights, LatentDynamics, LearnedModel, PixelFilter, latent_cost,
 };
 use ekvae_pipeline::swingup::{LEARNED_HORIZON, LEARNED_WARM_START, MAX_HORIZON};
-use ekvae_planner::{Mpc, MpcAgent, QuadraticCost};
+use ekvae_planner::{ControlBounds, Mpc, MpcAgent, QuadraticCost};
 
 /// The controller's options, named as the flags of `ekvae mpc` (without `--`, `_` for `-`).
 pub const OPTIONS: [&str; 13] = [
@@ -116,10 +116,26 @@ impl Controller {
                 "--horizon {h} is out of range; use 1 to {MAX_HORIZON} steps (every control step solves an iLQR problem of that length)"
             );
         }
-        if model.action_dim() != 1 {
+        // The run's environment gives the goal frame and the default horizon.
+        if config.env.is_empty() {
             bail!(
-                "--run {dir}: the model takes {}-dimensional actions; the pendulum has 1",
-                model.action_dim()
+                "--run {dir}: the model was trained on recorded data with no environment, so there is no goal frame to control to"
+            );
+        }
+        let system = ekvae_envs::Registry::builtin()
+            .get(&config.env)
+            .with_context(|| format!("--run {dir}"))?;
+        let default_horizon = if config.env == ekvae_model::train::PENDULUM {
+            LEARNED_HORIZON
+        } else {
+            ekvae_pipeline::task::builtin_task(&config.env)?.horizons().1
+        };
+        if model.action_dim() != 1 || system.action_dim() != 1 {
+            bail!(
+                "--run {dir}: the model takes {}-dimensional actions and {} has {}; the controller returns one action",
+                model.action_dim(),
+                config.env,
+                system.action_dim()
             );
         }
         let learned = LearnedModel::from_model(model, config, epoch)?;
@@ -129,10 +145,15 @@ impl Controller {
             control: args.control_weight.unwrap_or(defaults.control),
             terminal: args.terminal_weight,
         };
-        let goal = learned.goal_latent(args.goal_steps)?;
+        let goal = learned.goal_latent_of(system.as_ref(), args.goal_steps)?;
         let cost = latent_cost(goal.clone(), weights, 1)
             .context("--state-weight/--control-weight/--terminal-weight")?;
-        let mpc_cfg = args.config().mpc_config(LEARNED_HORIZON, LEARNED_WARM_START);
+        // The system's control bounds (the pendulum's torque ±2, the cart-pole's ±1).
+        let (lower, upper) = system.action_bounds();
+        let mpc_cfg = args
+            .config()
+            .mpc_options(default_horizon, LEARNED_WARM_START)
+            .config(ControlBounds { lower, upper });
         let horizon = mpc_cfg.horizon;
         let dynamics = LatentDynamics::new(learned.plain.clone(), args.jacobians.into());
         let mpc = Mpc::new(dynamics, cost, mpc_cfg)

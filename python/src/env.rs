@@ -1,10 +1,14 @@
-//! The pendulum environments' Rust side: one pendulum ([`PendulumCore`]) and `N` pendulums
-//! stepped together ([`VectorCore`]). Physics, seeding and rendering are `ekvae_envs`'s; the
-//! Gymnasium classes around them are in `python/ekvae/envs.py`.
+//! The environments' Rust side: one pendulum ([`PendulumCore`]), `N` pendulums stepped
+//! together ([`VectorCore`]) and one cart-pole swing-up ([`CartPoleCore`]). Physics, seeding and
+//! rendering are `ekvae_envs`'s; the Gymnasium classes around them are in
+//! `python/ekvae/envs.py`.
 
+use ekvae_envs::System;
+use ekvae_envs::cartpole::CartPoleSwingUp;
 use ekvae_envs::dataset::MIN_SIZE;
 use ekvae_envs::pendulum::{self, Pendulum};
 use ekvae_envs::render::render_into;
+use ekvae_envs::system::CartPoleSystem;
 use ekvae_envs::{Env, ResetTo};
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
@@ -147,6 +151,98 @@ impl PendulumCore {
         let size = size.unwrap_or(self.size);
         check_size(size, "render size")?;
         frame_array(py, &[self.env.state()[0]], &[], size, rgb)
+    }
+}
+
+/// One `CartPoleSwingUp-v0` (the package's physics, reset and termination,
+/// `ekvae_envs::cartpole`) drawn as one of the registered cart-pole environments draws it.
+#[pyclass(module = "ekvae._ekvae")]
+pub struct CartPoleCore {
+    env: CartPoleSwingUp,
+    system: CartPoleSystem,
+    size: usize,
+}
+
+#[pymethods]
+impl CartPoleCore {
+    /// The cart-pole of registry id `env_id` (`CartPoleSwingUp-v0`, `CartPoleSwingUpBigPole-v0`
+    /// or `CartPoleSwingUpBigPoleGhost-v0`: the same physics, the pole drawn as that id draws
+    /// it), observed as `size × size` frames.
+    #[new]
+    #[pyo3(signature = (env_id = "CartPoleSwingUp-v0", size = 32))]
+    fn new(env_id: &str, size: usize) -> PyResult<Self> {
+        check_size(size, "size")?;
+        let system = match env_id {
+            CartPoleSystem::ID => CartPoleSystem::default(),
+            CartPoleSystem::BIG_POLE_ID => CartPoleSystem::big_pole(),
+            CartPoleSystem::GHOST_ID => CartPoleSystem::big_pole_ghost(),
+            other => {
+                return Err(value_error(format!(
+                    "unknown cart-pole id {other:?}; use {:?}, {:?} or {:?}",
+                    CartPoleSystem::ID,
+                    CartPoleSystem::BIG_POLE_ID,
+                    CartPoleSystem::GHOST_ID
+                )));
+            }
+        };
+        Ok(Self { env: CartPoleSwingUp::new(system.params), system, size })
+    }
+
+    /// Starts an episode from the package's reset (hanging at rest plus N(0, 0.05²) per
+    /// component); with `seed`, the generator is re-seeded first (as `ekvae mpc --seed K` seeds
+    /// episode i with K + i). Returns the state `(x, ẋ, θ, θ̇)`.
+    #[pyo3(signature = (seed = None))]
+    fn reset(&mut self, seed: Option<u64>) -> [f64; 4] {
+        self.env.reset(seed);
+        self.env.state()
+    }
+
+    /// Starts an episode in the state `(x, ẋ, θ, θ̇)`.
+    fn reset_to(&mut self, state: [f64; 4]) -> PyResult<[f64; 4]> {
+        if !state.iter().all(|v| v.is_finite()) {
+            return Err(value_error(format!("start state {state:?} is not finite")));
+        }
+        self.env.reset_to(state);
+        Ok(self.env.state())
+    }
+
+    /// Applies action `a` (clipped to [−1, 1], 10 N per unit) for one step; returns
+    /// `(reward, terminated, (x, ẋ, θ, θ̇))` (terminated: the cart left the track).
+    fn step(&mut self, a: f64) -> PyResult<(f64, bool, [f64; 4])> {
+        check_action(a)?;
+        let s = self.env.step(&[a]);
+        Ok((s.reward, s.terminated, self.env.state()))
+    }
+
+    /// The state `(x, ẋ, θ, θ̇)` (θ wrapped into [−π, π), as the package wraps it).
+    fn state(&self) -> [f64; 4] {
+        self.env.state()
+    }
+
+    /// The registry id the frames are drawn for.
+    #[getter]
+    fn env_id(&self) -> String {
+        self.system.id().to_string()
+    }
+
+    /// The current state drawn at `size` (default: the observation size), gray `[S, S]` or
+    /// with `rgb=True` `[S, S, 3]`.
+    #[pyo3(signature = (size = None, rgb = false))]
+    fn frame<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<usize>,
+        rgb: bool,
+    ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+        let size = size.unwrap_or(self.size);
+        check_size(size, "render size")?;
+        let mut gray = vec![0u8; size * size];
+        self.system.render_into(&self.env.state(), size, &mut gray);
+        if rgb {
+            array(py, gray.iter().flat_map(|&v| [v, v, v]).collect(), &[size, size, 3])
+        } else {
+            array(py, gray, &[size, size])
+        }
     }
 }
 

@@ -30,6 +30,7 @@ fn _ekvae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EkvaeError", m.py().get_type::<errors::EkvaeError>())?;
     m.add_class::<env::PendulumCore>()?;
     m.add_class::<env::VectorCore>()?;
+    m.add_class::<env::CartPoleCore>()?;
     m.add_class::<model::Run>()?;
     m.add_class::<model::Controller>()?;
     m.add_function(wrap_pyfunction!(data::collect, m)?)?;

@@ -311,8 +311,9 @@ impl Run {
 }
 
 /// The pixel MPC of `ekvae mpc --run RUN_DIR`: each frame goes through the encoder and one
-/// EKF step (with the torque this controller returned for the previous frame), then iLQR
-/// plans on the learned latent dynamics towards the upright pendulum's latent.
+/// EKF step (with the action this controller returned for the previous frame), then iLQR
+/// plans on the learned latent dynamics towards the latent of the run's environment's goal
+/// (the pendulum or the cart-pole's pole upright at rest).
 #[pyclass(module = "ekvae._ekvae", unsendable)]
 pub struct Controller {
     inner: crate::control::Controller,
@@ -321,8 +322,9 @@ pub struct Controller {
 
 #[pymethods]
 impl Controller {
-    /// The torque for `frame` (`uint8 [S, S]`, the model's size). Call `reset()` at the start
-    /// of every episode; between calls the torque returned must be the one applied.
+    /// The action for `frame` (`uint8 [S, S]`, the model's size): the pendulum's torque, the
+    /// cart-pole's force in units of 10 N. Call `reset()` at the start of every episode;
+    /// between calls the action returned must be the one applied.
     fn policy(&mut self, frame: &Bound<'_, PyAny>) -> PyResult<f64> {
         let s = self.inner.image_size();
         let a = input_u8(frame, "frame")?;
