@@ -47,7 +47,23 @@ def _torque(action: Any) -> float:
     return float(a[0])
 
 
-class PixelPendulumEnv(gym.Env):
+class _CoreEnv(gym.Env):
+    """What the single environments share: the exact state and ``render()`` from the Rust core
+    (``self._core``), at ``self.render_size``."""
+
+    @property
+    def state(self) -> np.ndarray:
+        """The exact state (float64): the pendulum's ``[θ, θ̇]`` (θ not wrapped), the
+        cart-pole's ``[x, ẋ, θ, θ̇]``."""
+        return np.array(self._core.state(), dtype=np.float64)
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self._core.frame(self.render_size, True)
+        return None
+
+
+class PixelPendulumEnv(_CoreEnv):
     """Gymnasium's ``Pendulum-v1`` observed as ``size × size`` grayscale frames.
 
     Registered as ``ekvae/PixelPendulum-v0`` (200-step time limit, as ``Pendulum-v1``).
@@ -103,16 +119,6 @@ class PixelPendulumEnv(gym.Env):
     def step(self, action):
         reward, state = self._core.step(_torque(action))
         return self._core.observation(), reward, False, False, self._info(state)
-
-    @property
-    def state(self) -> np.ndarray:
-        """The state ``[θ, θ̇]`` (float64, θ not wrapped)."""
-        return np.array(self._core.state(), dtype=np.float64)
-
-    def render(self):
-        if self.render_mode == "rgb_array":
-            return self._core.frame(self.render_size, True)
-        return None
 
 
 class PixelPendulumVectorEnv(VectorEnv):
@@ -188,7 +194,7 @@ class PixelPendulumVectorEnv(VectorEnv):
         return None
 
 
-class PixelCartPoleSwingUpEnv(gym.Env):
+class PixelCartPoleSwingUpEnv(_CoreEnv):
     """The cart-pole swing-up (``CartPoleSwingUp-v0`` of the ``gymnasium-cartpole-swingup``
     package: its physics, reward, reset and termination) observed as ``size × size`` grayscale
     frames.
@@ -264,13 +270,3 @@ class PixelCartPoleSwingUpEnv(gym.Env):
         reward, terminated, state = self._core.step(float(a[0]))
         info = {"state": np.array(state, dtype=np.float64)}
         return self._obs(state), reward, terminated, False, info
-
-    @property
-    def state(self) -> np.ndarray:
-        """The state ``[x, ẋ, θ, θ̇]`` (float64)."""
-        return np.array(self._core.state(), dtype=np.float64)
-
-    def render(self):
-        if self.render_mode == "rgb_array":
-            return self._core.frame(self.render_size, True)
-        return None

@@ -68,6 +68,18 @@ fn frame_array<'py>(
     for (theta, f) in thetas.iter().zip(gray.chunks_mut(size * size)) {
         render_into(*theta, size, f);
     }
+    gray_array(py, gray, lead, size, rgb)
+}
+
+/// Gray frames `gray` as `uint8 [*lead, size, size]` or, with `rgb`, `[*lead, size, size, 3]`
+/// (gray repeated).
+fn gray_array<'py>(
+    py: Python<'py>,
+    gray: Vec<u8>,
+    lead: &[usize],
+    size: usize,
+    rgb: bool,
+) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
     let mut shape = lead.to_vec();
     shape.extend([size, size]);
     if rgb {
@@ -238,11 +250,7 @@ impl CartPoleCore {
         check_size(size, "render size")?;
         let mut gray = vec![0u8; size * size];
         self.system.render_into(&self.env.state(), size, &mut gray);
-        if rgb {
-            array(py, gray.iter().flat_map(|&v| [v, v, v]).collect(), &[size, size, 3])
-        } else {
-            array(py, gray, &[size, size])
-        }
+        gray_array(py, gray, &[], size, rgb)
     }
 }
 
