@@ -224,11 +224,7 @@ impl<D: Dynamics, C: Cost> Mpc<D, C> {
         self.warm = Some(Plan {
             us: shift(&sol.us, m),
             xs: sol.xs[n..(horizon + 1) * n].to_vec(),
-            gains: if sol.gains.len() == horizon * m * n {
-                shift(&sol.gains, m * n)
-            } else {
-                vec![0.0; horizon * m * n]
-            },
+            gains: shift(&sol.gains, m * n),
         });
         self.t += 1;
         Ok(MpcStep {
