@@ -62,6 +62,19 @@ class _CoreEnv(gym.Env):
             return self._core.frame(self.render_size, True)
         return None
 
+    def _check_render_mode(self, render_mode: str | None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"unknown render_mode {render_mode!r}; use None or 'rgb_array'")
+
+    def _reset_core(self, seed: int | None):
+        """Resets the core from its generator, seeded with `seed`; a first reset without a seed
+        draws one from Gymnasium's ``np_random``. Returns the state."""
+        if seed is None and not self._seeded:
+            seed = int(self.np_random.integers(0, 2**63 - 1))
+        state = self._core.reset(None if seed is None else int(seed))
+        self._seeded = True
+        return state
+
 
 class PixelPendulumEnv(_CoreEnv):
     """Gymnasium's ``Pendulum-v1`` observed as ``size × size`` grayscale frames.
@@ -90,8 +103,7 @@ class PixelPendulumEnv(_CoreEnv):
         obs_type: str = "pixels",
         render_size: int = 256,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"unknown render_mode {render_mode!r}; use None or 'rgb_array'")
+        self._check_render_mode(render_mode)
         self.observation_space = _observation_space(size, obs_type)
         self.action_space = _action_space()
         self.render_mode = render_mode
@@ -110,10 +122,7 @@ class PixelPendulumEnv(_CoreEnv):
             theta, theta_dot = (float(v) for v in np.asarray(options["state"]).reshape(2))
             state = self._core.reset_to(theta, theta_dot)
         else:
-            if seed is None and not self._seeded:
-                seed = int(self.np_random.integers(0, 2**63 - 1))
-            state = self._core.reset(None if seed is None else int(seed))
-            self._seeded = True
+            state = self._reset_core(seed)
         return self._core.observation(), self._info(state)
 
     def step(self, action):
@@ -230,8 +239,7 @@ class PixelCartPoleSwingUpEnv(_CoreEnv):
         obs_type: str = "pixels",
         render_size: int = 256,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"unknown render_mode {render_mode!r}; use None or 'rgb_array'")
+        self._check_render_mode(render_mode)
         if obs_type == "pixels":
             self.observation_space = spaces.Box(0, 255, (size, size), np.uint8)
         elif obs_type == "state":
@@ -257,10 +265,7 @@ class PixelCartPoleSwingUpEnv(_CoreEnv):
         if options is not None and "state" in options:
             state = self._core.reset_to([float(v) for v in np.asarray(options["state"]).reshape(4)])
         else:
-            if seed is None and not self._seeded:
-                seed = int(self.np_random.integers(0, 2**63 - 1))
-            state = self._core.reset(None if seed is None else int(seed))
-            self._seeded = True
+            state = self._reset_core(seed)
         return self._obs(state), {"state": np.array(state, dtype=np.float64)}
 
     def step(self, action):
