@@ -9,7 +9,8 @@ module ``ekvae._ekvae``. Importing it registers the Gymnasium ids
   ``gymnasium.make_vec("ekvae/PixelPendulum-v0", num_envs=N)`` steps N pendulums in Rust.
 - ``ekvae/PixelCartPoleSwingUp-v0``, ``ekvae/PixelCartPoleSwingUpBigPole-v0``,
   ``ekvae/PixelCartPoleSwingUpBigPoleGhost-v0``: the cart-pole swing-up observed as frames
-  drawn as the workspace's environment of that id draws them (``size=32`` by default).
+  drawn as the workspace's environment of that id draws them (``size=32`` by default);
+  ``gymnasium.make_vec(id, num_envs=N)`` steps N cart-poles in Rust.
 
 Functions: :func:`collect`, :func:`load_dataset`, :func:`save_dataset`, :func:`load_run`,
 :func:`export_pytorch`. Errors from Rust are ``ValueError`` (bad arguments), ``OSError`` and
@@ -32,7 +33,12 @@ from ._ekvae import (
     load_run,
     save_dataset,
 )
-from .envs import PixelCartPoleSwingUpEnv, PixelPendulumEnv, PixelPendulumVectorEnv
+from .envs import (
+    PixelCartPoleSwingUpEnv,
+    PixelCartPoleSwingUpVectorEnv,
+    PixelPendulumEnv,
+    PixelPendulumVectorEnv,
+)
 
 __version__ = _ekvae.__version__
 
@@ -58,6 +64,7 @@ for _env_id, _gym_id in CARTPOLE_ENV_IDS.items():
         _gym.register(
             id=_gym_id,
             entry_point="ekvae.envs:PixelCartPoleSwingUpEnv",
+            vector_entry_point="ekvae.envs:PixelCartPoleSwingUpVectorEnv",
             max_episode_steps=1000,
             kwargs={"env_id": _env_id},
         )
@@ -68,6 +75,7 @@ __all__ = [
     "Controller",
     "EkvaeError",
     "PixelCartPoleSwingUpEnv",
+    "PixelCartPoleSwingUpVectorEnv",
     "PixelPendulumEnv",
     "PixelPendulumVectorEnv",
     "Run",

@@ -1,4 +1,5 @@
-"""Gymnasium classes over the Rust pendulum (``ekvae._ekvae.PendulumCore`` / ``VectorCore``).
+"""Gymnasium classes over the Rust pendulum and cart-pole (``ekvae._ekvae.PendulumCore``,
+``CartPoleCore`` and, for N of either, ``VectorCore``).
 
 The physics is Gymnasium's ``Pendulum-v1`` to the last bit in float64 (``ekvae_envs::pendulum``),
 the frames are the anti-aliased renderer of ``ekvae collect`` (``ekvae_envs::render``): a white
@@ -130,49 +131,28 @@ class PixelPendulumEnv(_CoreEnv):
         return self._core.observation(), reward, False, False, self._info(state)
 
 
-class PixelPendulumVectorEnv(VectorEnv):
-    """``num_envs`` pendulums stepped together in Rust, returning batched numpy arrays.
-
-    ``gymnasium.make_vec("ekvae/PixelPendulum-v0", num_envs=N)`` builds it. Observations are
-    ``uint8 [N, S, S]`` (or ``float32 [N, 3]`` with ``obs_type="state"``), rewards ``float64
-    [N]``, terminated/truncated ``bool [N]``; ``info["state"]`` holds the states ``float64
-    [N, 2]``. Episodes are truncated after ``max_episode_steps`` (200) steps.
-
-    Autoreset mode: **next-step** (``AutoresetMode.NEXT_STEP``, Gymnasium's default): the step
-    after a pendulum's episode ended resets that pendulum, ignores its action and returns its
-    first observation with reward 0 and ``terminated = truncated = False``.
-    ``reset(seed=s)`` seeds pendulum i with ``s + i`` (a list gives one seed each), as
-    Gymnasium's ``SyncVectorEnv`` does.
-    """
+class _CoreVectorEnv(VectorEnv):
+    """What the vector environments share: ``reset``, ``step`` and ``render`` over the Rust
+    ``VectorCore`` (``self._core``), next-step autoreset and the seeding convention."""
 
     metadata = {
         "render_modes": ["rgb_array"],
-        "render_fps": 20,
         "autoreset_mode": AutoresetMode.NEXT_STEP,
     }
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        size: int = 16,
-        obs_type: str = "pixels",
-        render_mode: str | None = None,
-        render_size: int = 64,
-        max_episode_steps: int = 200,
-    ):
+    def _setup(self, num_envs, single_observation_space, single_action_space, render_mode):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}; use None or 'rgb_array'")
         self.num_envs = num_envs
-        self.single_observation_space = _observation_space(size, obs_type)
-        self.single_action_space = _action_space()
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.single_observation_space = single_observation_space
+        self.single_action_space = single_action_space
+        self.observation_space = batch_space(single_observation_space, num_envs)
+        self.action_space = batch_space(single_action_space, num_envs)
         self.render_mode = render_mode
-        self.size = size
-        self.obs_type = obs_type
-        self.render_size = render_size
-        self._core = _ekvae.VectorCore(num_envs, size, obs_type, max_episode_steps)
         self._seeded = False
+
+    def _obs(self, obs):
+        return obs if self.obs_type == "pixels" else obs.astype(self.single_observation_space.dtype, copy=False)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         if isinstance(seed, (list, tuple)):
@@ -189,18 +169,63 @@ class PixelPendulumVectorEnv(VectorEnv):
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(first)
         self._seeded = True
         obs, states = self._core.reset(seeds)
-        return obs, {"state": states}
+        return self._obs(obs), {"state": states}
 
     def step(self, actions):
         obs, rewards, terminated, truncated, states = self._core.step(
             np.asarray(actions, dtype=np.float64)
         )
-        return obs, rewards, terminated, truncated, {"state": states}
+        return self._obs(obs), rewards, terminated, truncated, {"state": states}
 
     def render(self):
         if self.render_mode == "rgb_array":
             return tuple(self._core.frames(self.render_size, True))
         return None
+
+
+class PixelPendulumVectorEnv(_CoreVectorEnv):
+    """``num_envs`` pendulums stepped together in Rust, returning batched numpy arrays.
+
+    ``gymnasium.make_vec("ekvae/PixelPendulum-v0", num_envs=N)`` builds it. Observations are
+    ``uint8 [N, S, S]`` (or ``float32 [N, 3]`` with ``obs_type="state"``), rewards ``float64
+    [N]``, terminated/truncated ``bool [N]``; ``info["state"]`` holds the states ``float64
+    [N, 2]``. Episodes are truncated after ``max_episode_steps`` (200) steps.
+
+    Autoreset mode: **next-step** (``AutoresetMode.NEXT_STEP``, Gymnasium's default): the step
+    after a pendulum's episode ended resets that pendulum, ignores its action and returns its
+    first observation with reward 0 and ``terminated = truncated = False``.
+    ``reset(seed=s)`` seeds pendulum i with ``s + i`` (a list gives one seed each), as
+    Gymnasium's ``SyncVectorEnv`` does.
+    """
+
+    metadata = {**_CoreVectorEnv.metadata, "render_fps": 20}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        size: int = 16,
+        obs_type: str = "pixels",
+        render_mode: str | None = None,
+        render_size: int = 64,
+        max_episode_steps: int = 200,
+    ):
+        self._setup(num_envs, _observation_space(size, obs_type), _action_space(), render_mode)
+        self.size = size
+        self.obs_type = obs_type
+        self.render_size = render_size
+        self._core = _ekvae.VectorCore(num_envs, size, obs_type, max_episode_steps, "Pendulum-v1")
+
+
+def _cartpole_observation_space(size: int, obs_type: str) -> spaces.Box:
+    if obs_type == "pixels":
+        return spaces.Box(0, 255, (size, size), np.uint8)
+    if obs_type == "state":
+        return spaces.Box(-np.inf, np.inf, (4,), np.float64)
+    raise ValueError(f'unknown obs_type {obs_type!r}; use "pixels" or "state"')
+
+
+def _cartpole_action_space() -> spaces.Box:
+    return spaces.Box(-1.0, 1.0, (1,), np.float32)
 
 
 class PixelCartPoleSwingUpEnv(_CoreEnv):
@@ -240,13 +265,8 @@ class PixelCartPoleSwingUpEnv(_CoreEnv):
         render_size: int = 256,
     ):
         self._check_render_mode(render_mode)
-        if obs_type == "pixels":
-            self.observation_space = spaces.Box(0, 255, (size, size), np.uint8)
-        elif obs_type == "state":
-            self.observation_space = spaces.Box(-np.inf, np.inf, (4,), np.float64)
-        else:
-            raise ValueError(f'unknown obs_type {obs_type!r}; use "pixels" or "state"')
-        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.observation_space = _cartpole_observation_space(size, obs_type)
+        self.action_space = _cartpole_action_space()
         self._core = _ekvae.CartPoleCore(env_id, size)
         self.env_id = env_id
         self.render_mode = render_mode
@@ -275,3 +295,40 @@ class PixelCartPoleSwingUpEnv(_CoreEnv):
         reward, terminated, state = self._core.step(float(a[0]))
         info = {"state": np.array(state, dtype=np.float64)}
         return self._obs(state), reward, terminated, False, info
+
+
+class PixelCartPoleSwingUpVectorEnv(_CoreVectorEnv):
+    """``num_envs`` cart-poles of one workspace id stepped together in Rust.
+
+    ``gymnasium.make_vec("ekvae/PixelCartPoleSwingUp-v0", num_envs=N)`` (or the big-pole and
+    ghost ids) builds it. Observations are ``uint8 [N, S, S]`` (or the states ``float64 [N,
+    4]`` with ``obs_type="state"``), rewards ``float64 [N]``, terminated (the cart left the
+    track) and truncated (``max_episode_steps``, 1000) ``bool [N]``; ``info["state"]`` holds
+    the states ``float64 [N, 4]``, ``[x, ẋ, θ, θ̇]``.
+
+    Autoreset mode: **next-step**, as :class:`PixelPendulumVectorEnv`: the step after a
+    cart-pole's episode ended (terminated or truncated) resets it, ignores its action and
+    returns reward 0 with both flags false. ``reset(seed=s)`` seeds cart-pole i with ``s + i``,
+    so cart-pole i is :class:`PixelCartPoleSwingUpEnv` reset with ``seed=s + i``.
+    """
+
+    metadata = {**_CoreVectorEnv.metadata, "render_fps": 10}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        env_id: str = "CartPoleSwingUp-v0",
+        size: int = 32,
+        obs_type: str = "pixels",
+        render_mode: str | None = None,
+        render_size: int = 64,
+        max_episode_steps: int = 1000,
+    ):
+        self._setup(
+            num_envs, _cartpole_observation_space(size, obs_type), _cartpole_action_space(), render_mode
+        )
+        self.env_id = env_id
+        self.size = size
+        self.obs_type = obs_type
+        self.render_size = render_size
+        self._core = _ekvae.VectorCore(num_envs, size, obs_type, max_episode_steps, env_id)

@@ -1,12 +1,12 @@
-//! The environments' Rust side: one pendulum ([`PendulumCore`]), `N` pendulums stepped
-//! together ([`VectorCore`]) and one cart-pole swing-up ([`CartPoleCore`]). Physics, seeding and
+//! The environments' Rust side: one pendulum ([`PendulumCore`]), one cart-pole swing-up
+//! ([`CartPoleCore`]) and `N` of either stepped together ([`VectorCore`]). Physics, seeding and
 //! rendering are `ekvae_envs`'s; the Gymnasium classes around them are in
 //! `python/ekvae/envs.py`.
 
 use ekvae_envs::System;
 use ekvae_envs::cartpole::CartPoleSwingUp;
 use ekvae_envs::dataset::MIN_SIZE;
-use ekvae_envs::pendulum::{self, Pendulum};
+use ekvae_envs::pendulum::Pendulum;
 use ekvae_envs::render::render_into;
 use ekvae_envs::system::CartPoleSystem;
 use ekvae_envs::{Env, ResetTo};
@@ -254,12 +254,115 @@ impl CartPoleCore {
     }
 }
 
-/// `N` pendulums stepped together, with a 200-step time limit and next-step autoreset
-/// (Gymnasium's default: the step after an episode ends resets that pendulum, ignores its
-/// action and returns reward 0).
+/// One environment of a [`VectorCore`]: what the vector needs to reset, step, observe and draw
+/// it.
+trait Member: Send + Sync {
+    /// Starts an episode from the environment's own reset; with `seed`, re-seeded first.
+    fn restart(&mut self, seed: Option<u64>);
+    /// Applies action `u` for one step: `(reward, terminated)`.
+    fn advance(&mut self, u: f64) -> (f64, bool);
+    /// Writes the exact state into `out` (its length is [`Kind::state_dim`]).
+    fn state_into(&self, out: &mut [f64]);
+    /// Writes the state observation (`obs_type="state"`) into `out` ([`Kind::obs_dim`] long).
+    fn observation_into(&self, out: &mut [f64]);
+    /// Draws the current state into `out` (`size × size` gray bytes).
+    fn draw_into(&self, size: usize, out: &mut [u8]);
+}
+
+impl Member for Pendulum {
+    fn restart(&mut self, seed: Option<u64>) {
+        Env::reset(self, seed);
+    }
+
+    fn advance(&mut self, u: f64) -> (f64, bool) {
+        // Pendulum-v1 never terminates; only the time limit ends an episode.
+        (Env::step(self, &[u]).reward, false)
+    }
+
+    fn state_into(&self, out: &mut [f64]) {
+        out.copy_from_slice(&self.state());
+    }
+
+    fn observation_into(&self, out: &mut [f64]) {
+        out.copy_from_slice(&self.obs());
+    }
+
+    fn draw_into(&self, size: usize, out: &mut [u8]) {
+        render_into(self.state()[0], size, out);
+    }
+}
+
+/// A cart-pole of the vector with the system that draws it (the registry id's pole drawing).
+struct CartPoleMember {
+    env: CartPoleSwingUp,
+    system: CartPoleSystem,
+}
+
+impl Member for CartPoleMember {
+    fn restart(&mut self, seed: Option<u64>) {
+        self.env.reset(seed);
+    }
+
+    fn advance(&mut self, u: f64) -> (f64, bool) {
+        let s = self.env.step(&[u]);
+        (s.reward, s.terminated)
+    }
+
+    fn state_into(&self, out: &mut [f64]) {
+        out.copy_from_slice(&self.env.state());
+    }
+
+    fn observation_into(&self, out: &mut [f64]) {
+        out.copy_from_slice(&self.env.state());
+    }
+
+    fn draw_into(&self, size: usize, out: &mut [u8]) {
+        self.system.render_into(&self.env.state(), size, out);
+    }
+}
+
+/// The systems a [`VectorCore`] steps, with their dimensions.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    /// Length of the exact state (`info["state"]`).
+    state_dim: usize,
+    /// Length of the state observation.
+    obs_dim: usize,
+}
+
+/// `num_envs` fresh members of the registry id `env_id`, and their dimensions.
+fn members(env_id: &str, num_envs: usize) -> PyResult<(Vec<Box<dyn Member>>, Kind)> {
+    let cartpole = match env_id {
+        "Pendulum-v1" => {
+            let envs = (0..num_envs).map(|_| Box::new(Pendulum::default()) as Box<dyn Member>);
+            return Ok((envs.collect(), Kind { state_dim: 2, obs_dim: 3 }));
+        }
+        CartPoleSystem::ID => CartPoleSystem::default(),
+        CartPoleSystem::BIG_POLE_ID => CartPoleSystem::big_pole(),
+        CartPoleSystem::GHOST_ID => CartPoleSystem::big_pole_ghost(),
+        other => {
+            return Err(value_error(format!(
+                "unknown environment id {other:?}; use \"Pendulum-v1\", {:?}, {:?} or {:?}",
+                CartPoleSystem::ID,
+                CartPoleSystem::BIG_POLE_ID,
+                CartPoleSystem::GHOST_ID
+            )));
+        }
+    };
+    let envs = (0..num_envs).map(|_| {
+        let env = CartPoleSwingUp::new(cartpole.params);
+        Box::new(CartPoleMember { env, system: cartpole.clone() }) as Box<dyn Member>
+    });
+    Ok((envs.collect(), Kind { state_dim: 4, obs_dim: 4 }))
+}
+
+/// `N` environments of one registry id (the pendulum or a cart-pole) stepped together, with a
+/// time limit and next-step autoreset (Gymnasium's default: the step after an episode ends
+/// resets that environment, ignores its action and returns reward 0).
 #[pyclass(module = "ekvae._ekvae")]
 pub struct VectorCore {
-    envs: Vec<Pendulum>,
+    envs: Vec<Box<dyn Member>>,
+    kind: Kind,
     size: usize,
     obs: ObsType,
     max_steps: usize,
@@ -268,11 +371,11 @@ pub struct VectorCore {
 }
 
 /// The arrays of one vector step: frames, state observations, rewards, terminated, truncated, states.
-type Outputs = (Vec<u8>, Vec<f32>, Vec<f64>, Vec<bool>, Vec<bool>, Vec<f64>);
+type Outputs = (Vec<u8>, Vec<f64>, Vec<f64>, Vec<bool>, Vec<bool>, Vec<f64>);
 
 impl VectorCore {
-    /// Frames or state observations of all pendulums (fresh arrays).
-    fn observe(&self) -> (Vec<u8>, Vec<f32>) {
+    /// Frames or state observations of all environments (fresh arrays).
+    fn observe(&self) -> (Vec<u8>, Vec<f64>) {
         let (n, s) = (self.envs.len(), self.size);
         match self.obs {
             ObsType::Pixels => {
@@ -281,29 +384,37 @@ impl VectorCore {
                     .par_chunks_mut(s * s)
                     .with_min_len(min_len(s))
                     .zip(self.envs.par_iter())
-                    .for_each(|(f, env)| render_into(env.state()[0], s, f));
+                    .for_each(|(f, env)| env.draw_into(s, f));
                 (frames, Vec::new())
             }
             ObsType::State => {
-                (Vec::new(), self.envs.iter().flat_map(|e| e.obs().map(|v| v as f32)).collect())
+                let mut obs = vec![0.0; n * self.kind.obs_dim];
+                for (env, o) in self.envs.iter().zip(obs.chunks_exact_mut(self.kind.obs_dim)) {
+                    env.observation_into(o);
+                }
+                (Vec::new(), obs)
             }
         }
     }
 
     fn states(&self) -> Vec<f64> {
-        self.envs.iter().flat_map(|e| e.state()).collect()
+        let mut states = vec![0.0; self.envs.len() * self.kind.state_dim];
+        for (env, st) in self.envs.iter().zip(states.chunks_exact_mut(self.kind.state_dim)) {
+            env.state_into(st);
+        }
+        states
     }
 
     fn obs_array<'py>(
         &self,
         py: Python<'py>,
         frames: Vec<u8>,
-        obs: Vec<f32>,
+        obs: Vec<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let n = self.envs.len();
         match self.obs {
             ObsType::Pixels => Ok(array(py, frames, &[n, self.size, self.size])?.into_any()),
-            ObsType::State => Ok(array(py, obs, &[n, 3])?.into_any()),
+            ObsType::State => Ok(array(py, obs, &[n, self.kind.obs_dim])?.into_any()),
         }
     }
 }
@@ -315,15 +426,16 @@ fn min_len(size: usize) -> usize {
 
 #[pymethods]
 impl VectorCore {
-    /// `num_envs` pendulums observed as frames or states; episodes are cut after
-    /// `max_episode_steps` steps.
+    /// `num_envs` environments of registry id `env_id` (`Pendulum-v1` or one of the cart-pole
+    /// ids) observed as frames or states; episodes are cut after `max_episode_steps` steps.
     #[new]
-    #[pyo3(signature = (num_envs, size = 16, obs_type = "pixels", max_episode_steps = 200))]
+    #[pyo3(signature = (num_envs, size = 16, obs_type = "pixels", max_episode_steps = 200, env_id = "Pendulum-v1"))]
     fn new(
         num_envs: usize,
         size: usize,
         obs_type: &str,
         max_episode_steps: usize,
+        env_id: &str,
     ) -> PyResult<Self> {
         if num_envs == 0 || num_envs > 1 << 20 {
             return Err(value_error(format!("num_envs {num_envs} must be 1 to {}", 1 << 20)));
@@ -337,12 +449,14 @@ impl VectorCore {
             ekvae_envs::fsio::check_memory(
                 num_envs.checked_mul(size * size).map(|b| 2 * b as u64),
                 "num_envs × size²",
-                "use fewer or smaller pendulums",
+                "use fewer or smaller environments",
             )
             .map_err(crate::errors::to_py)?;
         }
+        let (envs, kind) = members(env_id, num_envs)?;
         Ok(Self {
-            envs: vec![Pendulum::default(); num_envs],
+            envs,
+            kind,
             size,
             obs,
             max_steps: max_episode_steps,
@@ -351,14 +465,14 @@ impl VectorCore {
         })
     }
 
-    /// Number of pendulums.
+    /// Number of environments.
     #[getter]
     fn num_envs(&self) -> usize {
         self.envs.len()
     }
 
-    /// Resets every pendulum: with `seeds` (one per pendulum, or None each) re-seeded first.
-    /// Returns `(observations, states)`.
+    /// Resets every environment: with `seeds` (one per environment, or None each) re-seeded
+    /// first. Returns `(observations, states)`.
     fn reset<'py>(
         &mut self,
         py: Python<'py>,
@@ -369,18 +483,19 @@ impl VectorCore {
             return Err(value_error(format!("{} seeds for {n} environments", seeds.len())));
         }
         for (env, seed) in self.envs.iter_mut().zip(seeds) {
-            env.reset(seed);
+            env.restart(seed);
         }
         self.elapsed.fill(0);
         self.ended.fill(false);
         let (frames, obs) = py.detach(|| self.observe());
         let states = self.states();
-        Ok((self.obs_array(py, frames, obs)?, array(py, states, &[n, 2])?))
+        Ok((self.obs_array(py, frames, obs)?, array(py, states, &[n, self.kind.state_dim])?))
     }
 
-    /// Steps every pendulum with its torque (`actions`: `N` numbers, float64): returns
-    /// `(observations, rewards, terminated, truncated, states)`. A pendulum whose episode
-    /// ended at the previous step is reset instead (its action ignored, reward 0).
+    /// Steps every environment with its action (`actions`: `N` numbers, float64): returns
+    /// `(observations, rewards, terminated, truncated, states)`. An environment whose episode
+    /// ended at the previous step (terminated or truncated) is reset instead (its action
+    /// ignored, reward 0).
     #[allow(clippy::type_complexity)]
     fn step<'py>(
         &mut self,
@@ -398,7 +513,7 @@ impl VectorCore {
         let u = data(&a)?;
         if u.len() != n {
             return Err(value_error(format!(
-                "actions have shape {}; expected {n} torques (shape ({n}, 1) or ({n},))",
+                "actions have shape {}; expected {n} actions (shape ({n}, 1) or ({n},))",
                 py_shape(&shape(&a))
             )));
         }
@@ -406,32 +521,35 @@ impl VectorCore {
             return Err(value_error(format!("action {} of environment {i} is not finite", u[i])));
         }
         let u = u.to_vec();
-        let (s, max_steps) = (self.size, self.max_steps);
+        let (s, max_steps, kind) = (self.size, self.max_steps, self.kind);
         let pixels = self.obs == ObsType::Pixels;
         let (envs, elapsed, ended) = (&mut self.envs, &mut self.elapsed, &mut self.ended);
         let (frames, obs, rewards, terminated, truncated, states): Outputs = py.detach(|| {
             let mut frames = vec![0u8; if pixels { n * s * s } else { 0 }];
+            let mut obs = vec![0.0f64; if pixels { 0 } else { n * kind.obs_dim }];
             let mut rewards = vec![0.0f64; n];
+            let mut terminated = vec![false; n];
             let mut truncated = vec![false; n];
-            let mut states = vec![0.0f64; 2 * n];
-            let step_one = |env: &mut Pendulum,
+            let mut states = vec![0.0f64; kind.state_dim * n];
+            let step_one = |env: &mut Box<dyn Member>,
                             elapsed: &mut usize,
                             ended: &mut bool,
                             u: f64,
-                            reward: &mut f64,
-                            trunc: &mut bool,
+                            (reward, term, trunc): (&mut f64, &mut bool, &mut bool),
                             state: &mut [f64]| {
                 if *ended {
-                    env.reset(None);
+                    env.restart(None);
                     *elapsed = 0;
                     *ended = false;
                 } else {
-                    *reward = env.step(&[u]).reward;
+                    let (r, t) = env.advance(u);
+                    *reward = r;
+                    *term = t;
                     *elapsed += 1;
                     *trunc = *elapsed >= max_steps;
-                    *ended = *trunc;
+                    *ended = *term || *trunc;
                 }
-                state.copy_from_slice(&env.state());
+                env.state_into(state);
             };
             let work = envs
                 .par_iter_mut()
@@ -439,42 +557,38 @@ impl VectorCore {
                 .zip(ended.par_iter_mut())
                 .zip(u.par_iter())
                 .zip(rewards.par_iter_mut())
+                .zip(terminated.par_iter_mut())
                 .zip(truncated.par_iter_mut())
-                .zip(states.par_chunks_mut(2))
+                .zip(states.par_chunks_mut(kind.state_dim))
                 .with_min_len(min_len(s));
             if pixels {
                 work.zip(frames.par_chunks_mut(s * s)).for_each(
-                    |(((((((env, el), en), u), r), t), st), f)| {
-                        step_one(env, el, en, *u, r, t, st);
-                        render_into(st[0], s, f);
+                    |((((((((env, el), en), u), r), te), tr), st), f)| {
+                        step_one(env, el, en, *u, (r, te, tr), st);
+                        env.draw_into(s, f);
                     },
                 );
             } else {
-                work.for_each(|((((((env, el), en), u), r), t), st)| {
-                    step_one(env, el, en, *u, r, t, st)
-                });
+                work.zip(obs.par_chunks_mut(kind.obs_dim)).for_each(
+                    |((((((((env, el), en), u), r), te), tr), st), o)| {
+                        step_one(env, el, en, *u, (r, te, tr), st);
+                        env.observation_into(o);
+                    },
+                );
             }
-            let obs: Vec<f32> = if pixels {
-                Vec::new()
-            } else {
-                states
-                    .chunks_exact(2)
-                    .flat_map(|st| pendulum::observation([st[0], st[1]]).map(|v| v as f32))
-                    .collect()
-            };
-            // Pendulum-v1 never terminates; only the time limit ends an episode.
-            (frames, obs, rewards, vec![false; n], truncated, states)
+            (frames, obs, rewards, terminated, truncated, states)
         });
         Ok((
             self.obs_array(py, frames, obs)?,
             array(py, rewards, &[n])?,
             array(py, terminated, &[n])?,
             array(py, truncated, &[n])?,
-            array(py, states, &[n, 2])?,
+            array(py, states, &[n, kind.state_dim])?,
         ))
     }
 
-    /// Frames of all pendulums at `size`, `uint8 [N, size, size]` (or `[N, size, size, 3]` with `rgb`).
+    /// Frames of all environments at `size`, `uint8 [N, size, size]` (or `[N, size, size, 3]`
+    /// with `rgb`).
     #[pyo3(signature = (size = None, rgb = false))]
     fn frames<'py>(
         &self,
@@ -484,12 +598,16 @@ impl VectorCore {
     ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
         let size = size.unwrap_or(self.size);
         check_size(size, "render size")?;
-        let thetas: Vec<f64> = self.envs.iter().map(|env| env.state()[0]).collect();
-        frame_array(py, &thetas, &[self.envs.len()], size, rgb)
+        let mut gray = vec![0u8; self.envs.len() * size * size];
+        for (env, f) in self.envs.iter().zip(gray.chunks_exact_mut(size * size)) {
+            env.draw_into(size, f);
+        }
+        gray_array(py, gray, &[self.envs.len()], size, rgb)
     }
 
-    /// The states `(θ, θ̇)` of all pendulums, `float64 [N, 2]`.
+    /// The exact states of all environments, `float64 [N, state_dim]` (the pendulum's `(θ, θ̇)`,
+    /// the cart-pole's `(x, ẋ, θ, θ̇)`).
     fn states_array<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
-        array(py, self.states(), &[self.envs.len(), 2])
+        array(py, self.states(), &[self.envs.len(), self.kind.state_dim])
     }
 }
