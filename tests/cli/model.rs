@@ -547,6 +547,50 @@ fn cartpole_collect_train_eval_mpc() {
     assert!(!prun.join("eval.json").exists());
 }
 
+/// The ghost drawing (`CartPoleSwingUpBigPoleGhost-v0`, the recipe of the cart-pole's best pixel
+/// controllers) through collect → train → mpc on a tiny budget: the run records its environment,
+/// the controller's task is that environment (its id decides how the task draws the frames it
+/// filters), and the recorded windows are drawn as it draws them: each equals the ghost system's
+/// drawing of its state, and some are not the big pole's drawing without the ghost.
+#[test]
+fn cartpole_ghost_collect_train_mpc() {
+    use ekvae::envs::System;
+    use ekvae::envs::system::CartPoleSystem;
+    let dir = tempfile::tempdir().unwrap();
+    let id = CartPoleSystem::GHOST_ID;
+    let train_file = collect_with(dir.path(), "train.npz", 16, 1, &["--env", id]);
+    let cfg = tiny_config(dir.path());
+    let run = dir.path().join("run");
+    let o =
+        train(&train_file, &run, &cfg, &["--epochs", "1", "--state-dim", "5", "--aux-dim", "3"]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let out = dir.path().join("mpc");
+    let rec = dir.path().join("rec.npz");
+    let run_arg = run.to_str().unwrap();
+    let mut args = vec!["mpc", "--run", run_arg, "--horizon", "8", "--episodes", "1"];
+    args.extend(["--steps", "20", "--record-steps", "10", "--gif-size", "32", "--quiet"]);
+    args.extend(["--record", rec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = ekvae(&args);
+    assert!(o.status.success(), "mpc failed: {}", stderr(&o));
+    let summary = read_json(&out.join("summary.json"));
+    assert_eq!(summary["env"], id);
+    let data = ekvae::envs::Dataset::load(&rec).unwrap();
+    assert_eq!(data.meta.env, id);
+    assert!(data.episodes >= 1 && data.size == 16, "{} windows of {}", data.episodes, data.size);
+    let (ghost, big) = (CartPoleSystem::big_pole_ghost(), CartPoleSystem::big_pole());
+    let (mut g, mut b) = (vec![0u8; 16 * 16], vec![0u8; 16 * 16]);
+    let mut differs = 0;
+    for ep in 0..data.episodes {
+        for t in 0..data.steps {
+            ghost.render_into(data.state(ep, t), 16, &mut g);
+            big.render_into(data.state(ep, t), 16, &mut b);
+            assert_eq!(data.frame(ep, t), &g[..], "window {ep}, step {t}");
+            differs += usize::from(g != b);
+        }
+    }
+    assert!(differs > 0, "the ghost shows in the recorded frames");
+}
+
 /// Recorded data (frames and actions only, no environment): trained on and evaluated open loop,
 /// and `eval` says that identification was skipped.
 #[test]
