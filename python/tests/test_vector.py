@@ -98,23 +98,30 @@ def test_cartpole_vector_is_the_single_env_seeded_with_seed_plus_i(env_id, obs_t
         o, inf = env.reset(seed=11 + i)
         np.testing.assert_array_equal(obs[i], o)
         np.testing.assert_array_equal(info["state"][i], inf["state"])
-    # Full force to the right: every cart leaves the track (|x| > 2.4) within 100 steps.
+    # Full force to the right: every cart leaves the track (|x| > 2.4) within 100 steps; the
+    # step after a cart's termination resets it (reward 0, both flags false, a fresh start).
     u = np.ones((n, 1))
     ended = np.zeros(n, dtype=bool)
+    restarted = np.zeros(n, dtype=bool)
     for _ in range(100):
         obs, rewards, terminated, truncated, info = envs.step(u)
         assert obs.dtype == dtype and info["state"].shape == (n, 4)
         for i, env in enumerate(singles):
+            if restarted[i]:
+                continue
             if ended[i]:
+                assert rewards[i] == 0 and not terminated[i] and not truncated[i]
+                assert abs(info["state"][i][0]) < 2.4, "reset onto the track"
+                restarted[i] = True
                 continue
             o, r, term, trunc, inf = env.step(u[i])
             np.testing.assert_array_equal(obs[i], o)
             np.testing.assert_array_equal(info["state"][i], inf["state"])
             assert rewards[i] == r and terminated[i] == term and not truncated[i]
             ended[i] = term
-        if ended.all():
+        if restarted.all():
             break
-    assert ended.all(), "full force drives every cart off the track"
+    assert restarted.all(), "full force drives every cart off the track, then it is reset"
 
 
 def test_cartpole_vector_autoreset_and_time_limit():
