@@ -112,8 +112,10 @@ pub struct MpcArgs {
     /// Seed of the random starting states (Gymnasium's reset distribution) and the planner's random starts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Planning horizon in steps of 50 ms [default: 40 on the true model, 30 on a learned
-    /// one, whose open-loop predictions drift over long horizons].
+    /// Planning horizon in steps of the environment's time step [default: the pendulum's 40
+    /// (2 s) on the true model and 30 on a learned one, whose open-loop predictions drift over
+    /// long horizons; the cart-pole's 30 (3 s), and 10 on a learned model of
+    /// `CartPoleSwingUpBigPoleGhost-v0`].
     #[arg(long)]
     pub horizon: Option<usize>,
     /// Output directory (created if missing).

@@ -549,7 +549,8 @@ fn cartpole_collect_train_eval_mpc() {
 
 /// The ghost drawing (`CartPoleSwingUpBigPoleGhost-v0`, the recipe of the cart-pole's best pixel
 /// controllers) through collect → train → mpc on a tiny budget: the run records its environment,
-/// the controller's task is that environment (its id decides how the task draws the frames it
+/// the controller plans at that environment's default horizon for a learned model (10), its task
+/// is that environment (its id decides how the task draws the frames it
 /// filters), and the recorded windows are drawn as it draws them: each equals the ghost system's
 /// drawing of its state, and some are not the big pole's drawing without the ghost.
 #[test]
@@ -567,13 +568,15 @@ fn cartpole_ghost_collect_train_mpc() {
     let out = dir.path().join("mpc");
     let rec = dir.path().join("rec.npz");
     let run_arg = run.to_str().unwrap();
-    let mut args = vec!["mpc", "--run", run_arg, "--horizon", "8", "--episodes", "1"];
+    let mut args = vec!["mpc", "--run", run_arg, "--episodes", "1"];
     args.extend(["--steps", "20", "--record-steps", "10", "--gif-size", "32", "--quiet"]);
     args.extend(["--record", rec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     let o = ekvae(&args);
     assert!(o.status.success(), "mpc failed: {}", stderr(&o));
     let summary = read_json(&out.join("summary.json"));
     assert_eq!(summary["env"], id);
+    // The ghost drawing's learned-model horizon is the recipe's 10, not the cart-pole's 30.
+    assert_eq!(summary["mpc"]["horizon"], 10, "{}", summary["mpc"]);
     let data = ekvae::envs::Dataset::load(&rec).unwrap();
     assert_eq!(data.meta.env, id);
     assert!(data.episodes >= 1 && data.size == 16, "{} windows of {}", data.episodes, data.size);
