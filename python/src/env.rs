@@ -166,6 +166,22 @@ impl PendulumCore {
     }
 }
 
+/// The cart-pole system of registry id `env_id` (its pole drawing), or an error naming it an
+/// unknown `what` and listing the ids (`also` first, then the three cart-poles').
+fn cartpole_system(env_id: &str, what: &str, also: &str) -> PyResult<CartPoleSystem> {
+    match env_id {
+        CartPoleSystem::ID => Ok(CartPoleSystem::default()),
+        CartPoleSystem::BIG_POLE_ID => Ok(CartPoleSystem::big_pole()),
+        CartPoleSystem::GHOST_ID => Ok(CartPoleSystem::big_pole_ghost()),
+        other => Err(value_error(format!(
+            "unknown {what} {other:?}; use {also}{:?}, {:?} or {:?}",
+            CartPoleSystem::ID,
+            CartPoleSystem::BIG_POLE_ID,
+            CartPoleSystem::GHOST_ID
+        ))),
+    }
+}
+
 /// One `CartPoleSwingUp-v0` (the package's physics, reset and termination,
 /// `ekvae_envs::cartpole`) drawn as one of the registered cart-pole environments draws it.
 #[pyclass(module = "ekvae._ekvae")]
@@ -184,19 +200,7 @@ impl CartPoleCore {
     #[pyo3(signature = (env_id = "CartPoleSwingUp-v0", size = 32))]
     fn new(env_id: &str, size: usize) -> PyResult<Self> {
         check_size(size, "size")?;
-        let system = match env_id {
-            CartPoleSystem::ID => CartPoleSystem::default(),
-            CartPoleSystem::BIG_POLE_ID => CartPoleSystem::big_pole(),
-            CartPoleSystem::GHOST_ID => CartPoleSystem::big_pole_ghost(),
-            other => {
-                return Err(value_error(format!(
-                    "unknown cart-pole id {other:?}; use {:?}, {:?} or {:?}",
-                    CartPoleSystem::ID,
-                    CartPoleSystem::BIG_POLE_ID,
-                    CartPoleSystem::GHOST_ID
-                )));
-            }
-        };
+        let system = cartpole_system(env_id, "cart-pole id", "")?;
         Ok(Self { env: CartPoleSwingUp::new(system.params), system, size })
     }
 
@@ -332,23 +336,11 @@ struct Kind {
 
 /// `num_envs` fresh members of the registry id `env_id`, and their dimensions.
 fn members(env_id: &str, num_envs: usize) -> PyResult<(Vec<Box<dyn Member>>, Kind)> {
-    let cartpole = match env_id {
-        "Pendulum-v1" => {
-            let envs = (0..num_envs).map(|_| Box::new(Pendulum::default()) as Box<dyn Member>);
-            return Ok((envs.collect(), Kind { state_dim: 2, obs_dim: 3 }));
-        }
-        CartPoleSystem::ID => CartPoleSystem::default(),
-        CartPoleSystem::BIG_POLE_ID => CartPoleSystem::big_pole(),
-        CartPoleSystem::GHOST_ID => CartPoleSystem::big_pole_ghost(),
-        other => {
-            return Err(value_error(format!(
-                "unknown environment id {other:?}; use \"Pendulum-v1\", {:?}, {:?} or {:?}",
-                CartPoleSystem::ID,
-                CartPoleSystem::BIG_POLE_ID,
-                CartPoleSystem::GHOST_ID
-            )));
-        }
-    };
+    if env_id == "Pendulum-v1" {
+        let envs = (0..num_envs).map(|_| Box::new(Pendulum::default()) as Box<dyn Member>);
+        return Ok((envs.collect(), Kind { state_dim: 2, obs_dim: 3 }));
+    }
+    let cartpole = cartpole_system(env_id, "environment id", "\"Pendulum-v1\", ")?;
     let envs = (0..num_envs).map(|_| {
         let env = CartPoleSwingUp::new(cartpole.params);
         Box::new(CartPoleMember { env, system: cartpole.clone() }) as Box<dyn Member>
