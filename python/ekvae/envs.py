@@ -48,6 +48,11 @@ def _torque(action: Any) -> float:
     return float(a[0])
 
 
+def _check_render_mode(render_mode: str | None, metadata: dict) -> None:
+    if render_mode is not None and render_mode not in metadata["render_modes"]:
+        raise ValueError(f"unknown render_mode {render_mode!r}; use None or 'rgb_array'")
+
+
 class _CoreEnv(gym.Env):
     """What the single environments share: the exact state and ``render()`` from the Rust core
     (``self._core``), at ``self.render_size``."""
@@ -64,8 +69,7 @@ class _CoreEnv(gym.Env):
         return None
 
     def _check_render_mode(self, render_mode: str | None) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"unknown render_mode {render_mode!r}; use None or 'rgb_array'")
+        _check_render_mode(render_mode, self.metadata)
 
     def _reset_core(self, seed: int | None):
         """Resets the core from its generator, seeded with `seed`; a first reset without a seed
@@ -141,8 +145,7 @@ class _CoreVectorEnv(VectorEnv):
     }
 
     def _setup(self, num_envs, single_observation_space, single_action_space, render_mode):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"unknown render_mode {render_mode!r}; use None or 'rgb_array'")
+        _check_render_mode(render_mode, self.metadata)
         self.num_envs = num_envs
         self.single_observation_space = single_observation_space
         self.single_action_space = single_action_space
