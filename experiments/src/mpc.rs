@@ -4,6 +4,8 @@
 //! Writes into `--out DIR`:
 //! - `steps.csv`: one row per step, `episode,t,theta,theta_dot,u,reward,plan_ms,iterations`
 //!   (θ, θ̇ are the state *before* action `u` at step `t`; `reward` is that action's reward);
+//! - with `--select-horizon`, `selection.csv`: `horizon,seed,episodes,success_rate,mean_return,
+//!   std_return,chosen`, one row per candidate scored on the selection starts;
 //! - `summary.json`: the resolved settings, `mean_return`, `success_rate`,
 //!   `near_upright_fraction`, `plan_ms_median`, `plan_ms_p95`, one entry per episode and the
 //!   commit the binary was built from;
@@ -19,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use ekvae_envs::render::render;
 use ekvae_pipeline::control::{Jacobians, LatentCostWeights};
+use ekvae_pipeline::select::{HorizonScore, Selection, check_selection, select_horizon};
 use ekvae_pipeline::swingup::{
     DEFAULT_STEPS, LatentCostKind, LearnedPlanner, Planner, StepRow, SwingUp, SwingUpConfig,
     run_swingup,
@@ -118,6 +121,25 @@ pub struct MpcArgs {
     /// `CartPoleSwingUpBigPoleGhost-v0`].
     #[arg(long)]
     pub horizon: Option<usize>,
+    /// Choose the planning horizon among these (e.g. `8,9,10,12`) before the evaluation: each
+    /// plans --select-episodes episodes from the starts of --select-seed, and the one with the
+    /// highest success rate (then the highest mean return, then the shortest) plans the
+    /// evaluation's episodes. Writes `selection.csv`; the summary's horizon is the chosen one.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "horizon",
+        requires = "select_seed",
+        value_name = "H,H"
+    )]
+    pub select_horizon: Option<Vec<usize>>,
+    /// With --select-horizon: the seed of the selection starts. Their seeds (this …
+    /// this + --select-episodes − 1) must not overlap the evaluation's (--seed …).
+    #[arg(long, requires = "select_horizon")]
+    pub select_seed: Option<u64>,
+    /// With --select-horizon: episodes per candidate [default: --episodes].
+    #[arg(long, requires = "select_horizon")]
+    pub select_episodes: Option<usize>,
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -299,6 +321,69 @@ pub fn environment(args: &MpcArgs) -> Result<String> {
     })
 }
 
+/// `--select-horizon`'s flags, checked before any episode runs: the candidates, the selection
+/// seed and episodes (`None` without the flag).
+fn selection_flags(args: &MpcArgs) -> Result<Option<(Vec<usize>, u64, usize)>> {
+    let Some(candidates) = &args.select_horizon else {
+        return Ok(None);
+    };
+    let seed = args.select_seed.context("--select-horizon needs --select-seed")?;
+    let episodes = args.select_episodes.unwrap_or(args.episodes);
+    check_selection(candidates, seed, episodes, args.seed, args.episodes)?;
+    Ok(Some((candidates.clone(), seed, episodes)))
+}
+
+/// Runs the selection of `flags` (from [`selection_flags`]) with `run(horizon, seed,
+/// episodes)`, one line per candidate.
+fn run_selection(
+    (candidates, seed, episodes): &(Vec<usize>, u64, usize),
+    run: &mut dyn FnMut(usize, u64, usize) -> ekvae_pipeline::Result<HorizonScore>,
+) -> Result<Selection> {
+    let selection = select_horizon(candidates, &mut |h| run(h, *seed, *episodes), &mut |s| {
+        say!(
+            "select horizon {}: {} episodes from seed {seed}, success {:.0}%, mean return {:.2} ± {:.2}",
+            s.horizon,
+            episodes,
+            100.0 * s.success_rate,
+            s.mean_return,
+            s.std_return
+        )
+    })
+    .context("--select-horizon")?;
+    say!("selected horizon {}", selection.horizon);
+    Ok(selection)
+}
+
+/// One row of `selection.csv`.
+#[derive(serde::Serialize)]
+struct SelectionRow {
+    horizon: usize,
+    seed: u64,
+    episodes: usize,
+    success_rate: f64,
+    mean_return: f64,
+    std_return: f64,
+    chosen: bool,
+}
+
+/// Writes `selection.csv` into `out`: one row per candidate, the chosen one marked.
+fn write_selection(out: &Path, selection: &Selection, seed: u64, episodes: usize) -> Result<()> {
+    let rows: Vec<SelectionRow> = selection
+        .scores
+        .iter()
+        .map(|s| SelectionRow {
+            horizon: s.horizon,
+            seed,
+            episodes,
+            success_rate: s.success_rate,
+            mean_return: s.mean_return,
+            std_return: s.std_return,
+            chosen: s.horizon == selection.horizon,
+        })
+        .collect();
+    crate::writers::write_csv(&out.join("selection.csv"), &rows)
+}
+
 /// Checks `--record` before any episode runs: the frames' size (`--record-size`, else the
 /// run's image size), `--record-steps`, the memory of `steps` frames per episode, that the file
 /// is not the run's training data, and that it can be written. Returns the path and the size.
@@ -362,6 +447,14 @@ fn save_record(data: &ekvae_envs::Dataset, path: &Path, size: usize) -> Result<(
     Ok(())
 }
 
+/// What a failed run names: the run directory, or the true model of `env`.
+fn planner_context(args: &MpcArgs, env: &str) -> String {
+    match &args.run {
+        Some(dir) => format!("--run {}", dir.display()),
+        None => format!("true model of {env}"),
+    }
+}
+
 /// Runs `ekvae mpc` on a system other than the pendulum ([`ekvae_pipeline::task`]).
 pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
     ekvae_envs::Registry::builtin().get(env)?;
@@ -380,7 +473,8 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
             "--state-weight and --control-weight set the latent cost of a learned model (--run DIR)"
         );
     }
-    let config = TaskConfig {
+    let selection = selection_flags(args)?;
+    let mut config = TaskConfig {
         episodes: args.episodes,
         seed: args.seed,
         steps: args.steps,
@@ -417,15 +511,33 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
             }
         }
     };
+    let chosen = match &selection {
+        Some(flags) => {
+            let chosen = run_selection(flags, &mut |horizon, seed, episodes| {
+                let c = TaskConfig { horizon: Some(horizon), seed, episodes, ..config.clone() };
+                let r = run_task(task.as_ref(), &c, &planner, &mut |_, _| {})?;
+                Ok(HorizonScore {
+                    horizon,
+                    success_rate: r.success_rate,
+                    mean_return: r.mean_return,
+                    std_return: r.std_return,
+                })
+            })
+            .with_context(|| planner_context(args, env))?;
+            config.horizon = Some(chosen.horizon);
+            Some((chosen, flags.1, flags.2))
+        }
+        None => None,
+    };
     let bar = output_and_bar(args)?;
+    if let Some((chosen, seed, episodes)) = &chosen {
+        write_selection(&args.out, chosen, *seed, *episodes)?;
+    }
     let result = run_task(task.as_ref(), &config, &planner, &mut |_, ret| {
         bar.set_message(format!("{ret:.1}"));
         bar.inc(1);
     })
-    .with_context(|| match &args.run {
-        Some(dir) => format!("--run {}", dir.display()),
-        None => format!("true model of {env}"),
-    })?;
+    .with_context(|| planner_context(args, env))?;
     bar.finish();
     write_task(&args.out, &result, task.system().as_ref(), args.gif_size)?;
     if let Some((path, size)) = &record {
@@ -503,20 +615,43 @@ pub fn run(args: MpcArgs) -> Result<SwingUp> {
             "this is the pendulum's swing-up; {env} is controlled by run_task_cli (as `ekvae mpc --env {env}` does)"
         );
     }
-    let config = args.config();
+    let mut config = args.config();
     // Everything is checked before the output folder is made.
     config.check()?;
     let planner = args.planner()?;
+    let selection = selection_flags(&args)?;
     let record = prepare_record(&args, config.steps, 1)?;
+    let context = || match &args.run {
+        Some(dir) => format!("--run {}", dir.display()),
+        None => "true model".into(),
+    };
+    let chosen = match &selection {
+        Some(flags) => {
+            let chosen = run_selection(flags, &mut |horizon, seed, episodes| {
+                let c = SwingUpConfig { horizon: Some(horizon), seed, episodes, ..config.clone() };
+                let r = run_swingup(&c, &planner, &mut |_, _| {})?;
+                Ok(HorizonScore {
+                    horizon,
+                    success_rate: r.success_rate,
+                    mean_return: r.mean_return,
+                    std_return: r.std_return,
+                })
+            })
+            .with_context(context)?;
+            config.horizon = Some(chosen.horizon);
+            Some((chosen, flags.1, flags.2))
+        }
+        None => None,
+    };
     let bar = output_and_bar(&args)?;
+    if let Some((chosen, seed, episodes)) = &chosen {
+        write_selection(&args.out, chosen, *seed, *episodes)?;
+    }
     let result = run_swingup(&config, &planner, &mut |_, ret| {
         bar.set_message(format!("{ret:.1}"));
         bar.inc(1);
     })
-    .with_context(|| match &args.run {
-        Some(dir) => format!("--run {}", dir.display()),
-        None => "true model".into(),
-    })?;
+    .with_context(context)?;
     bar.finish();
     write_swingup(&args.out, &result, args.gif_size)?;
     if let Some((path, size)) = &record {

@@ -9,6 +9,7 @@
 //! - [`eval`]: identification, open-loop prediction and the fold diagnostic of a trained run.
 //! - [`control`] and [`swingup`]: the controllers and the swing-up episodes, on the true
 //!   pendulum or from pixels through a trained model.
+//! - [`select`]: a controller's planning horizon chosen on starts its evaluation does not use.
 //! - [`reproduce`]: the grid of the prediction-accuracy table, its shards and the table.
 //!
 //! ```
@@ -31,6 +32,7 @@ pub mod collect;
 pub mod control;
 pub mod eval;
 pub mod reproduce;
+pub mod select;
 pub mod swingup;
 pub mod task;
 pub mod train;

@@ -1,6 +1,6 @@
 //! `ekvae train` and `ekvae eval` end to end on a tiny budget, `--resume`, and bad input.
 
-use super::{assert_clean_failure, ekvae, stderr};
+use super::{assert_clean_failure, check_horizon_selection, ekvae, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -592,6 +592,9 @@ fn cartpole_ghost_collect_train_mpc() {
         }
     }
     assert!(differs > 0, "the ghost shows in the recorded frames");
+    // The horizon chosen on other starts, through the learned task's path.
+    let sel = dir.path().join("sel");
+    check_horizon_selection(&["mpc", "--run", run_arg, "--steps", "20"], &sel);
 }
 
 /// Recorded data (frames and actions only, no environment): trained on and evaluated open loop,

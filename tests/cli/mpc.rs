@@ -1,6 +1,6 @@
 //! `ekvae mpc` end to end: one short episode from hanging at rest, and bad input.
 
-use super::{ekvae_cmd, read_steps_csv};
+use super::{check_horizon_selection, ekvae_cmd, read_steps_csv};
 
 #[test]
 fn one_short_episode_writes_csv_summary_plot_and_animation() {
@@ -105,6 +105,14 @@ fn pendulum_episodes_recorded_with_action_noise() {
     assert!(changed > 60, "the noise changed only {changed} of 120 torques");
 }
 
+/// `--select-horizon` on the true pendulum: each candidate scored as its own run scores it on
+/// the selection starts, the best by the rule plans the evaluation.
+#[test]
+fn pendulum_horizon_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    check_horizon_selection(&["mpc", "--steps", "60"], &dir.path().join("sel"));
+}
+
 #[test]
 fn bad_arguments_fail_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,6 +126,17 @@ fn bad_arguments_fail_with_one_clear_line() {
         (vec!["--record", "rec.npz", "--record-size", "4"], "out of range"),
         (vec!["--action-noise", "-0.1"], "--action-noise"),
         (vec!["--action-noise", "inf"], "--action-noise"),
+        (vec!["--select-horizon", "8"], "--select-seed"),
+        (vec!["--select-seed", "100"], "--select-horizon"),
+        (vec!["--select-horizon", "8", "--select-seed", "100", "--horizon", "8"], "cannot be used"),
+        (vec!["--select-horizon", "8,x", "--select-seed", "100"], "invalid digit"),
+        (vec!["--select-horizon", "8,10,8", "--select-seed", "100"], "lists 8 twice"),
+        (vec!["--select-horizon", "0,8", "--select-seed", "100"], "out of range"),
+        (
+            vec!["--select-horizon", "8", "--select-seed", "100", "--select-episodes", "0"],
+            "--select-episodes",
+        ),
+        (vec!["--select-horizon", "8", "--select-seed", "10"], "overlap"),
     ] {
         let out = ekvae_cmd().arg("mpc").args(&args).arg("--out").arg(dir.path()).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
