@@ -3,8 +3,10 @@
 //!
 //! The system is `PointMass-v0`: a damped mass on a line, pushed by one force, drawn as a bright
 //! square moving left and right. Its identification targets are the position and the velocity.
+//! `PointMassColour-v0` is the same mass drawn in colour (three channels): red when it moves
+//! right, blue when it moves left, so that one frame shows the velocity's sign.
 //!
-//! `cargo run --release --example custom_env [OUT_DIR]` (about half a minute). The budget (15
+//! `cargo run --release --example custom_env [OUT_DIR] [--colour]` (about half a minute). The budget (15
 //! epochs of 200 short episodes) is far too small to learn the system — the latent does not
 //! hold x and the controller rarely centres the mass — the point is the API. The test
 //! `tests/custom_env.rs` runs the same code in CI.
@@ -29,11 +31,16 @@ pub struct PointMass {
     pub damping: f64,
     /// Time step (s).
     pub dt: f64,
+    /// Drawn in RGB (`PointMassColour-v0`) instead of grayscale.
+    pub colour: bool,
 }
 
 impl System for PointMass {
     fn id(&self) -> &str {
-        "PointMass-v0"
+        if self.colour { "PointMassColour-v0" } else { "PointMass-v0" }
+    }
+    fn channels(&self) -> usize {
+        if self.colour { 3 } else { 1 }
     }
     fn state_names(&self) -> Vec<String> {
         vec!["x".into(), "v".into()]
@@ -45,7 +52,10 @@ impl System for PointMass {
         serde_json::json!({ "damping": self.damping, "dt": self.dt })
     }
     fn renderer(&self) -> serde_json::Value {
-        serde_json::json!({ "view": "x in [-1, 1] across the frame; a square of a fifth of the side" })
+        serde_json::json!({
+            "view": "x in [-1, 1] across the frame; a square of a fifth of the side",
+            "colour": if self.colour { "RGB: red = coverage·(1 + v)/2, green = coverage/2, blue = coverage·(1 − v)/2, v clamped to [-1, 1]" } else { "grayscale coverage" },
+        })
     }
     fn seeding(&self) -> String {
         "x ~ U(-0.8, 0.8), v ~ U(-0.5, 0.5), then the policy's draws".into()
@@ -77,6 +87,11 @@ impl System for PointMass {
     }
     fn render_into(&self, state: &[f64], size: usize, out: &mut [u8]) {
         out.fill(0);
+        let c = self.channels();
+        // The colour of the square (channels last): its velocity's sign, red or blue.
+        let v = state[1].clamp(-1.0, 1.0);
+        let tint: Vec<f64> =
+            if self.colour { vec![(1.0 + v) / 2.0, 0.5, (1.0 - v) / 2.0] } else { vec![1.0] };
         let half = (size as f64 / 10.0).max(1.0);
         let centre = (state[0] + 1.0) * 0.5 * (size as f64 - 2.0 * half) + half;
         for row in 0..size {
@@ -86,7 +101,10 @@ impl System for PointMass {
                 let ox = ((u + 0.5).min(centre + half) - (u - 0.5).max(centre - half)).max(0.0);
                 let mid = size as f64 / 2.0;
                 let oy = ((v + 0.5).min(mid + half) - (v - 0.5).max(mid - half)).max(0.0);
-                out[row * size + col] = (255.0 * (ox * oy).min(1.0)).round() as u8;
+                let cover = (ox * oy).min(1.0);
+                for (k, t) in tint.iter().enumerate() {
+                    out[(row * size + col) * c + k] = (255.0 * cover * t).round() as u8;
+                }
             }
         }
     }
@@ -107,12 +125,15 @@ impl System for PointMass {
     }
 }
 
-/// The control task: bring the mass to the centre and hold it there.
-pub struct Centre;
+/// The control task: bring the mass to the centre and hold it there (`colour`: seen in RGB).
+pub struct Centre {
+    /// The colour drawing.
+    pub colour: bool,
+}
 
 impl Task for Centre {
     fn system(&self) -> Arc<dyn System> {
-        Arc::new(PointMass { damping: 0.5, dt: 0.1 })
+        Arc::new(PointMass { damping: 0.5, dt: 0.1, colour: self.colour })
     }
     fn steps(&self) -> usize {
         60
@@ -135,17 +156,19 @@ impl Task for Centre {
     }
 }
 
-/// Collect, train and evaluate on `PointMass-v0` in `out`, with `epochs` epochs, then control it
-/// from its frames for `episodes` episodes.
+/// Collect, train and evaluate on `PointMass-v0` (`colour`: `PointMassColour-v0`) in `out`, with
+/// `epochs` epochs, then control it from its frames for `episodes` episodes.
 pub fn run(
     out: &Path,
     epochs: usize,
     episodes: usize,
+    colour: bool,
 ) -> Result<(Evaluation, TaskRun), ekvae::pipeline::Error> {
     // The registry line: the workspace's environments plus this one.
+    let task = Centre { colour };
     let mut registry = Registry::builtin();
-    registry.register(Centre.system())?;
-    let system = registry.get("PointMass-v0")?;
+    registry.register(task.system())?;
+    let system = registry.get(task.system().id())?;
 
     // 1. Collect 200 training and 8 test episodes of 40 steps, 16×16 frames.
     let job = |episodes, seed| CollectJob::of(system.clone(), episodes, 40, 16, seed);
@@ -203,14 +226,18 @@ pub fn run(
         cost: LatentCostKind::Goal,
         reward_data: None,
     };
-    let control = run_task(&Centre, &config, &planner, &mut |_, _| {})?;
+    let control = run_task(&task, &config, &planner, &mut |_, _| {})?;
     Ok((evaluation, control))
 }
 
 fn main() -> Result<(), ekvae::pipeline::Error> {
-    let out =
-        std::env::args().nth(1).map_or_else(|| PathBuf::from("runs/custom-env"), PathBuf::from);
-    let (e, control) = run(&out, 15, 5)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let colour = args.iter().any(|a| a == "--colour");
+    let out = args
+        .iter()
+        .find(|a| *a != "--colour")
+        .map_or_else(|| PathBuf::from("runs/custom-env"), PathBuf::from);
+    let (e, control) = run(&out, 15, 5, colour)?;
     for f in &e.features {
         println!("R²({}) = {:.3} (training fit {:.3})", f.name, f.r2, f.train_r2);
     }

@@ -573,7 +573,7 @@ impl TrainingRun {
         TrainingRun {
             label: label.into(),
             rows,
-            pixels: config.model.image_size * config.model.image_size,
+            pixels: config.model.image_size * config.model.image_size * config.model.image_channels,
             d0: match config.objective {
                 Objective::Constrained => Some(config.lambda.d0),
                 Objective::Elbo => None,
@@ -1175,6 +1175,7 @@ mod tests {
             episodes,
             steps,
             size: 16,
+            channels: 1,
             action_dim: 1,
         };
         latent_space(&path, &z, n, &data).unwrap();

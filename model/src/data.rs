@@ -5,9 +5,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::{Error, Result};
 
-/// A borrowed view of `episodes` sequences of `steps` frames of `size × size` pixels.
+/// A borrowed view of `episodes` sequences of `steps` frames of `size × size` pixels of
+/// `channels` channels.
 ///
-/// Layouts (row-major): `images` u8 `[N, T, S, S]` (grayscale), `actions` f32 `[N, T, k]`,
+/// Layouts (row-major): `images` u8 `[N, T, S, S, C]` (channels last, as the dataset files
+/// hold them; C = 1 for grayscale), `actions` f32 `[N, T, k]`,
 /// `states` f64 `[N, T, D]` (for the pendulum θ, θ̇; empty when unknown). Frame t shows the
 /// state before action t.
 #[derive(Debug, Clone, Copy)]
@@ -26,13 +28,14 @@ pub struct Sequences<'a> {
     pub steps: usize,
     /// Image side S.
     pub size: usize,
+    /// Channels C per pixel (1: grayscale).
+    pub channels: usize,
     /// Action dimension k.
     pub action_dim: usize,
 }
 
 impl<'a> From<&'a ekvae_envs::Dataset> for Sequences<'a> {
-    /// The model's view of a dataset (grayscale: a dataset with more channels fails
-    /// [`Sequences::check`]).
+    /// The model's view of a dataset.
     fn from(d: &'a ekvae_envs::Dataset) -> Self {
         Sequences {
             images: &d.images,
@@ -42,6 +45,7 @@ impl<'a> From<&'a ekvae_envs::Dataset> for Sequences<'a> {
             episodes: d.episodes,
             steps: d.steps,
             size: d.size,
+            channels: d.channels,
             action_dim: d.action_dim,
         }
     }
@@ -51,14 +55,15 @@ impl<'a> Sequences<'a> {
     /// Check that the buffers have the sizes the dimensions say.
     pub fn check(&self) -> Result<()> {
         let (n, t, s, k) = (self.episodes, self.steps, self.size, self.action_dim);
-        if n == 0 || t == 0 || s == 0 || k == 0 {
+        let c = self.channels;
+        if n == 0 || t == 0 || s == 0 || k == 0 || c == 0 {
             return Err(Error::ShapeMismatch(format!(
-                "empty dataset: {n} episodes × {t} steps, {s}×{s} images, action dim {k}"
+                "empty dataset: {n} episodes × {t} steps, {s}×{s} images of {c} channel(s), action dim {k}"
             )));
         }
-        if self.images.len() != n * t * s * s {
+        if self.images.len() != n * t * s * s * c {
             return Err(Error::ShapeMismatch(format!(
-                "images hold {} values, expected {n}·{t}·{s}·{s}",
+                "images hold {} values, expected {n}·{t}·{s}·{s}·{c}",
                 self.images.len()
             )));
         }
@@ -84,26 +89,33 @@ impl<'a> Sequences<'a> {
     /// Frames and actions of the windows `(episode, start)` of length `len` as tensors.
     ///
     /// # Shapes
-    /// - returns frames `[B, len, S, S]` in [0, 1] and actions `[B, len, k]`
+    /// - returns frames `[B, len, C·S, S]` in [0, 1] — each frame's C channel planes stacked
+    ///   ([`frame_planes`]; for grayscale the frame itself) — and actions `[B, len, k]`
     pub fn batch(
         &self,
         windows: &[(usize, usize)],
         len: usize,
         device: &Device,
     ) -> (Tensor<4>, Tensor<3>) {
-        let (t, s, k) = (self.steps, self.size, self.action_dim);
-        let px = s * s;
+        let (t, s, k, c) = (self.steps, self.size, self.action_dim, self.channels);
+        let px = s * s * c;
         let mut frames = Vec::with_capacity(windows.len() * len * px);
         let mut actions = Vec::with_capacity(windows.len() * len * k);
         for &(ep, start) in windows {
             let img = &self.images[(ep * t + start) * px..(ep * t + start + len) * px];
-            frames.extend(img.iter().map(|&v| f32::from(v) / 255.0));
+            if c == 1 {
+                frames.extend(img.iter().map(|&v| f32::from(v) / 255.0));
+            } else {
+                for frame in img.chunks_exact(px) {
+                    frame_planes(frame, c, &mut frames);
+                }
+            }
             actions
                 .extend_from_slice(&self.actions[(ep * t + start) * k..(ep * t + start + len) * k]);
         }
         let b = windows.len();
         (
-            Tensor::from_data(TensorData::new(frames, [b, len, s, s]), device),
+            Tensor::from_data(TensorData::new(frames, [b, len, c * s, s]), device),
             Tensor::from_data(TensorData::new(actions, [b, len, k]), device),
         )
     }
@@ -113,6 +125,28 @@ impl<'a> Sequences<'a> {
         let (d, i) = (self.state_dim, ep * self.steps + t);
         &self.states[i * d..(i + 1) * d]
     }
+}
+
+/// Appends one frame of `channels`-channel pixels (`[S, S, C]`, channels last, as datasets and
+/// renderers hold them) to `out` as the model reads it: the C channel planes one after the
+/// other (`[C, S, S]`, i.e. `[C·S, S]`), scaled to [0, 1].
+pub fn frame_planes(frame: &[u8], channels: usize, out: &mut Vec<f32>) {
+    for c in 0..channels {
+        out.extend(frame.iter().skip(c).step_by(channels).map(|&v| f32::from(v) / 255.0));
+    }
+}
+
+/// The inverse layout of [`frame_planes`]: frames of `channels` stacked planes of `plane`
+/// values each (`[C, S, S]` per frame, frames back to back) as channels-last frames
+/// (`[S, S, C]`), the layout of datasets, renderers and images. A copy for one channel.
+pub fn channels_last<T: Copy>(frames: &[T], channels: usize, plane: usize) -> Vec<T> {
+    if channels <= 1 {
+        return frames.to_vec();
+    }
+    frames
+        .chunks_exact(channels * plane)
+        .flat_map(|f| (0..plane).flat_map(move |p| (0..channels).map(move |c| f[c * plane + p])))
+        .collect()
 }
 
 /// The episode indices `0..episodes` split into (training, validation) by the workspace's one
@@ -140,6 +174,7 @@ mod tests {
             episodes: 2,
             steps: 3,
             size: 2,
+            channels: 1,
             action_dim: 1,
         };
         seqs.check().unwrap();
@@ -154,6 +189,49 @@ mod tests {
     }
 
     #[test]
+    fn colour_frames_become_stacked_channel_planes() {
+        // One episode of 2 steps, 2×2 RGB frames: pixel p of step t has (r, g, b) =
+        // (t·100 + p, t·100 + 10 + p, t·100 + 20 + p).
+        let images: Vec<u8> = (0..2u8)
+            .flat_map(|t| {
+                (0..4u8).flat_map(move |p| [t * 100 + p, t * 100 + 10 + p, t * 100 + 20 + p])
+            })
+            .collect();
+        let seqs = Sequences {
+            images: &images,
+            actions: &[0.5, -0.5],
+            states: &[],
+            state_dim: 0,
+            episodes: 1,
+            steps: 2,
+            size: 2,
+            channels: 3,
+            action_dim: 1,
+        };
+        seqs.check().unwrap();
+        let (x, _) = seqs.batch(&[(0, 0)], 2, &Device::flex());
+        assert_eq!(x.dims(), [1, 2, 6, 2]);
+        let got: Vec<u8> = x
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
+        let plane = |t: u8, c: u8| (0..4u8).map(move |p| t * 100 + 10 * c + p);
+        let want: Vec<u8> = (0..2).flat_map(|t| (0..3).flat_map(move |c| plane(t, c))).collect();
+        assert_eq!(got, want);
+        // channels_last undoes the planes: the frames as the dataset holds them.
+        let back = channels_last(&got, 3, 4);
+        assert_eq!(back, images);
+        assert_eq!(channels_last(&[1, 2, 3], 1, 3), vec![1, 2, 3]);
+        // Three channels' worth of values is what the check wants.
+        let short = Sequences { images: &images[..20], ..seqs };
+        assert!(short.check().is_err());
+        assert!(Sequences { channels: 0, ..seqs }.check().is_err());
+    }
+
+    #[test]
     fn wrong_buffer_sizes_are_errors() {
         let seqs = Sequences {
             images: &[0; 7],
@@ -163,6 +241,7 @@ mod tests {
             episodes: 1,
             steps: 2,
             size: 2,
+            channels: 1,
             action_dim: 1,
         };
         assert!(seqs.check().is_err());

@@ -70,13 +70,20 @@ impl std::str::FromStr for Inference {
     }
 }
 
+/// The most channels a frame may have ([`EkvaeConfig::image_channels`]): grayscale, RGB or
+/// RGBA, and room for a few stacked sensors.
+pub const MAX_IMAGE_CHANNELS: usize = 8;
+
 /// Sizes and initialisation of an [`Ekvae`]. The defaults are the ones the README's results
 /// were obtained with (see `docs/model.md`).
 #[derive(Config, Debug, PartialEq)]
 pub struct EkvaeConfig {
-    /// Image side S (square grayscale frames).
+    /// Image side S (square frames).
     #[config(default = 16)]
     pub image_size: usize,
+    /// Channels C of the frames (1: grayscale, 3: RGB).
+    #[config(default = 1)]
+    pub image_channels: usize,
     /// Dimension k of the action u_t.
     #[config(default = 1)]
     pub action_dim: usize,
@@ -126,6 +133,7 @@ impl EkvaeConfig {
             ));
         }
         for (name, v) in [
+            ("image_channels", self.image_channels),
             ("action_dim", self.action_dim),
             ("aux_dim", self.aux_dim),
             ("state_dim", self.state_dim),
@@ -138,6 +146,12 @@ impl EkvaeConfig {
             if v == 0 {
                 return bad(&format!("{name} must be positive"));
             }
+        }
+        if self.image_channels > MAX_IMAGE_CHANNELS {
+            return bad(&format!(
+                "image_channels must be at most {MAX_IMAGE_CHANNELS}, got {}",
+                self.image_channels
+            ));
         }
         if self.state_dim > 8 {
             return bad("state_dim must be at most 8 (small hand-written Kalman linear algebra)");
@@ -184,10 +198,12 @@ impl EkvaeConfig {
             encoder: EncoderConfig::new(self.image_size, self.aux_dim)
                 .with_channels(self.channels)
                 .with_hidden(self.hidden)
+                .with_image_channels(self.image_channels)
                 .init(device),
             decoder: DecoderConfig::new(self.image_size, self.aux_dim)
                 .with_channels(self.channels)
                 .with_hidden(self.hidden)
+                .with_image_channels(self.image_channels)
                 .init(device),
             observation: AuxObservationConfig::new(self.aux_dim, self.state_dim)
                 .with_r_init(self.r_init)
@@ -305,14 +321,15 @@ impl Ekvae {
         (softplus(logits.clone(), 1.0) - x * logits).reshape([n as i32, -1]).sum_dim(1).reshape([n])
     }
 
-    /// Check that a batch fits the model: image side and action dimension.
+    /// Check that a batch fits the model: image side and channels, and action dimension.
     pub fn check_batch(&self, frames: &Tensor<4>, actions: &Tensor<3>) -> ModelResult<()> {
-        let [b, t, s, s2] = frames.dims();
+        let [b, t, cs, s] = frames.dims();
         let [b2, t2, k] = actions.dims();
-        let want_s = self.image_size();
-        if s != want_s || s2 != want_s {
+        let (want_s, want_c) = (self.image_size(), self.image_channels());
+        if cs != want_c * want_s || s != want_s {
             return Err(Error::ShapeMismatch(format!(
-                "frames are {s}×{s2} but the model was built for {want_s}×{want_s}"
+                "frames are [{cs}, {s}] but the model was built for {want_c} channel(s) of {want_s}×{want_s}, [{}, {want_s}] (the channel planes stacked)",
+                want_c * want_s
             )));
         }
         if k != self.action_dim() {
@@ -335,6 +352,11 @@ impl Ekvae {
     /// Image side S the decoder produces.
     pub fn image_size(&self) -> usize {
         self.decoder.image_size()
+    }
+
+    /// Channels C of the frames (1: grayscale).
+    pub fn image_channels(&self) -> usize {
+        self.decoder.image_channels()
     }
 
     /// Dimension m of a_t.
@@ -361,10 +383,11 @@ impl Ekvae {
     /// Encode frames: mean and log-variance of q(a_t | x_t).
     ///
     /// # Shapes
-    /// - `frames`: `[B, T, S, S]` in [0, 1]; returns `([B, T, m], [B, T, m])`
+    /// - `frames`: `[B, T, C·S, S]` in [0, 1] (see [`Sequences::batch`](crate::data::Sequences::batch));
+    ///   returns `([B, T, m], [B, T, m])`
     pub fn encode(&self, frames: Tensor<4>) -> (Tensor<3>, Tensor<3>) {
-        let [b, t, s, _] = frames.dims();
-        let (mean, log_var) = self.encoder.forward(frames.reshape([b * t, s, s])); // [B·T, m]
+        let [b, t, cs, s] = frames.dims();
+        let (mean, log_var) = self.encoder.forward(frames.reshape([b * t, cs, s])); // [B·T, m]
         let m = self.aux_dim();
         (mean.reshape([b, t, m]), log_var.reshape([b, t, m]))
     }
@@ -372,7 +395,7 @@ impl Ekvae {
     /// Rate and distortion of each sequence, with one sample of a_{1:T} and z_{1:T}.
     ///
     /// # Shapes
-    /// - `frames`: `[B, T, S, S]` in [0, 1]
+    /// - `frames`: `[B, T, C·S, S]` in [0, 1]
     /// - `actions`: `[B, T, k]`; `actions[:, t]` drives the step t → t + 1
     /// - `noise`: see [`ObjectiveNoise`]
     pub fn rate_distortion(
@@ -455,7 +478,7 @@ impl Ekvae {
         path: KalmanPath,
         defer: bool,
     ) -> ModelResult<(RateDistortion, Deferred)> {
-        let [b, t, s, _] = frames.dims();
+        let [b, t, cs, s] = frames.dims();
         let (m, n) = (self.aux_dim(), self.state_dim());
 
         // Frames in block layout once (no gradient), shared by the encoder input and the
@@ -463,11 +486,11 @@ impl Ekvae {
         // For frames that are data, in a training step or off the autodiff device (evaluation,
         // validation), plain values (the encoder's convolution and the distortion read them in
         // plain Rust); otherwise (the reference path of the tests) a tensor.
-        let frames = frames.reshape([b * t, s, s]);
+        let frames = frames.reshape([b * t, cs, s]);
         let (device, dtype) = (frames.device(), frames.dtype());
         let plain_data = !frames.is_require_grad() && (defer || !device.is_autodiff());
         let blocks = if plain_data {
-            Blocks::Values(self.encoder.block_values(frames)) // [B·T, r², 8, 8]
+            Blocks::Values(self.encoder.block_values(frames)) // [B·T, C·r², 8, 8]
         } else {
             Blocks::Tensor(self.encoder.to_blocks(frames))
         };
@@ -606,7 +629,7 @@ impl Ekvae {
     /// mean path of q (each z_t the mean given the previous mean).
     ///
     /// # Shapes
-    /// - `frames`: `[B, T, S, S]`, `actions`: `[B, T, k]`; returns `[B, T, n]`
+    /// - `frames`: `[B, T, C·S, S]`, `actions`: `[B, T, k]`; returns `[B, T, n]`
     pub fn smoothed_means(&self, frames: Tensor<4>, actions: Tensor<3>) -> ModelResult<Tensor<3>> {
         let (a_mean, _) = self.encode(frames);
         match &self.smoother {
@@ -626,7 +649,7 @@ impl Ekvae {
     /// path of q over the window at its last step (its backward GRU only sees the window).
     ///
     /// # Shapes
-    /// - `frames`: `[B, T, S, S]`, `actions`: `[B, T, k]`; returns `[B, n]`
+    /// - `frames`: `[B, T, C·S, S]`, `actions`: `[B, T, k]`; returns `[B, n]`
     pub fn condition(&self, frames: Tensor<4>, actions: Tensor<3>) -> ModelResult<Tensor<2>> {
         let [b, t, _, _] = frames.dims();
         let n = self.state_dim();
@@ -662,13 +685,13 @@ impl Ekvae {
     /// observation mean a = H z.
     ///
     /// # Shapes
-    /// - `z`: `[B, T, n]`; returns `[B, T, S, S]` in (0, 1)
+    /// - `z`: `[B, T, n]`; returns `[B, T, C·S, S]` in (0, 1)
     pub fn decode_mean(&self, z: Tensor<3>) -> Tensor<4> {
         let [b, t, n] = z.dims();
         let a = z.reshape([b * t, n]).matmul(self.observation.h.val().transpose()); // [B·T, m]
-        let logits = self.decoder.forward(a); // [B·T, S, S]
-        let s = self.image_size();
-        burn::tensor::activation::sigmoid(logits).reshape([b, t, s, s])
+        let logits = self.decoder.forward(a); // [B·T, C·S, S]
+        let (s, c) = (self.image_size(), self.image_channels());
+        burn::tensor::activation::sigmoid(logits).reshape([b, t, c * s, s])
     }
 
     /// One step of the transition mean, for rollouts: F(z, u) z + B(z, u) u.

@@ -32,13 +32,14 @@ use crate::rundir::{RunDir, model_bytes, sorted_safetensors, write_atomic};
 use crate::{Error, Result};
 
 /// The forward pass in words (stored as `ekvae.forward` in the file's metadata).
-pub const FORWARD: &str = "Frames x are [N, S, S] in [0, 1] (uint8 / 255), row-major, white rod on black. \
-Encoder q(a|x): pixel-unshuffle by r = S/8 to [N, r*r, 8, 8] (channel i*r + j holds pixel (r*y + i, r*x + j), \
-i.e. torch.nn.functional.pixel_unshuffle(x[:, None], r)); h = relu(encoder.conv(., stride 2, padding 1)) -> [N, C, 4, 4]; \
+pub const FORWARD: &str = "Frames x are [N, P, S, S] in [0, 1] (uint8 / 255), row-major, with P image channels \
+(P = 1 for grayscale; a channels-last [S, S, P] frame transposed to its P planes). \
+Encoder q(a|x): pixel-unshuffle by r = S/8 to [N, P*r*r, 8, 8] (channel p*r*r + i*r + j holds pixel (r*y + i, r*x + j) of plane p, \
+i.e. torch.nn.functional.pixel_unshuffle(x, r)); h = relu(encoder.conv(., stride 2, padding 1)) -> [N, C, 4, 4]; \
 flatten in C-order (channel, row, column) -> [N, 16*C]; h = relu(encoder.hidden(h)); out = encoder.head(h) -> [N, 2m]; \
 mean = out[:, :m], log_var = out[:, m:]. \
 Decoder p(x|a): h = relu(decoder.hidden(a)); h = relu(decoder.spatial(h)) reshaped to [N, C, 4, 4]; \
-logits = decoder.deconv(h, stride 2, padding 1) -> [N, r*r, 8, 8]; pixel_shuffle by r -> [N, 1, S, S]; \
+logits = decoder.deconv(h, stride 2, padding 1) -> [N, P*r*r, 8, 8]; pixel_shuffle by r -> [N, P, S, S]; \
 Bernoulli means sigmoid(logits). \
 Observation p(a|z) = N(H z, diag R_diag). Prior p(z_1) = N(prior.mean, diag prior.var). \
 Transition p(z'|z, u) = N(F z + B u, diag Q) with alpha = softmax(transition.mix_out(tanh(transition.mix_hidden(cat[z, u])))), \
@@ -76,7 +77,7 @@ fn table() -> Vec<(&'static str, &'static str, Transform, String)> {
     let lin = |what: &str| format!("nn.Linear weight [out, in] of {what}");
     let bias = |what: &str| format!("nn.Linear bias [out] of {what}");
     vec![
-        ("encoder.conv.weight", "encoder.conv.weight", Same, "nn.Conv2d weight [C, r*r, 3, 3], stride 2, padding 1, on the pixel-unshuffled frame [N, r*r, 8, 8]; ReLU after".into()),
+        ("encoder.conv.weight", "encoder.conv.weight", Same, "nn.Conv2d weight [C, P*r*r, 3, 3], stride 2, padding 1, on the pixel-unshuffled frame [N, P*r*r, 8, 8]; ReLU after".into()),
         ("encoder.conv.bias", "encoder.conv.bias", Same, "nn.Conv2d bias [C]".into()),
         ("encoder.hidden.weight", "encoder.hidden.weight", Transpose, lin("the encoder's hidden layer (16*C -> hidden, ReLU after; input flattened (channel, row, column))")),
         ("encoder.hidden.bias", "encoder.hidden.bias", Same, bias("the encoder's hidden layer")),
@@ -86,8 +87,8 @@ fn table() -> Vec<(&'static str, &'static str, Transform, String)> {
         ("decoder.hidden.bias", "decoder.hidden.bias", Same, bias("the decoder's first layer")),
         ("decoder.spatial.weight", "decoder.spatial.weight", Transpose, lin("the decoder's second layer (hidden -> 16*C, ReLU after, reshaped to [C, 4, 4])")),
         ("decoder.spatial.bias", "decoder.spatial.bias", Same, bias("the decoder's second layer")),
-        ("decoder.deconv.weight", "decoder.deconv.weight", Same, "nn.ConvTranspose2d weight [C, r*r, 4, 4], stride 2, padding 1: Bernoulli logits [N, r*r, 8, 8] before the pixel shuffle".into()),
-        ("decoder.deconv.bias", "decoder.deconv.bias", Same, "nn.ConvTranspose2d bias [r*r]".into()),
+        ("decoder.deconv.weight", "decoder.deconv.weight", Same, "nn.ConvTranspose2d weight [C, P*r*r, 4, 4], stride 2, padding 1: Bernoulli logits [N, P*r*r, 8, 8] before the pixel shuffle".into()),
+        ("decoder.deconv.bias", "decoder.deconv.bias", Same, "nn.ConvTranspose2d bias [P*r*r]".into()),
         ("observation.h", "observation.H", Same, "H [m, n] of p(a|z) = N(H z, diag R_diag)".into()),
         ("observation.r_raw", "observation.R_diag", Softplus, "diagonal of R [m] (softplus(r_raw) + 1e-4)".into()),
         ("prior.mean", "prior.mean", Same, "mean [n] of p(z_1)".into()),

@@ -152,6 +152,12 @@ pub fn curve_winding(z: &[f64], n: usize) -> Winding {
 /// encoder means (the auxiliary observation for the EKVAE; the frame embedding the RNN
 /// baseline's inference reads) in their best 2-D plane.
 pub fn fold_diagnostic(model: &Ekvae) -> Result<Winding> {
+    if model.image_channels() != 1 {
+        return Err(Error::ShapeMismatch(format!(
+            "the pendulum's fold diagnostic draws grayscale frames, but the model reads {} channels",
+            model.image_channels()
+        )));
+    }
     let s = model.image_size();
     let n = FOLD_ANGLES;
     let mut frames = Vec::with_capacity(n * s * s);
@@ -177,15 +183,22 @@ pub fn fold_diagnostic_of(
     let (Some(i), Some(goal)) = (system.angle_coordinate(), system.goal_state()) else {
         return Ok(None);
     };
-    let s = model.image_size();
+    let (s, c) = (model.image_size(), model.image_channels());
+    if system.channels() != c {
+        return Err(Error::ShapeMismatch(format!(
+            "{} draws {} channel(s) per pixel but the model reads {c}",
+            system.id(),
+            system.channels()
+        )));
+    }
     let n = FOLD_ANGLES;
-    let mut frames = Vec::with_capacity(n * s * s);
-    let mut frame = vec![0u8; s * s];
+    let mut frames = Vec::with_capacity(n * s * s * c);
+    let mut frame = vec![0u8; s * s * c];
     for k in 0..n {
         let mut state = goal.clone();
         state[i] = std::f64::consts::TAU * k as f64 / n as f64;
         system.render_into(&state, s, &mut frame);
-        frames.extend(frame.iter().map(|&v| f32::from(v) / 255.0));
+        crate::data::frame_planes(&frame, c, &mut frames);
     }
     encoded_winding(model, frames).map(Some)
 }
@@ -193,9 +206,9 @@ pub fn fold_diagnostic_of(
 /// Winding of the encoder means of `frames` (`FOLD_ANGLES` frames of the model's size, in
 /// order around the revolution).
 fn encoded_winding(model: &Ekvae, frames: Vec<f32>) -> Result<Winding> {
-    let (s, n) = (model.image_size(), FOLD_ANGLES);
+    let (s, c, n) = (model.image_size(), model.image_channels(), FOLD_ANGLES);
     let device = model.device();
-    let x = Tensor::<4>::from_data(TensorData::new(frames, [1, n, s, s]), &device);
+    let x = Tensor::<4>::from_data(TensorData::new(frames, [1, n, c * s, s]), &device);
     let (mean, _) = model.encode(x);
     let m = model.aux_dim();
     let values = mean

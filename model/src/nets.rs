@@ -1,8 +1,10 @@
 //! The image networks: the encoder q(a_t | x_t) and the decoder p(x_t | a_t).
 //!
-//! Both work on a pixel-unshuffled image (space-to-depth by r = S/8): a `[N, 1, S, S]` frame
-//! becomes `[N, r², 8, 8]` before the first convolution, and the decoder produces
-//! `[N, r², 8, 8]` logits that a pixel shuffle turns back into `[N, 1, S, S]`. So every image
+//! Both work on a pixel-unshuffled image (space-to-depth by r = S/8): a `[N, C, S, S]` frame of
+//! C channels becomes `[N, C·r², 8, 8]` before the first convolution, and the decoder produces
+//! `[N, C·r², 8, 8]` logits that a pixel shuffle turns back into `[N, C, S, S]`. Frames enter
+//! and leave as `[N, C·S, S]`: the C channel planes stacked (for grayscale, C = 1, the frame
+//! itself). So every image
 //! size costs about the same: one stride-2 convolution on an 8×8 grid of r×r blocks (a 3×3
 //! kernel sees 3r×3r pixels). It also keeps the first convolution off burn-flex's slow
 //! one-input-channel direct loop (profiled: 32×32 steps took 590 ms with two stride-2 layers
@@ -90,6 +92,9 @@ pub struct EncoderConfig {
     /// Width of the hidden dense layer.
     #[config(default = 128)]
     pub hidden: usize,
+    /// Channels C of the frames (1: grayscale).
+    #[config(default = 1)]
+    pub image_channels: usize,
 }
 
 /// The encoder q(a_t | x_t) = N(μ_φ(x_t), diag σ_φ²(x_t)): pixel unshuffle to 8×8, one
@@ -99,6 +104,7 @@ pub struct EncoderConfig {
 pub struct Encoder {
     conv: Conv2d,
     factor: usize,
+    image_channels: usize,
     hidden: Linear,
     head: Linear,
     aux_dim: usize,
@@ -108,7 +114,7 @@ impl EncoderConfig {
     /// Build the encoder with burn's default initialisers.
     pub fn init(&self, device: &Device) -> Encoder {
         let r = unshuffle_factor(self.image_size);
-        let conv = Conv2dConfig::new([r * r, self.channels], [3, 3])
+        let conv = Conv2dConfig::new([self.image_channels * r * r, self.channels], [3, 3])
             .with_stride([2, 2])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(device);
@@ -116,6 +122,7 @@ impl EncoderConfig {
         Encoder {
             conv,
             factor: r,
+            image_channels: self.image_channels,
             hidden: LinearConfig::new(flat, self.hidden).init(device),
             head: LinearConfig::new(self.hidden, 2 * self.aux_dim).init(device),
             aux_dim: self.aux_dim,
@@ -127,33 +134,41 @@ impl Encoder {
     /// Mean and log-variance of q(a | x) for a batch of frames.
     ///
     /// # Shapes
-    /// - `x`: `[N, S, S]` pixel intensities in [0, 1]
+    /// - `x`: `[N, C·S, S]` pixel intensities in [0, 1] (the C channel planes stacked)
     /// - returns `(mean, log_var)`, each `[N, m]`
     pub fn forward(&self, x: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
         self.forward_blocks(self.to_blocks(x))
     }
 
-    /// The frames in the layout the convolution takes: `[N, S, S]` → `[N, r², 8, 8]`.
+    /// Channels C of the frames.
+    pub fn image_channels(&self) -> usize {
+        self.image_channels
+    }
+
+    /// The frames in the layout the convolution takes: `[N, C·S, S]` → `[N, C·r², 8, 8]`.
     pub fn to_blocks(&self, x: Tensor<3>) -> Tensor<4> {
-        let [n, s, _] = x.dims();
-        let r = self.factor;
+        let [n, cs, s] = x.dims();
+        let (r, c) = (self.factor, cs / s);
         if x.is_require_grad() || r == 1 {
-            return pixel_unshuffle(x.reshape([n, 1, s, s]), r);
+            return pixel_unshuffle(x.reshape([n, c, s, s]), r);
         }
         // Frames that are data (always, in training and evaluation): the same permutation in
         // plain Rust, without burn's strided copy (8 % of a 32×32 training step).
         let (device, dtype) = (x.device(), x.dtype());
-        self.block_values(x).tensor([n, r * r, s / r, s / r], &device, dtype)
+        self.block_values(x).tensor([n, c * r * r, s / r, s / r], &device, dtype)
     }
 
     /// [`to_blocks`](Self::to_blocks) of frames that are data, as plain values in the
-    /// frames' float type: `[N, S, S]` → `[N, r², 8, 8]`, row-major.
+    /// frames' float type: `[N, C·S, S]` → `[N, C·r², 8, 8]`, row-major.
     pub fn block_values(&self, x: Tensor<3>) -> Values {
-        let [n, s, _] = x.dims();
+        let [n, cs, s] = x.dims();
         let r = self.factor;
+        // Each channel plane is unshuffled on its own: [N·C, S, S] → [N·C, r², 8, 8], which in
+        // memory is [N, C·r², 8, 8].
+        let planes = n * (cs / s);
         match Values::read(x) {
-            Values::F32(v) => Values::F32(unshuffle_values(&v, n, s, r)),
-            Values::F64(v) => Values::F64(unshuffle_values(&v, n, s, r)),
+            Values::F32(v) => Values::F32(unshuffle_values(&v, planes, s, r)),
+            Values::F64(v) => Values::F64(unshuffle_values(&v, planes, s, r)),
         }
     }
 
@@ -181,7 +196,7 @@ impl Encoder {
     /// [`forward`](Self::forward) on frames already in block layout ([`to_blocks`](Self::to_blocks)).
     ///
     /// # Shapes
-    /// - `blocks`: `[N, r², 8, 8]`; returns `(mean, log_var)`, each `[N, m]`
+    /// - `blocks`: `[N, C·r², 8, 8]`; returns `(mean, log_var)`, each `[N, m]`
     pub fn forward_blocks(&self, blocks: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
         let h = if blocks.is_require_grad() {
             let h = relu(self.conv.forward(blocks)); // [N, C, 4, 4]
@@ -209,7 +224,7 @@ impl Encoder {
         device: &Device,
         dtype: burn::tensor::DType,
     ) -> Tensor<2> {
-        let c = self.factor * self.factor;
+        let c = self.image_channels * self.factor * self.factor;
         let side = 8;
         let out_side = side / 2; // stride 2, padding 1, 3×3 kernel: 8 → 4
         let positions = out_side * out_side;
@@ -310,10 +325,14 @@ pub struct DecoderConfig {
     /// Width of the hidden dense layer.
     #[config(default = 128)]
     pub hidden: usize,
+    /// Channels C of the frames (1: grayscale).
+    #[config(default = 1)]
+    pub image_channels: usize,
 }
 
-/// The decoder p(x_t | a_t): Bernoulli logits per pixel from two dense layers to `[C, 4, 4]`,
-/// one stride-2 4×4 transposed convolution to `[r², 8, 8]` and a pixel shuffle to `[1, S, S]`.
+/// The decoder p(x_t | a_t): Bernoulli logits per pixel (and channel) from two dense layers to
+/// `[K, 4, 4]` (K the layer's channels), one stride-2 4×4 transposed convolution to
+/// `[C·r², 8, 8]` and a pixel shuffle to `[C, S, S]`.
 #[derive(Module, Debug)]
 pub struct Decoder {
     hidden: Linear,
@@ -322,6 +341,7 @@ pub struct Decoder {
     channels: usize,
     factor: usize,
     image_size: usize,
+    image_channels: usize,
 }
 
 impl DecoderConfig {
@@ -332,13 +352,17 @@ impl DecoderConfig {
             hidden: LinearConfig::new(self.aux_dim, self.hidden).init(device),
             spatial: LinearConfig::new(self.hidden, self.channels * 4 * 4).init(device),
             // Output side exactly 8 = (4 − 1)·2 − 2·1 + 4.
-            deconv: ConvTranspose2dConfig::new([self.channels, r * r], [4, 4])
-                .with_stride([2, 2])
-                .with_padding([1, 1])
-                .init(device),
+            deconv: ConvTranspose2dConfig::new(
+                [self.channels, self.image_channels * r * r],
+                [4, 4],
+            )
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .init(device),
             channels: self.channels,
             factor: r,
             image_size: self.image_size,
+            image_channels: self.image_channels,
         }
     }
 }
@@ -349,24 +373,29 @@ impl Decoder {
         self.image_size
     }
 
+    /// Channels C of the frames this decoder produces.
+    pub fn image_channels(&self) -> usize {
+        self.image_channels
+    }
+
     /// Bernoulli logits of the pixels given a batch of auxiliary variables.
     ///
     /// # Shapes
     /// - `a`: `[N, m]`
-    /// - returns `[N, S, S]` logits
+    /// - returns `[N, C·S, S]` logits (the C channel planes stacked)
     pub fn forward(&self, a: Tensor<2>) -> Tensor<3> {
         let [n, _] = a.dims();
-        let s = self.image_size;
-        pixel_shuffle(self.forward_blocks(a), self.factor).reshape([n, s, s]) // [N, S, S]
+        let (s, c) = (self.image_size, self.image_channels);
+        pixel_shuffle(self.forward_blocks(a), self.factor).reshape([n, c * s, s]) // [N, C·S, S]
     }
 
-    /// The logits in block layout `[N, r², 8, 8]` (see [`Encoder::to_blocks`]), without the
+    /// The logits in block layout `[N, C·r², 8, 8]` (see [`Encoder::to_blocks`]), without the
     /// final pixel shuffle: the distortion, a sum over pixels, needs no shuffle (nor its
     /// backward) when the target is unshuffled instead.
     pub fn forward_blocks(&self, a: Tensor<2>) -> Tensor<4> {
         let [n, _] = a.dims();
         let h = self.hidden_grid(a).reshape([n, self.channels, 4, 4]); // [N, C, 4, 4]
-        self.deconv.forward(h) // [N, r², 8, 8]
+        self.deconv.forward(h) // [N, C·r², 8, 8]
     }
 
     /// The transposed convolution's input, flat: the two dense layers, `[N, m]` → `[N, C·16]`
@@ -414,16 +443,17 @@ mod tests {
     #[test]
     fn plain_unshuffle_matches_burns() {
         // The plain permutation of frames that are data against pixel_unshuffle, bit for bit,
-        // at 16 and 32 pixels (r = 2 and 4) on three frames.
+        // at 16 and 32 pixels (r = 2 and 4) on three frames of one and of three channels.
         let device = Device::flex();
-        for size in [16usize, 32] {
+        for (size, c) in [(16usize, 1usize), (32, 1), (16, 3), (32, 3)] {
             let r = unshuffle_factor(size);
-            let enc = EncoderConfig::new(size, 3).init(&device);
-            let v: Vec<f32> = (0..3 * size * size).map(|i| (i as f32 * 0.37).sin()).collect();
-            let x = Tensor::<3>::from_data(TensorData::new(v, [3, size, size]), &device);
+            let enc = EncoderConfig::new(size, 3).with_image_channels(c).init(&device);
+            let v: Vec<f32> = (0..3 * c * size * size).map(|i| (i as f32 * 0.37).sin()).collect();
+            let x = Tensor::<3>::from_data(TensorData::new(v, [3, c * size, size]), &device);
             let plain = enc.to_blocks(x.clone()).into_data().try_to_vec::<f32>().unwrap();
-            let burn = pixel_unshuffle(x.reshape([3, 1, size, size]), r);
-            assert_eq!(plain, burn.into_data().try_to_vec::<f32>().unwrap(), "size {size}");
+            let burn = pixel_unshuffle(x.reshape([3, c, size, size]), r);
+            assert_eq!(burn.dims(), [3, c * r * r, 8, 8]);
+            assert_eq!(plain, burn.into_data().try_to_vec::<f32>().unwrap(), "size {size}, {c} ch");
         }
     }
 
@@ -433,12 +463,16 @@ mod tests {
         // frames require a gradient): the same outputs and the same parameter gradients.
         let device = Device::flex().autodiff();
         device.seed(4);
-        for size in [8, 16, 32] {
-            let enc = EncoderConfig::new(size, 3).with_channels(5).with_hidden(7).init(&device);
+        for (size, c) in [(8, 1), (16, 1), (32, 1), (8, 2), (16, 3)] {
+            let enc = EncoderConfig::new(size, 3)
+                .with_channels(5)
+                .with_hidden(7)
+                .with_image_channels(c)
+                .init(&device);
             let n = 3;
             let v: Vec<f32> =
-                (0..n * size * size).map(|i| ((i * 37 % 101) as f32 / 101.0).powi(2)).collect();
-            let x = Tensor::<3>::from_data(TensorData::new(v, [n, size, size]), &device);
+                (0..n * c * size * size).map(|i| ((i * 37 % 101) as f32 / 101.0).powi(2)).collect();
+            let x = Tensor::<3>::from_data(TensorData::new(v, [n, c * size, size]), &device);
             let blocks = enc.to_blocks(x);
             let weights: Vec<f32> = (0..n * 3).map(|i| (i as f32 * 0.7).sin()).collect();
             let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 3]), &device);

@@ -46,9 +46,10 @@ pub struct PredictionStrip {
     /// (episode, start) of the window.
     pub window: (usize, usize),
     /// The true frames k − 1, k, …, k − 1 + horizon of the window (the last conditioned frame
-    /// first), `[horizon + 1, S, S]`, pixels in [0, 1].
+    /// first), `[horizon + 1, S, S]`, pixels in [0, 1] (of colour frames, the mean of the
+    /// channels).
     pub truth: Vec<f32>,
-    /// The predicted frames for steps 1 … horizon, `[horizon, S, S]`.
+    /// The predicted frames for steps 1 … horizon, `[horizon, S, S]` (likewise).
     pub predicted: Vec<f32>,
 }
 
@@ -108,8 +109,8 @@ pub fn open_loop_prediction(
             data.episodes, data.steps
         )));
     }
-    let (s, n) = (data.size, model.state_dim());
-    let px = s * s;
+    let (s, n, c) = (data.size, model.state_dim(), data.channels);
+    let px = s * s * c; // values per frame (the channel planes stacked)
     let device = model.device();
     let mut sum_mse = vec![0.0; horizon];
     let mut sum_last = vec![0.0; horizon];
@@ -160,8 +161,16 @@ pub fn open_loop_prediction(
             if out_strips.len() < strips {
                 out_strips.push(PredictionStrip {
                     window: (ep, start),
-                    truth: truth[i * (horizon + 1) * px..(i + 1) * (horizon + 1) * px].to_vec(),
-                    predicted: predicted[i * horizon * px..(i + 1) * horizon * px].to_vec(),
+                    truth: channel_mean(
+                        &truth[i * (horizon + 1) * px..(i + 1) * (horizon + 1) * px],
+                        c,
+                        s * s,
+                    ),
+                    predicted: channel_mean(
+                        &predicted[i * horizon * px..(i + 1) * horizon * px],
+                        c,
+                        s * s,
+                    ),
                 });
             }
         }
@@ -181,9 +190,34 @@ pub fn open_loop_prediction(
     ))
 }
 
+/// Frames of `channels` stacked planes of `plane` values each (`[C, S, S]` per frame, frames
+/// back to back) as one-channel frames: the mean of each pixel's planes (the frames
+/// themselves for `channels` = 1).
+fn channel_mean(frames: &[f32], channels: usize, plane: usize) -> Vec<f32> {
+    if channels == 1 {
+        return frames.to_vec();
+    }
+    frames
+        .chunks_exact(channels * plane)
+        .flat_map(|f| {
+            (0..plane).map(move |p| {
+                (0..channels).map(|c| f[c * plane + p]).sum::<f32>() / channels as f32
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_mean_averages_each_pixels_planes() {
+        // Two frames of 2 channels × 2 pixels.
+        let f = [0.0, 1.0, 0.5, 0.0, /* frame 2 */ 0.2, 0.4, 0.6, 0.8];
+        assert_eq!(channel_mean(&f, 2, 2), vec![0.25, 0.5, 0.4, 0.6]);
+        assert_eq!(channel_mean(&f, 1, 8), f.to_vec());
+    }
 
     #[test]
     fn windows_are_disjoint_and_fit() {

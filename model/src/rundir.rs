@@ -208,6 +208,11 @@ impl RunState {
                 .map(serde_json::Value::Number)
                 .ok_or_else(|| format!("{ptr} is not finite"))?;
         }
+        // Model fields added after runs were made take their defaults, as in config.toml
+        // (crate::train::ADDED_LATER): a state without `image_channels` is grayscale.
+        if let Some(model) = value.get_mut("model").and_then(serde_json::Value::as_object_mut) {
+            model.entry("image_channels").or_insert(serde_json::json!(1));
+        }
         serde_json::from_value(value).map_err(|e| e.to_string())
     }
 }

@@ -112,6 +112,10 @@ impl Default for TrainConfig {
     }
 }
 
+/// Run-config fields added after runs had been made: a run's `config.toml` without them is
+/// complete, and they take their defaults (what those runs used): `model.image_channels` = 1.
+pub const ADDED_LATER: [&str; 1] = ["model.image_channels"];
+
 /// The id of the environment whose fold diagnostic exists, and the default of
 /// [`TrainConfig::env`].
 pub const PENDULUM: &str = "Pendulum-v1";
@@ -164,13 +168,20 @@ impl TrainConfig {
         self.learning_rate * (f + (1.0 - f) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
     }
 
-    /// Check that a dataset fits this config (image size, action dimension, length).
+    /// Check that a dataset fits this config (image size and channels, action dimension,
+    /// length).
     pub fn check_data(&self, data: &Sequences) -> Result<()> {
         data.check()?;
         if data.size != self.model.image_size {
             return Err(Error::ShapeMismatch(format!(
                 "the data have {0}×{0} images but the model is for {1}×{1}; collect with --size {1}, or set image_size = {0} under [model] in the --config file",
                 data.size, self.model.image_size
+            )));
+        }
+        if data.channels != self.model.image_channels {
+            return Err(Error::ShapeMismatch(format!(
+                "the data have {} channel(s) per pixel but the model is for {}; set image_channels = {} under [model] in the --config file",
+                data.channels, self.model.image_channels, data.channels
             )));
         }
         if data.action_dim != self.model.action_dim {
@@ -194,7 +205,8 @@ impl TrainConfig {
     }
 
     /// Parse a run directory's `config.toml` strictly: every field must be there (as
-    /// [`TrainConfig::to_toml`] writes them) and no string but `data` may be empty. A user's partial
+    /// [`TrainConfig::to_toml`] writes them; but those of [`ADDED_LATER`], which take their
+    /// defaults) and no string but `data` may be empty. A user's partial
     /// `--config` file goes through [`TrainConfig::from_toml`] instead.
     pub fn from_run_toml(text: &str) -> std::result::Result<Self, String> {
         fn missing(template: &toml::Value, got: &toml::Value, prefix: &str, out: &mut Vec<String>) {
@@ -221,12 +233,28 @@ impl TrainConfig {
                 _ => {}
             }
         }
-        let got: toml::Value = toml::from_str(text)
+        let mut got: toml::Value = toml::from_str(text)
             .map_err(|e| format!("not a valid run config: {}", e.message().trim()))?;
         let template =
             toml::Value::try_from(Self::default()).expect("the default config serialises");
         let mut absent = Vec::new();
         missing(&template, &got, "", &mut absent);
+        // Fields added after runs were made with their defaults, which those runs used: they may
+        // be absent (grayscale frames before `image_channels` existed).
+        let (later, mut absent): (Vec<String>, Vec<String>) =
+            absent.into_iter().partition(|f| ADDED_LATER.contains(&f.as_str()));
+        for field in later {
+            // Copy the default in, from the template (both are tables down to the field).
+            let path: Vec<&str> = field.split('.').collect();
+            let default = path.iter().try_fold(&template, |v, k| v.get(*k)).cloned();
+            let mut slot = &mut got;
+            for k in &path[..path.len() - 1] {
+                slot = slot.get_mut(*k).expect("the parent table exists");
+            }
+            if let (Some(table), Some(v)) = (slot.as_table_mut(), default) {
+                table.insert(path[path.len() - 1].to_string(), v);
+            }
+        }
         if !absent.is_empty() {
             let n = absent.len();
             absent.truncate(4);
@@ -521,7 +549,8 @@ impl Trainer {
         actions: Tensor<3>,
         noise: &ObjectiveNoise,
     ) -> Result<StepStats> {
-        let [_, t, s, _] = frames.dims();
+        let [_, t, cs, s] = frames.dims();
+        let pixels = cs * s; // values per frame: pixels × channels
         // Only the authors' schedule has a reconstruction phase, and only it splits the learning
         // rate (the ELBO's schedule, `Objective::lambda_schedule`, is the fast one).
         let sch = &self.schedule;
@@ -529,7 +558,7 @@ impl Trainer {
         let (terms, deferred) =
             self.model().rate_distortion_deferred(frames, actions, noise, detach)?;
         let (lambda, phase) = (self.schedule.lambda, self.schedule.phase);
-        let loss = self.config.objective.loss(&terms, &self.schedule, t, s * s);
+        let loss = self.config.objective.loss(&terms, &self.schedule, t, pixels);
         let distortion = scalar(terms.distortion.clone().mean()) / t as f64;
         let rate = scalar(terms.rate.clone().mean()) / t as f64;
         let loss_value = scalar(loss.clone());
@@ -575,7 +604,7 @@ impl Trainer {
             self.model = Some(self.optim.step(lr, model, grads));
         }
         if self.config.objective.adapts_lambda() {
-            self.schedule.update(distortion / (s * s) as f64);
+            self.schedule.update(distortion / pixels as f64);
         }
         Ok(StepStats { loss: loss_value, distortion, rate, lambda, phase, grad_norm: norm })
     }
@@ -629,11 +658,16 @@ impl Trainer {
         let inference_model = self.model().valid();
         let val = validate(&inference_model, data, val_eps, self.config.seed)?;
         // The fold diagnostic: the pendulum's, or that of a built-in system with an angle (the
-        // cart-pole's pole); others get winding 0, clearance NaN.
-        let fold = if self.config.env == PENDULUM {
+        // cart-pole's pole) that draws the frames the model reads; others get winding 0,
+        // clearance NaN.
+        let channels = inference_model.image_channels();
+        let fold = if self.config.env == PENDULUM && channels == 1 {
             crate::fold::fold_diagnostic(&inference_model)?
         } else {
-            let system = ekvae_envs::Registry::builtin().get(&self.config.env).ok();
+            let system = ekvae_envs::Registry::builtin()
+                .get(&self.config.env)
+                .ok()
+                .filter(|s| s.channels() == channels);
             system
                 .map(|s| crate::fold::fold_diagnostic_of(&inference_model, s.as_ref()))
                 .transpose()?

@@ -80,9 +80,9 @@ fn loss(
     noise: &ObjectiveNoise,
     constrained: bool,
 ) -> Tensor<1> {
-    let [_, t, s, _] = x.dims();
+    let [_, t, cs, s] = x.dims();
     let terms = model.rate_distortion(x.clone(), u.clone(), noise).unwrap();
-    if constrained { lagrangian(&terms, 3.5, 0.05, t, s * s) } else { neg_elbo(&terms, t) }
+    if constrained { lagrangian(&terms, 3.5, 0.05, t, cs * s) } else { neg_elbo(&terms, t) }
 }
 
 /// The tiny model every check here uses (8×8 frames, narrow networks, 3 bases).
@@ -96,17 +96,23 @@ fn tiny_model() -> EkvaeConfig {
 }
 
 fn check(constrained: bool, inference: Inference) {
-    check_model(constrained, inference, false);
+    check_model(constrained, inference, false, 1);
 }
 
-fn check_model(constrained: bool, inference: Inference, frozen_mixing: bool) {
+/// The gradient of every parameter against central differences, on frames of `channels`
+/// channels.
+fn check_model(constrained: bool, inference: Inference, frozen_mixing: bool, channels: usize) {
     let plain = device();
     let ad = plain.clone().autodiff();
     plain.seed(11);
-    let cfg = tiny_model().with_state_dim(3).with_inference(inference).with_rnn_hidden(4);
+    let cfg = tiny_model()
+        .with_state_dim(3)
+        .with_inference(inference)
+        .with_rnn_hidden(4)
+        .with_image_channels(channels);
     let mut model = with_positional_ids(cfg.init(&ad).unwrap());
     model.transition.frozen_mixing = frozen_mixing;
-    let data = Synthetic::pendulum(2, 5, 8, 4);
+    let data = Synthetic::pendulum(2, 5, 8, 4).coloured(channels);
     let seqs = data.view();
     let (x, u) = seqs.batch(&[(0, 0), (1, 0)], 5, &ad);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -155,6 +161,13 @@ fn check_model(constrained: bool, inference: Inference, frozen_mixing: bool) {
 }
 
 #[test]
+fn colour_lagrangian_gradient_matches_finite_differences() {
+    // Three-channel frames: the encoder's first convolution reads 3 planes, the decoder draws
+    // 3, and the distortion (and the constraint's per-value scale) sums over all of them.
+    check_model(true, Inference::Kalman, false, 3);
+}
+
+#[test]
 fn neg_elbo_gradient_matches_finite_differences() {
     check(false, Inference::Kalman);
 }
@@ -178,7 +191,7 @@ fn rnn_baseline_lagrangian_gradient_matches_finite_differences() {
 #[test]
 fn frozen_mixing_neg_elbo_gradient_matches_finite_differences() {
     // α uniform (the first epochs of training): the plain filter skips the mixing network.
-    check_model(false, Inference::Kalman, true);
+    check_model(false, Inference::Kalman, true, 1);
 }
 
 /// The gradient of every parameter of `model` under `path`, in visiting order.
@@ -312,6 +325,14 @@ fn plain_and_reference_decoder_paths_agree() {
     deferred_and_reference_agree(cfg, 3, 16);
 }
 
+#[test]
+fn plain_and_reference_decoder_paths_agree_in_colour() {
+    // The same at 16×16 with three channels: twelve output channels of the transposed
+    // convolution, the frames' planes unshuffled in plain Rust for the encoder and the target.
+    let cfg = tiny_model().with_image_size(16).with_state_dim(3).with_image_channels(3);
+    deferred_and_reference_agree(cfg, 3, 16);
+}
+
 /// `rate_distortion_deferred` with its second backward pass against the burn reference, for
 /// `b` sequences of 12 frames of side `size`.
 fn deferred_and_reference_agree(cfg: EkvaeConfig, b: usize, size: usize) {
@@ -320,14 +341,14 @@ fn deferred_and_reference_agree(cfg: EkvaeConfig, b: usize, size: usize) {
     plain.seed(4);
     let rnn = cfg.inference == Inference::Rnn;
     let model = with_positional_ids(cfg.init(&ad).unwrap());
-    let data = Synthetic::pendulum(b, 12, size, 9);
+    let data = Synthetic::pendulum(b, 12, size, 9).coloured(cfg.image_channels);
     let picks: Vec<(usize, usize)> = (0..b).map(|i| (i, 0)).collect();
     let (x, u) = data.view().batch(&picks, 12, &ad);
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let noise = draw_noise(&model, &mut rng, b, 12, &ad);
-    let [_, t, s, _] = x.dims();
+    let [_, t, cs, s] = x.dims();
     let objective = |terms: &ekvae_model::RateDistortion, constrained: bool| {
-        if constrained { lagrangian(terms, 3.5, 0.05, t, s * s) } else { neg_elbo(terms, t) }
+        if constrained { lagrangian(terms, 3.5, 0.05, t, cs * s) } else { neg_elbo(terms, t) }
     };
     for constrained in [false, true] {
         let reference = model

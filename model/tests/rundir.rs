@@ -194,6 +194,16 @@ fn run_configs_are_strict_and_user_configs_partial() {
         text.lines().filter(|l| !l.starts_with("rnn_hidden")).map(|l| format!("{l}\n")).collect();
     fs::write(run.config_path(), no_rnn).unwrap();
     assert!(run.read_config().unwrap_err().to_string().contains("model.rnn_hidden"));
+    // A run made before frames could have colour has no image_channels: it reads as grayscale
+    // (results/pixmpc-model is such a run).
+    assert!(text.contains("image_channels = 1"), "{text}");
+    let old: String = text
+        .lines()
+        .filter(|l| !l.starts_with("image_channels"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(run.config_path(), old).unwrap();
+    assert_eq!(run.read_config().unwrap().model.image_channels, 1);
     // A user's --config may be partial.
     assert_eq!(TrainConfig::from_toml("epochs = 3").unwrap().epochs, 3);
 }

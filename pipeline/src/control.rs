@@ -157,14 +157,24 @@ impl LearnedModel {
         self.ekvae.image_size()
     }
 
-    /// The encoder's mean of q(a | x) for one grayscale frame (`S·S` bytes, row-major).
+    /// Channels C per pixel of the frames the model reads (1: grayscale).
+    pub fn image_channels(&self) -> usize {
+        self.ekvae.image_channels()
+    }
+
+    /// The encoder's mean of q(a | x) for one frame (`S·S·C` bytes, row-major, channels last
+    /// as renderers and datasets hold them).
     pub fn encode(&self, frame: &[u8]) -> Result<Vec<f64>> {
-        let s = self.image_size();
-        if frame.len() != s * s {
-            invalid!("frame has {} pixels, the model takes {s}×{s}", frame.len());
+        let (s, c) = (self.image_size(), self.image_channels());
+        if frame.len() != s * s * c {
+            invalid!(
+                "frame has {} values, the model takes {s}×{s} pixels of {c} channel(s)",
+                frame.len()
+            );
         }
-        let x: Vec<f32> = frame.iter().map(|&v| f32::from(v) / 255.0).collect();
-        let x = Tensor::<3>::from_data(TensorData::new(x, [1, s, s]), &self.device);
+        let mut x = Vec::with_capacity(frame.len());
+        ekvae_model::data::frame_planes(frame, c, &mut x);
+        let x = Tensor::<3>::from_data(TensorData::new(x, [1, c * s, s]), &self.device);
         let (mean, _) = self.ekvae.encoder.forward(x);
         mean.into_data()
             .convert::<f64>()
@@ -173,7 +183,7 @@ impl LearnedModel {
     }
 
     /// The frame the decoder draws for latent `z` (through `a = H z`): Bernoulli means
-    /// `sigmoid(logits)` as grayscale bytes, `S·S`, row-major.
+    /// `sigmoid(logits)` as bytes, `S·S·C`, row-major, channels last.
     pub fn decode(&self, z: &[f64]) -> Result<Vec<u8>> {
         let a: Vec<f32> = self.plain.observe(z).iter().map(|v| *v as f32).collect();
         let m = a.len();
@@ -184,6 +194,9 @@ impl LearnedModel {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| Error::invalid(format!("cannot read the decoder output: {e:?}")))?;
+        // The decoder's stacked planes [C, S, S] back to channels last [S, S, C].
+        let s = self.image_size();
+        let v = ekvae_model::data::channels_last(&v, self.image_channels(), s * s);
         Ok(v.iter().map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect())
     }
 
@@ -203,7 +216,15 @@ impl LearnedModel {
         if steps == 0 {
             invalid!("--goal-steps must be at least 1");
         }
-        let mut frame = vec![0; self.image_size() * self.image_size()];
+        if system.channels() != self.image_channels() {
+            invalid!(
+                "{} draws {} channel(s) per pixel but the model reads {}",
+                system.id(),
+                system.channels(),
+                self.image_channels()
+            );
+        }
+        let mut frame = vec![0; self.image_size() * self.image_size() * system.channels()];
         system.render_into(&goal, self.image_size(), &mut frame);
         let zero = vec![0.0; self.plain.transition.action_dim()];
         let mut filter = PixelFilter::new(self);
@@ -290,7 +311,8 @@ impl<'a> PixelController<'a> {
         size: usize,
         system: Arc<dyn System>,
     ) -> Self {
-        Self { agent, size, frame: vec![0; size * size], system }
+        let frame = vec![0; size * size * system.channels()];
+        Self { agent, size, frame, system }
     }
 }
 
@@ -454,14 +476,19 @@ impl RewardFit {
     ) -> Result<Self> {
         let seqs = ekvae_model::data::Sequences::from(data);
         let m = model.plain.transition.action_dim();
-        if seqs.size != model.image_size() || seqs.action_dim != m {
+        if seqs.size != model.image_size()
+            || seqs.channels != model.image_channels()
+            || seqs.action_dim != m
+        {
             invalid!(
-                "the reward data have {}×{} images and {}-d actions but the model is for {}×{} and {m}-d",
+                "the reward data have {}×{}×{} images and {}-d actions but the model is for {}×{}×{} and {m}-d",
                 seqs.size,
                 seqs.size,
+                seqs.channels,
                 seqs.action_dim,
                 model.image_size(),
                 model.image_size(),
+                model.image_channels(),
             );
         }
         let used = data.episodes.min(max_episodes);

@@ -224,17 +224,21 @@ pub fn evaluate_with(
     let test = load_dataset(&config.data)?;
     for (what, path, d) in [("training", &train_path, &train), ("test", &config.data, &test)] {
         let s = Sequences::from(d);
-        if s.size != run_config.model.image_size || s.action_dim != run_config.model.action_dim {
+        let m = &run_config.model;
+        if s.size != m.image_size || s.channels != m.image_channels || s.action_dim != m.action_dim
+        {
             invalid!(
-                "{}: {what} data have {}×{} images and {}-d actions but the model in {} is for {}×{} and {}-d; collect with the model's --size",
+                "{}: {what} data have {}×{} images of {} channel(s) and {}-d actions but the model in {} is for {}×{} of {} and {}-d; collect with the model's --size from its environment",
                 path.display(),
                 s.size,
                 s.size,
+                s.channels,
                 s.action_dim,
                 config.run.display(),
-                run_config.model.image_size,
-                run_config.model.image_size,
-                run_config.model.action_dim
+                m.image_size,
+                m.image_size,
+                m.image_channels,
+                m.action_dim
             );
         }
         s.check().with_context(|| path.display().to_string())?;
@@ -315,8 +319,10 @@ pub fn evaluate_with(
                 identify_latents(n, &z_train, &train_seqs, &train_eps, z_test.clone(), &test_seqs)?;
             angle = Some((ident.angle_fit, 0));
             identification = Some(ident.report);
-            fold = Some(ekvae_model::fold::fold_diagnostic(&model)?);
-        } else {
+            if model.image_channels() == 1 {
+                fold = Some(ekvae_model::fold::fold_diagnostic(&model)?);
+            }
+        } else if sys.channels() == model.image_channels() {
             fold = ekvae_model::fold::fold_diagnostic_of(&model, sys.as_ref())?;
         }
     }

@@ -159,7 +159,7 @@ pub fn resolve_config(
             let cfg = TrainConfig::from_toml(&text).map_err(|e| {
                 Error::File(format!("{}: invalid config: {}", path.display(), e.message()))
             })?;
-            // The data decide the image size and the action dimension; a file that names
+            // The data decide the image size and channels and the action dimension; a file that names
             // others is for other data.
             let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                 Error::File(format!("{}: invalid config: {}", path.display(), e.message()))
@@ -167,7 +167,11 @@ pub fn resolve_config(
             let model = table.get("model").and_then(toml::Value::as_table);
             let named =
                 |key: &str| model.and_then(|m| m.get(key)).and_then(toml::Value::as_integer);
-            for (key, wanted) in [("image_size", data.size), ("action_dim", seqs.action_dim)] {
+            for (key, wanted) in [
+                ("image_size", data.size),
+                ("image_channels", data.channels),
+                ("action_dim", seqs.action_dim),
+            ] {
                 if let Some(v) = named(key)
                     && v != wanted as i64
                 {
@@ -176,6 +180,12 @@ pub fn resolve_config(
                             format!("{v}×{v} images"),
                             format!("{wanted}×{wanted} images"),
                             format!("collect with --size {v}"),
+                        )
+                    } else if key == "image_channels" {
+                        (
+                            format!("frames of {v} channel(s)"),
+                            format!("frames of {wanted} channel(s)"),
+                            "use matching data".into(),
                         )
                     } else {
                         (
@@ -195,14 +205,8 @@ pub fn resolve_config(
         }
         None => TrainConfig::default(),
     };
-    if data.channels != 1 {
-        invalid!(
-            "{}: the frames have {} channels; the model trains on grayscale frames (one channel) — convert them (e.g. the mean of the channels) before training",
-            data_path.display(),
-            data.channels
-        );
-    }
     cfg.model.image_size = data.size;
+    cfg.model.image_channels = data.channels;
     cfg.model.action_dim = seqs.action_dim;
     cfg.env = data.meta.env.clone();
     overrides.apply(&mut cfg);

@@ -56,6 +56,7 @@ pub struct Controller {
     goal: Vec<f64>,
     horizon: usize,
     image_size: usize,
+    image_channels: usize,
 }
 
 impl std::fmt::Debug for Controller {
@@ -158,9 +159,9 @@ impl Controller {
         let dynamics = LatentDynamics::new(learned.plain.clone(), args.jacobians.into());
         let mpc = Mpc::new(dynamics, cost, mpc_cfg)
             .context("invalid MPC settings (check --horizon and the iteration options)")?;
-        let image_size = learned.image_size();
+        let (image_size, image_channels) = (learned.image_size(), learned.image_channels());
         let cell = Cell::new(learned, |m| MpcAgent::new(PixelFilter::new(m), mpc));
-        Ok(Self { cell, goal, horizon, image_size })
+        Ok(Self { cell, goal, horizon, image_size, image_channels })
     }
 
     /// Filters `frame` (`S·S` bytes; the previous torque is the one this controller returned)
@@ -195,5 +196,10 @@ impl Controller {
     /// The side of the frames the controller takes.
     pub fn image_size(&self) -> usize {
         self.image_size
+    }
+
+    /// Channels C per pixel of the frames the model reads (1: grayscale).
+    pub fn image_channels(&self) -> usize {
+        self.image_channels
     }
 }

@@ -23,10 +23,16 @@ fn values<const D: usize>(t: Tensor<D>) -> PyResult<Vec<f32>> {
 }
 
 /// `lead` followed by `[s, s]`.
-fn shape_of(lead: &[usize], s: usize) -> Vec<usize> {
+fn shape_of(lead: &[usize], frame: &[usize]) -> Vec<usize> {
     let mut v = lead.to_vec();
-    v.extend([s, s]);
+    v.extend(frame);
     v
+}
+
+/// The shape of one frame as Python sees it: `(S, S)` for grayscale, `(S, S, C)` (channels last,
+/// as Gymnasium's image observations) for C > 1.
+fn frame_shape(s: usize, c: usize) -> Vec<usize> {
+    if c == 1 { vec![s, s] } else { vec![s, s, c] }
 }
 
 /// A trained run (the last checkpoint of a run directory made by `ekvae train`), on the CPU.
@@ -51,24 +57,41 @@ pub fn load_run(path: PathBuf) -> PyResult<Run> {
 }
 
 impl Run {
-    /// Frames `uint8 [..., S, S]` as a float tensor `[N, S, S]` in [0, 1], and the leading shape.
+    /// The shape of one frame: `(S, S)`, or `(S, S, C)` for C > 1 channels.
+    fn frame_shape(&self) -> Vec<usize> {
+        frame_shape(self.model.image_size(), self.model.image_channels())
+    }
+
+    /// Frames `uint8 [..., S, S]` (`[..., S, S, C]` for C > 1 channels) as a float tensor
+    /// `[N, C·S, S]` in [0, 1] (the channel planes stacked), and the leading shape.
     fn frames(&self, frames: &Bound<'_, PyAny>, what: &str) -> PyResult<(Tensor<3>, Vec<usize>)> {
-        let s = self.model.image_size();
+        let (s, c) = (self.model.image_size(), self.model.image_channels());
+        let want = self.frame_shape();
         let a = input_u8(frames, what)?;
         let sh = shape(&a);
-        if sh.len() < 2 || sh[sh.len() - 2..] != [s, s] {
+        if sh.len() < want.len() || sh[sh.len() - want.len()..] != want[..] {
             return Err(value_error(format!(
-                "{what} have shape {}; the model takes {s}×{s} frames (shape (..., {s}, {s}))",
-                py_shape(&sh)
+                "{what} have shape {}; the model takes {s}×{s} frames of {c} channel(s) (shape (..., {}))",
+                py_shape(&sh),
+                want.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
             )));
         }
-        let lead = sh[..sh.len() - 2].to_vec();
+        let lead = sh[..sh.len() - want.len()].to_vec();
         let n: usize = lead.iter().product();
         if n == 0 {
             return Err(value_error(format!("{what}: no frames")));
         }
-        let x: Vec<f32> = data(&a)?.iter().map(|&v| f32::from(v) / 255.0).collect();
-        Ok((Tensor::from_data(TensorData::new(x, [n, s, s]), &self.device), lead))
+        let mut x = Vec::with_capacity(n * s * s * c);
+        for frame in data(&a)?.chunks_exact(s * s * c) {
+            ekvae_model::data::frame_planes(frame, c, &mut x);
+        }
+        Ok((Tensor::from_data(TensorData::new(x, [n, c * s, s]), &self.device), lead))
+    }
+
+    /// Decoded frames `[.., C·S, S]` (stacked planes) as Python's frames: channels last.
+    fn frames_out(&self, v: Vec<f32>) -> Vec<f32> {
+        let s = self.model.image_size();
+        ekvae_model::data::channels_last(&v, self.model.image_channels(), s * s)
     }
 
     /// Torques as `[1, len, 1]` (from `[len]` or `[len, 1]`).
@@ -110,6 +133,12 @@ impl Run {
     #[getter]
     fn image_size(&self) -> usize {
         self.model.image_size()
+    }
+    /// Channels C per pixel of the frames the model takes (1: grayscale frames `(S, S)`;
+    /// otherwise `(S, S, C)`).
+    #[getter]
+    fn image_channels(&self) -> usize {
+        self.model.image_channels()
     }
     /// Dimension n of the latent state z.
     #[getter]
@@ -154,7 +183,8 @@ impl Run {
     }
 
     /// The encoder q(a | x): mean and log-variance, `float32 [..., m]` each, of frames
-    /// `uint8 [..., S, S]`.
+    /// `uint8 [..., S, S]` (`[..., S, S, C]` for a model of C > 1 channels, as everywhere
+    /// below).
     fn encode<'py>(
         &self,
         py: Python<'py>,
@@ -185,7 +215,7 @@ impl Run {
         let [t] = lead[..] else {
             return Err(value_error(format!(
                 "frames have shape {}; filter takes one sequence (T, S, S)",
-                py_shape(&shape_of(&lead, self.model.image_size()))
+                py_shape(&shape_of(&lead, &self.frame_shape()))
             )));
         };
         let u = self.actions(actions, t, "actions")?;
@@ -224,7 +254,7 @@ impl Run {
         let [k] = lead[..] else {
             return Err(value_error(format!(
                 "frames have shape {}; predict takes one sequence (K, S, S)",
-                py_shape(&shape_of(&lead, self.model.image_size()))
+                py_shape(&shape_of(&lead, &self.frame_shape()))
             )));
         };
         let a = input::<f64>(actions, "actions")?;
@@ -236,18 +266,23 @@ impl Run {
         }
         let horizon = len - k + 1;
         let u = self.actions(actions, len, "actions")?;
-        let (s, n) = (self.model.image_size(), self.model.state_dim());
-        let x = x.reshape([1, k, s, s]);
+        let (s, n, c) =
+            (self.model.image_size(), self.model.state_dim(), self.model.image_channels());
+        let x = x.reshape([1, k, c * s, s]);
         let z0 = self.model.condition(x, u.clone().narrow(1, 0, k)).py()?;
         let z = self.model.rollout(z0, u.narrow(1, k - 1, horizon));
         let decoded = self.model.decode_mean(z.clone());
         let latents = array(py, values(z)?, &[horizon, n])?;
-        let images = array(py, values(decoded)?, &[horizon, s, s])?;
+        let images = array(
+            py,
+            self.frames_out(values(decoded)?),
+            &shape_of(&[horizon], &self.frame_shape()),
+        )?;
         PyTuple::new(py, [latents.into_any(), images.into_any()])
     }
 
     /// The decoder's Bernoulli means σ(logits) at a = H z for latents `[..., n]`:
-    /// `float32 [..., S, S]` in (0, 1).
+    /// `float32 [..., S, S]` (`[..., S, S, C]`) in (0, 1).
     fn decode<'py>(
         &self,
         py: Python<'py>,
@@ -263,10 +298,8 @@ impl Run {
         let v: Vec<f32> = data(&a)?.iter().map(|&x| x as f32).collect();
         let z = Tensor::<3>::from_data(TensorData::new(v, [1, count, n]), &self.device);
         let img = self.model.decode_mean(z);
-        let s = self.model.image_size();
-        let mut out = sh[..sh.len() - 1].to_vec();
-        out.extend([s, s]);
-        array(py, values(img)?, &out)
+        let out = shape_of(&sh[..sh.len() - 1], &self.frame_shape());
+        array(py, self.frames_out(values(img)?), &out)
     }
 
     /// The pixel MPC controller of `ekvae mpc --run RUN_DIR`, with its defaults; keyword
@@ -322,16 +355,17 @@ pub struct Controller {
 
 #[pymethods]
 impl Controller {
-    /// The action for `frame` (`uint8 [S, S]`, the model's size): the pendulum's torque, the
+    /// The action for `frame` (`uint8 [S, S]`, or `[S, S, C]`; the model's size): the pendulum's torque, the
     /// cart-pole's force in units of 10 N. Call `reset()` at the start of every episode;
     /// between calls the action returned must be the one applied.
     fn policy(&mut self, frame: &Bound<'_, PyAny>) -> PyResult<f64> {
-        let s = self.inner.image_size();
+        let (s, c) = (self.inner.image_size(), self.inner.image_channels());
         let a = input_u8(frame, "frame")?;
-        if shape(&a) != [s, s] {
+        if shape(&a) != frame_shape(s, c) {
             return Err(value_error(format!(
-                "frame has shape {}; the model takes {s}×{s} frames (make the env with size={s})",
-                py_shape(&shape(&a))
+                "frame has shape {}; the model takes {s}×{s} frames of {c} channel(s), shape {} (make the env with size={s})",
+                py_shape(&shape(&a)),
+                py_shape(&frame_shape(s, c))
             )));
         }
         let action = self.inner.act(data(&a)?).map_err(|e| to_py(e.context("planning failed")))?;
@@ -394,5 +428,11 @@ impl Controller {
     #[getter]
     fn image_size(&self) -> usize {
         self.inner.image_size()
+    }
+
+    /// Channels C per pixel of the frames it takes (1: `(S, S)`; otherwise `(S, S, C)`).
+    #[getter]
+    fn image_channels(&self) -> usize {
+        self.inner.image_channels()
     }
 }

@@ -631,6 +631,60 @@ fn recorded_data_without_states_train_and_eval_open_loop() {
     assert_eq!(json["r2"], serde_json::json!({}));
 }
 
+/// Colour frames (a recorded dataset of three channels: the pendulum's frame, its negative and
+/// its half) through train, eval and export: the run reads three channels, the evaluation
+/// writes its figures, the export's first convolution takes 3·r² planes; a controller for an
+/// environment is refused for a run with none.
+#[test]
+fn colour_frames_train_eval_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let mut files = Vec::new();
+    for (name, seed) in [("train.npz", 1), ("test.npz", 2)] {
+        let full = collect(dir.path(), &format!("gray-{name}"), 16, seed);
+        let mut d = ekvae::envs::Dataset::load(&full).unwrap();
+        d.images = d.images.iter().flat_map(|&v| [v, 255 - v, v / 2]).collect();
+        d.channels = 3;
+        d.meta = ekvae::envs::DatasetMeta { env: String::new(), ..d.meta };
+        let path = dir.path().join(name);
+        d.save(&path).unwrap();
+        files.push(path);
+    }
+    let run = dir.path().join("run");
+    let o = train(&files[0], &run, &cfg, &["--epochs", "1"]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("image_channels = 3"), "{config}");
+    let o = eval_with(&run, &files[1], "4", "2");
+    assert!(o.status.success(), "eval failed: {}", stderr(&o));
+    let json = read_json(&run.join("eval.json"));
+    assert!(json["pixel_mse_h2"].as_f64().is_some_and(f64::is_finite), "{json}");
+    assert!(run.join("prediction_strips.png").is_file());
+    let out = dir.path().join("w.safetensors");
+    let o = ekvae(&["export", "--pytorch", run.to_str().unwrap(), out.to_str().unwrap()]);
+    assert!(o.status.success(), "export failed: {}", stderr(&o));
+    // The safetensors header: 8 bytes of length, then JSON naming each tensor's shape.
+    let bytes = std::fs::read(&out).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    // 16×16 frames: r = 2, so 3 · 4 = 12 planes in, 12 logit planes out; the config's 4 channels.
+    assert_eq!(header["encoder.conv.weight"]["shape"], serde_json::json!([4, 12, 3, 3]));
+    assert_eq!(header["decoder.deconv.weight"]["shape"], serde_json::json!([4, 12, 4, 4]));
+    // A grayscale run cannot read them; the colour run cannot drive the gray pendulum.
+    let gray = dir.path().join("gray-run");
+    let o = train(&dir.path().join("gray-train.npz"), &gray, &cfg, &["--epochs", "1"]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    assert_clean_failure(&eval_with(&gray, &files[1], "4", "2"), "channel");
+    let o = ekvae(
+        &["mpc", "--run", run.to_str().unwrap(), "--env", "Pendulum-v1", "--out"]
+            .iter()
+            .copied()
+            .chain([dir.path().join("m").to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert_clean_failure(&o, "recorded");
+}
+
 /// A run records its training data by absolute path and SHA-256: `eval` finds them from any
 /// folder, and refuses another file put at that path.
 #[test]

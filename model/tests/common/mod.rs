@@ -12,6 +12,8 @@ pub struct Synthetic {
     pub episodes: usize,
     pub steps: usize,
     pub size: usize,
+    /// Channels per pixel (1 unless [`Synthetic::coloured`]).
+    pub channels: usize,
 }
 
 impl Synthetic {
@@ -48,7 +50,27 @@ impl Synthetic {
                 th += thd * 0.05;
             }
         }
-        Self { images, actions, states, episodes, steps, size }
+        Self { images, actions, states, episodes, steps, size, channels: 1 }
+    }
+
+    /// The same frames with `channels` channels per pixel (channels last): channel 0 the
+    /// frame, channel 1 its negative, channel 2 on half its value, the rest its value again —
+    /// a colour dataset whose channels differ.
+    pub fn coloured(self, channels: usize) -> Self {
+        assert_eq!(self.channels, 1);
+        let images = self
+            .images
+            .iter()
+            .flat_map(|&v| {
+                (0..channels).map(move |c| match c {
+                    0 => v,
+                    1 => 255 - v,
+                    2 => v / 2,
+                    _ => v,
+                })
+            })
+            .collect();
+        Self { images, channels, ..self }
     }
 
     /// The model-side view.
@@ -61,6 +83,7 @@ impl Synthetic {
             episodes: self.episodes,
             steps: self.steps,
             size: self.size,
+            channels: self.channels,
             action_dim: 1,
         }
     }
