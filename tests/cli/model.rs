@@ -597,16 +597,26 @@ fn cartpole_ghost_collect_train_mpc() {
     check_horizon_selection(&["mpc", "--run", run_arg, "--steps", "20"], &sel);
 }
 
+/// A training and a test dataset of the pendulum (`PREFIX-train.npz`, `PREFIX-test.npz`, 16×16,
+/// seeds 1 and 2), each changed by `edit` and saved as `train.npz` and `test.npz`; their paths.
+fn edited_pair(dir: &Path, prefix: &str, edit: impl Fn(&mut ekvae::envs::Dataset)) -> [PathBuf; 2] {
+    [("train.npz", 1), ("test.npz", 2)].map(|(name, seed)| {
+        let full = collect(dir, &format!("{prefix}-{name}"), 16, seed);
+        let mut d = ekvae::envs::Dataset::load(&full).unwrap();
+        edit(&mut d);
+        let path = dir.join(name);
+        d.save(&path).unwrap();
+        path
+    })
+}
+
 /// Recorded data (frames and actions only, no environment): trained on and evaluated open loop,
 /// and `eval` says that identification was skipped.
 #[test]
 fn recorded_data_without_states_train_and_eval_open_loop() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
-    let mut files = Vec::new();
-    for (name, seed) in [("train.npz", 1), ("test.npz", 2)] {
-        let full = collect(dir.path(), &format!("full-{name}"), 16, seed);
-        let mut d = ekvae::envs::Dataset::load(&full).unwrap();
+    let files = edited_pair(dir.path(), "full", |d| {
         d.states.clear();
         d.rewards.clear();
         d.state_dim = 0;
@@ -614,12 +624,9 @@ fn recorded_data_without_states_train_and_eval_open_loop() {
             env: String::new(),
             params: serde_json::Value::Null,
             state_names: Vec::new(),
-            ..d.meta
+            ..d.meta.clone()
         };
-        let path = dir.path().join(name);
-        d.save(&path).unwrap();
-        files.push(path);
-    }
+    });
     let run = dir.path().join("run");
     let o = train(&files[0], &run, &cfg, &["--epochs", "1"]);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
@@ -639,17 +646,11 @@ fn recorded_data_without_states_train_and_eval_open_loop() {
 fn colour_frames_train_eval_and_export() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
-    let mut files = Vec::new();
-    for (name, seed) in [("train.npz", 1), ("test.npz", 2)] {
-        let full = collect(dir.path(), &format!("gray-{name}"), 16, seed);
-        let mut d = ekvae::envs::Dataset::load(&full).unwrap();
+    let files = edited_pair(dir.path(), "gray", |d| {
         d.images = d.images.iter().flat_map(|&v| [v, 255 - v, v / 2]).collect();
         d.channels = 3;
-        d.meta = ekvae::envs::DatasetMeta { env: String::new(), ..d.meta };
-        let path = dir.path().join(name);
-        d.save(&path).unwrap();
-        files.push(path);
-    }
+        d.meta.env = String::new();
+    });
     let run = dir.path().join("run");
     let o = train(&files[0], &run, &cfg, &["--epochs", "1"]);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
