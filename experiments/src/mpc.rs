@@ -321,37 +321,58 @@ pub fn environment(args: &MpcArgs) -> Result<String> {
     })
 }
 
-/// `--select-horizon`'s flags, checked before any episode runs: the candidates, the selection
-/// seed and episodes (`None` without the flag).
-fn selection_flags(args: &MpcArgs) -> Result<Option<(Vec<usize>, u64, usize)>> {
+/// `--select-horizon` and its seed and episodes, checked.
+struct SelectionFlags {
+    candidates: Vec<usize>,
+    seed: u64,
+    episodes: usize,
+}
+
+/// `--select-horizon`'s flags, checked before any episode runs (`None` without the flag).
+fn selection_flags(args: &MpcArgs) -> Result<Option<SelectionFlags>> {
     let Some(candidates) = &args.select_horizon else {
         return Ok(None);
     };
     let seed = args.select_seed.context("--select-horizon needs --select-seed")?;
     let episodes = args.select_episodes.unwrap_or(args.episodes);
     check_selection(candidates, seed, episodes, args.seed, args.episodes)?;
-    Ok(Some((candidates.clone(), seed, episodes)))
+    Ok(Some(SelectionFlags { candidates: candidates.clone(), seed, episodes }))
 }
 
-/// Runs the selection of `flags` (from [`selection_flags`]) with `run(horizon, seed,
-/// episodes)`, one line per candidate.
+/// A selection made, with the starts it was made on.
+struct Chosen {
+    selection: Selection,
+    flags: SelectionFlags,
+}
+
+/// Runs the selection of `flags` (if any) with `run(horizon, seed, episodes)` → (success rate,
+/// mean return, std of the returns), one line per candidate; `context` names the planner in an
+/// error.
 fn run_selection(
-    (candidates, seed, episodes): &(Vec<usize>, u64, usize),
-    run: &mut dyn FnMut(usize, u64, usize) -> ekvae_pipeline::Result<HorizonScore>,
-) -> Result<Selection> {
-    let selection = select_horizon(candidates, &mut |h| run(h, *seed, *episodes), &mut |s| {
+    flags: Option<SelectionFlags>,
+    context: &str,
+    run: &mut dyn FnMut(usize, u64, usize) -> ekvae_pipeline::Result<(f64, f64, f64)>,
+) -> Result<Option<Chosen>> {
+    let Some(flags) = flags else {
+        return Ok(None);
+    };
+    let (seed, episodes) = (flags.seed, flags.episodes);
+    let mut score = |horizon| {
+        let (success_rate, mean_return, std_return) = run(horizon, seed, episodes)?;
+        Ok(HorizonScore { horizon, success_rate, mean_return, std_return })
+    };
+    let selection = select_horizon(&flags.candidates, &mut score, &mut |s| {
         say!(
-            "select horizon {}: {} episodes from seed {seed}, success {:.0}%, mean return {:.2} ± {:.2}",
+            "select horizon {}: {episodes} episodes from seed {seed}, success {:.0}%, mean return {:.2} ± {:.2}",
             s.horizon,
-            episodes,
             100.0 * s.success_rate,
             s.mean_return,
             s.std_return
         )
     })
-    .context("--select-horizon")?;
+    .with_context(|| format!("{context}: --select-horizon"))?;
     say!("selected horizon {}", selection.horizon);
-    Ok(selection)
+    Ok(Some(Chosen { selection, flags }))
 }
 
 /// One row of `selection.csv`.
@@ -366,15 +387,19 @@ struct SelectionRow {
     chosen: bool,
 }
 
-/// Writes `selection.csv` into `out`: one row per candidate, the chosen one marked.
-fn write_selection(out: &Path, selection: &Selection, seed: u64, episodes: usize) -> Result<()> {
+/// Writes `selection.csv` into `out` (with a selection): one row per candidate, the chosen one
+/// marked.
+fn write_selection(out: &Path, chosen: Option<&Chosen>) -> Result<()> {
+    let Some(Chosen { selection, flags }) = chosen else {
+        return Ok(());
+    };
     let rows: Vec<SelectionRow> = selection
         .scores
         .iter()
         .map(|s| SelectionRow {
             horizon: s.horizon,
-            seed,
-            episodes,
+            seed: flags.seed,
+            episodes: flags.episodes,
             success_rate: s.success_rate,
             mean_return: s.mean_return,
             std_return: s.std_return,
@@ -447,10 +472,12 @@ fn save_record(data: &ekvae_envs::Dataset, path: &Path, size: usize) -> Result<(
     Ok(())
 }
 
-/// What a failed run names: the run directory, or the true model of `env`.
+/// What a failed run names: the run directory, or the true model of `env` (of the pendulum:
+/// "true model").
 fn planner_context(args: &MpcArgs, env: &str) -> String {
     match &args.run {
         Some(dir) => format!("--run {}", dir.display()),
+        None if env == ekvae_model::train::PENDULUM => "true model".into(),
         None => format!("true model of {env}"),
     }
 }
@@ -511,33 +538,22 @@ pub fn run_task_cli(args: &MpcArgs, env: &str) -> Result<TaskRun> {
             }
         }
     };
-    let chosen = match &selection {
-        Some(flags) => {
-            let chosen = run_selection(flags, &mut |horizon, seed, episodes| {
-                let c = TaskConfig { horizon: Some(horizon), seed, episodes, ..config.clone() };
-                let r = run_task(task.as_ref(), &c, &planner, &mut |_, _| {})?;
-                Ok(HorizonScore {
-                    horizon,
-                    success_rate: r.success_rate,
-                    mean_return: r.mean_return,
-                    std_return: r.std_return,
-                })
-            })
-            .with_context(|| planner_context(args, env))?;
-            config.horizon = Some(chosen.horizon);
-            Some((chosen, flags.1, flags.2))
-        }
-        None => None,
-    };
-    let bar = output_and_bar(args)?;
-    if let Some((chosen, seed, episodes)) = &chosen {
-        write_selection(&args.out, chosen, *seed, *episodes)?;
+    let context = planner_context(args, env);
+    let chosen = run_selection(selection, &context, &mut |horizon, seed, episodes| {
+        let c = TaskConfig { horizon: Some(horizon), seed, episodes, ..config.clone() };
+        let r = run_task(task.as_ref(), &c, &planner, &mut |_, _| {})?;
+        Ok((r.success_rate, r.mean_return, r.std_return))
+    })?;
+    if let Some(c) = &chosen {
+        config.horizon = Some(c.selection.horizon);
     }
+    let bar = output_and_bar(args)?;
+    write_selection(&args.out, chosen.as_ref())?;
     let result = run_task(task.as_ref(), &config, &planner, &mut |_, ret| {
         bar.set_message(format!("{ret:.1}"));
         bar.inc(1);
     })
-    .with_context(|| planner_context(args, env))?;
+    .context(context)?;
     bar.finish();
     write_task(&args.out, &result, task.system().as_ref(), args.gif_size)?;
     if let Some((path, size)) = &record {
@@ -621,37 +637,22 @@ pub fn run(args: MpcArgs) -> Result<SwingUp> {
     let planner = args.planner()?;
     let selection = selection_flags(&args)?;
     let record = prepare_record(&args, config.steps, 1)?;
-    let context = || match &args.run {
-        Some(dir) => format!("--run {}", dir.display()),
-        None => "true model".into(),
-    };
-    let chosen = match &selection {
-        Some(flags) => {
-            let chosen = run_selection(flags, &mut |horizon, seed, episodes| {
-                let c = SwingUpConfig { horizon: Some(horizon), seed, episodes, ..config.clone() };
-                let r = run_swingup(&c, &planner, &mut |_, _| {})?;
-                Ok(HorizonScore {
-                    horizon,
-                    success_rate: r.success_rate,
-                    mean_return: r.mean_return,
-                    std_return: r.std_return,
-                })
-            })
-            .with_context(context)?;
-            config.horizon = Some(chosen.horizon);
-            Some((chosen, flags.1, flags.2))
-        }
-        None => None,
-    };
-    let bar = output_and_bar(&args)?;
-    if let Some((chosen, seed, episodes)) = &chosen {
-        write_selection(&args.out, chosen, *seed, *episodes)?;
+    let context = planner_context(&args, &env);
+    let chosen = run_selection(selection, &context, &mut |horizon, seed, episodes| {
+        let c = SwingUpConfig { horizon: Some(horizon), seed, episodes, ..config.clone() };
+        let r = run_swingup(&c, &planner, &mut |_, _| {})?;
+        Ok((r.success_rate, r.mean_return, r.std_return))
+    })?;
+    if let Some(c) = &chosen {
+        config.horizon = Some(c.selection.horizon);
     }
+    let bar = output_and_bar(&args)?;
+    write_selection(&args.out, chosen.as_ref())?;
     let result = run_swingup(&config, &planner, &mut |_, ret| {
         bar.set_message(format!("{ret:.1}"));
         bar.inc(1);
     })
-    .with_context(context)?;
+    .context(context)?;
     bar.finish();
     write_swingup(&args.out, &result, args.gif_size)?;
     if let Some((path, size)) = &record {

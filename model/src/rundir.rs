@@ -209,9 +209,14 @@ impl RunState {
                 .ok_or_else(|| format!("{ptr} is not finite"))?;
         }
         // Model fields added after runs were made take their defaults, as in config.toml
-        // (crate::train::ADDED_LATER): a state without `image_channels` is grayscale.
+        // ([`crate::train::ADDED_LATER`]): a state without `image_channels` is grayscale.
         if let Some(model) = value.get_mut("model").and_then(serde_json::Value::as_object_mut) {
-            model.entry("image_channels").or_insert(serde_json::json!(1));
+            let defaults = serde_json::to_value(EkvaeConfig::new()).map_err(|e| e.to_string())?;
+            for field in crate::train::ADDED_LATER.iter().filter_map(|f| f.strip_prefix("model.")) {
+                if let Some(v) = defaults.get(field) {
+                    model.entry(field).or_insert_with(|| v.clone());
+                }
+            }
         }
         serde_json::from_value(value).map_err(|e| e.to_string())
     }
