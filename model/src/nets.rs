@@ -140,15 +140,10 @@ impl Encoder {
         self.forward_blocks(self.to_blocks(x))
     }
 
-    /// Channels C of the frames.
-    pub fn image_channels(&self) -> usize {
-        self.image_channels
-    }
-
     /// The frames in the layout the convolution takes: `[N, C·S, S]` → `[N, C·r², 8, 8]`.
     pub fn to_blocks(&self, x: Tensor<3>) -> Tensor<4> {
-        let [n, cs, s] = x.dims();
-        let (r, c) = (self.factor, cs / s);
+        let [n, _, s] = x.dims();
+        let (r, c) = (self.factor, self.image_channels);
         if x.is_require_grad() || r == 1 {
             return pixel_unshuffle(x.reshape([n, c, s, s]), r);
         }
@@ -161,11 +156,11 @@ impl Encoder {
     /// [`to_blocks`](Self::to_blocks) of frames that are data, as plain values in the
     /// frames' float type: `[N, C·S, S]` → `[N, C·r², 8, 8]`, row-major.
     pub fn block_values(&self, x: Tensor<3>) -> Values {
-        let [n, cs, s] = x.dims();
+        let [n, _, s] = x.dims();
         let r = self.factor;
         // Each channel plane is unshuffled on its own: [N·C, S, S] → [N·C, r², 8, 8], which in
         // memory is [N, C·r², 8, 8].
-        let planes = n * (cs / s);
+        let planes = n * self.image_channels;
         match Values::read(x) {
             Values::F32(v) => Values::F32(unshuffle_values(&v, planes, s, r)),
             Values::F64(v) => Values::F64(unshuffle_values(&v, planes, s, r)),
