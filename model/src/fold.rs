@@ -172,7 +172,8 @@ pub fn fold_diagnostic(model: &Ekvae) -> Result<Winding> {
 /// The fold diagnostic on another system: its goal state ([`System::goal_state`]) with the
 /// angle coordinate ([`System::angle_coordinate`]) turned through [`FOLD_ANGLES`] values of one
 /// revolution, rendered, encoded, and the winding of the encoder means. `None` when the system
-/// has no angle or no goal state.
+/// has no angle or no goal state, or draws other channels than the model reads (it cannot show
+/// the model its frames).
 ///
 /// [`System::goal_state`]: ekvae_envs::System::goal_state
 /// [`System::angle_coordinate`]: ekvae_envs::System::angle_coordinate
@@ -185,11 +186,7 @@ pub fn fold_diagnostic_of(
     };
     let (s, c) = (model.image_size(), model.image_channels());
     if system.channels() != c {
-        return Err(Error::ShapeMismatch(format!(
-            "{} draws {} channel(s) per pixel but the model reads {c}",
-            system.id(),
-            system.channels()
-        )));
+        return Ok(None);
     }
     let n = FOLD_ANGLES;
     let mut frames = Vec::with_capacity(n * s * s * c);

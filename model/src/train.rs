@@ -660,14 +660,10 @@ impl Trainer {
         // The fold diagnostic: the pendulum's, or that of a built-in system with an angle (the
         // cart-pole's pole) that draws the frames the model reads; others get winding 0,
         // clearance NaN.
-        let channels = inference_model.image_channels();
-        let fold = if self.config.env == PENDULUM && channels == 1 {
+        let fold = if self.config.env == PENDULUM && inference_model.image_channels() == 1 {
             crate::fold::fold_diagnostic(&inference_model)?
         } else {
-            let system = ekvae_envs::Registry::builtin()
-                .get(&self.config.env)
-                .ok()
-                .filter(|s| s.channels() == channels);
+            let system = ekvae_envs::Registry::builtin().get(&self.config.env).ok();
             system
                 .map(|s| crate::fold::fold_diagnostic_of(&inference_model, s.as_ref()))
                 .transpose()?

@@ -322,7 +322,7 @@ pub fn evaluate_with(
             if model.image_channels() == 1 {
                 fold = Some(ekvae_model::fold::fold_diagnostic(&model)?);
             }
-        } else if sys.channels() == model.image_channels() {
+        } else {
             fold = ekvae_model::fold::fold_diagnostic_of(&model, sys.as_ref())?;
         }
     }
